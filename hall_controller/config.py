@@ -1,0 +1,586 @@
+"""Hall configuration: YAML on disk, frozen dataclasses in memory.
+
+Validation collects every problem with the file, the dotted field path and what is wrong, so an
+IT person can fix a config in one pass instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+ROLES = ("kiosk", "window", "tablet", "display", "admin")
+DEVICE_KINDS = ("controller", "led", "keypad", "card_reader", "printer", "speaker", "camera")
+PRIORITY_CLASSES = ("appointment", "green", "elderly", "normal")
+POSITIONS = ("综合接待岗", "法律咨询岗", "法律援助岗", "人民调解岗", "公证岗", "司法鉴定岗", "值班律师岗", "其他")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_PREFIX_RE = re.compile(r"^[A-Z]$")
+_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_TIME_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_SPAN_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+PIN_ITERATIONS = 60_000
+
+
+class ConfigError(ValueError):
+    """One or more problems in a hall config; `problems` lists (field, message)."""
+
+    def __init__(self, file: str, problems: list[tuple[str, str]]):
+        self.file = file
+        self.problems = problems
+        self.field = problems[0][0] if problems else ""
+        self.message = problems[0][1] if problems else ""
+        lines = [f"{file}: {fld}: {msg}" for fld, msg in problems]
+        super().__init__("invalid hall config\n" + "\n".join(lines))
+
+
+@dataclass(frozen=True)
+class PriorityPolicy:
+    appointment: bool = True
+    green_channel: bool = False
+    elderly: bool = True
+
+
+@dataclass(frozen=True)
+class Service:
+    code: str
+    prefix: str
+    name: str
+    time_limit_minutes: int
+    priority: PriorityPolicy
+    materials: tuple[str, ...]
+    category: str
+
+
+@dataclass(frozen=True)
+class WindowService:
+    service: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Window:
+    number: int
+    name: str
+    services: tuple[WindowService, ...]
+    devices: tuple[str, ...]
+
+    def weight_of(self, service: str) -> int | None:
+        for ws in self.services:
+            if ws.service == service:
+                return ws.weight
+        return None
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: str
+    job_number: str
+    name: str
+    position: str
+    pin_hash: str
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    id: str
+    role: str
+    window: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    kind: str
+    profile: str
+    url: str
+    address: int | None = None
+    window: int | None = None
+    kiosk: str | None = None
+    bus: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Queue rules (DESIGN §4); all durations in minutes unless named otherwise."""
+
+    elderly_age: int = 60
+    priority_ratio: int = 3
+    max_recalls: int = 3
+    reinstate_minutes: int = 30
+    appointment_early_minutes: int = 30
+    appointment_late_minutes: int = 15
+    time_limit_warn_ratio: float = 0.8
+    day_reset: time = time(0, 0)
+    recent_calls: int = 10
+    rating_minutes: int = 3
+
+
+@dataclass(frozen=True)
+class HallConfig:
+    hall_id: str
+    hall_code: str
+    name: str
+    district: str
+    timezone: str
+    opening_hours: dict[str, tuple[tuple[time, time], ...]]
+    rules: Rules
+    services: tuple[Service, ...]
+    windows: tuple[Window, ...]
+    staff: tuple[Staff, ...]
+    clients: tuple[ClientConfig, ...]
+    devices: tuple[DeviceConfig, ...]
+    database: str
+    mqtt_listen: str | None
+    mqtt_url: str | None
+    upstream_url: str | None
+    upstream_token: str | None
+    emulator_control: str | None
+    profiles_dir: str | None
+    credentials_path: str
+    secret_path: str
+    source: str = "<memory>"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def service(self, code: str) -> Service:
+        for s in self.services:
+            if s.code == code:
+                return s
+        raise KeyError(code)
+
+    def window(self, number: int) -> Window:
+        for w in self.windows:
+            if w.number == number:
+                return w
+        raise KeyError(number)
+
+    def staff_member(self, staff_id: str) -> Staff | None:
+        for s in self.staff:
+            if s.id == staff_id or s.job_number == staff_id:
+                return s
+        return None
+
+
+# --- PIN hashing -------------------------------------------------------------------------------
+
+def hash_pin(pin: str, *, salt: bytes | None = None, iterations: int = PIN_ITERATIONS) -> str:
+    """PBKDF2 so a leaked config does not reveal clerks' PINs."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${salt.hex()}${digest.hex()}"
+
+
+def verify_pin(pin: str, pin_hash: str) -> bool:
+    try:
+        algo, iterations, salt_hex, digest_hex = pin_hash.split("$")
+    except ValueError:
+        return False
+    if algo != "pbkdf2_sha256":
+        return False
+    digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), bytes.fromhex(salt_hex), int(iterations))
+    return hmac.compare_digest(digest.hex(), digest_hex)
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+class _Checker:
+    """Collects problems while walking the raw YAML tree."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append((path, message))
+
+    def mapping(self, value: Any, path: str) -> dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.add(path, f"must be a mapping, got {type(value).__name__}")
+            return {}
+        return value
+
+    def seq(self, value: Any, path: str) -> list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.add(path, f"must be a list, got {type(value).__name__}")
+            return []
+        return value
+
+    def string(self, raw: dict, key: str, path: str, *, required: bool = True, default: str | None = None,
+               pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
+        value = raw.get(key, default)
+        if value is None:
+            if required:
+                self.add(f"{path}.{key}", "is required")
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            self.add(f"{path}.{key}", f"must be a non-empty string, got {value!r}")
+            return None
+        if pattern and not pattern.match(value):
+            self.add(f"{path}.{key}", f"{value!r} is not valid{': ' + hint if hint else ''}")
+            return None
+        return value
+
+    def integer(self, raw: dict, key: str, path: str, *, default: int | None = None, minimum: int | None = None,
+                maximum: int | None = None, required: bool = False) -> int | None:
+        value = raw.get(key, default)
+        if value is None:
+            if required:
+                self.add(f"{path}.{key}", "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(f"{path}.{key}", f"must be an integer, got {value!r}")
+            return None
+        if minimum is not None and value < minimum:
+            self.add(f"{path}.{key}", f"must be at least {minimum}, got {value}")
+            return None
+        if maximum is not None and value > maximum:
+            self.add(f"{path}.{key}", f"must be at most {maximum}, got {value}")
+            return None
+        return value
+
+    def boolean(self, raw: dict, key: str, path: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.add(f"{path}.{key}", f"must be true or false, got {value!r}")
+            return default
+        return value
+
+    def clock_time(self, raw: dict, key: str, path: str, default: str) -> time:
+        value = raw.get(key, default)
+        if not isinstance(value, str) or not _TIME_RE.match(value):
+            self.add(f"{path}.{key}", f"must be a time HH:MM (00:00–23:59), got {value!r}")
+            return time(0, 0)
+        hh, mm = value.split(":")
+        return time(int(hh), int(mm))
+
+    def unknown_keys(self, raw: dict, allowed: set[str], path: str) -> None:
+        for key in raw:
+            if key not in allowed:
+                self.add(f"{path}.{key}" if path else str(key),
+                         f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _parse_span(text: Any, path: str, chk: _Checker) -> tuple[time, time] | None:
+    if not isinstance(text, str) or not _SPAN_RE.match(text):
+        chk.add(path, f"must be a span HH:MM-HH:MM, got {text!r}")
+        return None
+    start_s, end_s = text.split("-")
+    start = time(int(start_s[:2]), int(start_s[3:]))
+    end = time(23, 59, 59, 999999) if end_s == "24:00" else time(int(end_s[:2]), int(end_s[3:]))
+    if int(end_s[:2]) == 24 and end_s != "24:00":
+        chk.add(path, f"end time {end_s!r} is past 24:00")
+        return None
+    if end <= start:
+        chk.add(path, f"span {text!r} ends before it starts")
+        return None
+    return start, end
+
+
+def _opening_hours(raw: Any, chk: _Checker) -> dict[str, tuple[tuple[time, time], ...]]:
+    path = "hall.opening_hours"
+    if raw is None:
+        raw = "00:00-24:00"
+    if isinstance(raw, (str, list)):
+        raw = {day: raw for day in WEEKDAYS}
+    raw = chk.mapping(raw, path)
+    hours: dict[str, tuple[tuple[time, time], ...]] = {}
+    for day, spans in raw.items():
+        if day not in WEEKDAYS:
+            chk.add(f"{path}.{day}", f"unknown weekday (use {', '.join(WEEKDAYS)})")
+            continue
+        if spans in (None, "closed"):
+            hours[day] = ()
+            continue
+        span_list = spans if isinstance(spans, list) else [spans]
+        parsed = [_parse_span(s, f"{path}.{day}", chk) for s in span_list]
+        hours[day] = tuple(p for p in parsed if p)
+    for day in WEEKDAYS:
+        hours.setdefault(day, ())
+    return hours
+
+
+def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
+    """Validate a raw YAML tree; raise ConfigError listing every problem found."""
+    chk = _Checker()
+    base_dir = base_dir or Path.cwd()
+    root = chk.mapping(data, "(top level)")
+    chk.unknown_keys(root, {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database",
+                            "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file"}, "")
+
+    hall = chk.mapping(root.get("hall"), "hall")
+    if "hall" not in root:
+        chk.add("hall", "is required")
+    chk.unknown_keys(hall, {"id", "code", "name", "district", "timezone", "opening_hours"}, "hall")
+    hall_id = chk.string(hall, "id", "hall", pattern=re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$"),
+                         hint="lowercase letters, digits, - and _ (used in MQTT topics)") or "invalid"
+    tz_name = chk.string(hall, "timezone", "hall", default="Asia/Shanghai") or "Asia/Shanghai"
+    try:
+        ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        chk.add("hall.timezone", f"unknown time zone {tz_name!r} (e.g. Asia/Shanghai)")
+        tz_name = "Asia/Shanghai"
+
+    raw_rules = chk.mapping(root.get("rules"), "rules")
+    chk.unknown_keys(raw_rules, {f for f in Rules.__dataclass_fields__}, "rules")
+    ratio = raw_rules.get("time_limit_warn_ratio", 0.8)
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
+        chk.add("rules.time_limit_warn_ratio", f"must be a number between 0 and 1, got {ratio!r}")
+        ratio = 0.8
+    rules = Rules(
+        elderly_age=chk.integer(raw_rules, "elderly_age", "rules", default=60, minimum=50, maximum=120) or 60,
+        priority_ratio=chk.integer(raw_rules, "priority_ratio", "rules", default=3, minimum=1, maximum=100) or 3,
+        max_recalls=chk.integer(raw_rules, "max_recalls", "rules", default=3, minimum=0, maximum=20) or 0,
+        reinstate_minutes=chk.integer(raw_rules, "reinstate_minutes", "rules", default=30, minimum=0) or 0,
+        appointment_early_minutes=chk.integer(raw_rules, "appointment_early_minutes", "rules", default=30,
+                                              minimum=0) or 0,
+        appointment_late_minutes=chk.integer(raw_rules, "appointment_late_minutes", "rules", default=15,
+                                             minimum=0) or 0,
+        time_limit_warn_ratio=float(ratio),
+        day_reset=chk.clock_time(raw_rules, "day_reset", "rules", "00:00"),
+        recent_calls=chk.integer(raw_rules, "recent_calls", "rules", default=10, minimum=1, maximum=50) or 10,
+        rating_minutes=chk.integer(raw_rules, "rating_minutes", "rules", default=3, minimum=0, maximum=60) or 0,
+    )
+
+    services: list[Service] = []
+    seen_codes: dict[str, int] = {}
+    seen_prefixes: dict[str, str] = {}
+    raw_services = chk.seq(root.get("services"), "services")
+    if not raw_services:
+        chk.add("services", "at least one service is required")
+    for i, raw in enumerate(raw_services):
+        path = f"services[{i}]"
+        raw = chk.mapping(raw, path)
+        chk.unknown_keys(raw, {"code", "prefix", "name", "time_limit_minutes", "priority", "materials",
+                               "category"}, path)
+        code = chk.string(raw, "code", path, pattern=_CODE_RE, hint="lowercase identifier like legal_aid")
+        if code:
+            path = f"services[{i}] ({code})"
+            if code in seen_codes:
+                chk.add(f"{path}.code", f"duplicate service code {code!r} (also services[{seen_codes[code]}])")
+            seen_codes[code] = i
+        prefix = chk.string(raw, "prefix", path, pattern=_PREFIX_RE, hint="one capital letter A–Z")
+        if prefix:
+            if prefix in seen_prefixes:
+                chk.add(f"{path}.prefix", f"duplicate prefix {prefix!r} (already used by {seen_prefixes[prefix]!r})")
+            seen_prefixes[prefix] = code or "?"
+        name = chk.string(raw, "name", path)
+        limit = chk.integer(raw, "time_limit_minutes", path, default=30, minimum=1, maximum=24 * 60)
+        pol = chk.mapping(raw.get("priority"), f"{path}.priority")
+        chk.unknown_keys(pol, {"appointment", "green_channel", "elderly"}, f"{path}.priority")
+        policy = PriorityPolicy(
+            appointment=chk.boolean(pol, "appointment", f"{path}.priority", True),
+            green_channel=chk.boolean(pol, "green_channel", f"{path}.priority", False),
+            elderly=chk.boolean(pol, "elderly", f"{path}.priority", True),
+        )
+        materials = chk.seq(raw.get("materials"), f"{path}.materials")
+        for j, m in enumerate(materials):
+            if not isinstance(m, str) or not m.strip():
+                chk.add(f"{path}.materials[{j}]", f"must be a non-empty string, got {m!r}")
+        category = raw.get("category", code or "")
+        if code and prefix and name and limit:
+            services.append(Service(code, prefix, name, limit, policy,
+                                    tuple(m for m in materials if isinstance(m, str)), str(category)))
+
+    device_ids: dict[str, DeviceConfig] = {}
+    devices: list[DeviceConfig] = []
+    for i, raw in enumerate(chk.seq(root.get("devices"), "devices")):
+        path = f"devices[{i}]"
+        raw = chk.mapping(raw, path)
+        chk.unknown_keys(raw, {"id", "kind", "profile", "url", "address", "window", "kiosk", "bus", "options"}, path)
+        dev_id = chk.string(raw, "id", path)
+        if dev_id:
+            path = f"devices[{i}] ({dev_id})"
+        kind = chk.string(raw, "kind", path)
+        if kind and kind not in DEVICE_KINDS:
+            chk.add(f"{path}.kind", f"unknown device kind {kind!r} (one of {', '.join(DEVICE_KINDS)})")
+            kind = None
+        profile = chk.string(raw, "profile", path)
+        url = chk.string(raw, "url", path, required=kind not in ("led", "keypad"), default=None)
+        address = chk.integer(raw, "address", path, minimum=0, maximum=255, required=kind in ("led", "keypad"))
+        window = chk.integer(raw, "window", path, minimum=1)
+        bus = raw.get("bus")
+        if kind in ("led", "keypad") and not bus:
+            chk.add(f"{path}.bus", "is required for LED screens and keypads (the controller id)")
+        options = chk.mapping(raw.get("options"), f"{path}.options")
+        if dev_id in device_ids:
+            chk.add(f"{path}.id", f"duplicate device id {dev_id!r}")
+        if dev_id and kind and profile:
+            dev = DeviceConfig(dev_id, kind, profile, url or "", address, window, raw.get("kiosk"), bus, dict(options))
+            device_ids[dev_id] = dev
+            devices.append(dev)
+    for dev in devices:
+        if dev.bus and (dev.bus not in device_ids or device_ids[dev.bus].kind != "controller"):
+            chk.add(f"devices ({dev.id}).bus", f"{dev.bus!r} is not a controller device in this config")
+
+    windows: list[Window] = []
+    seen_windows: set[int] = set()
+    raw_windows = chk.seq(root.get("windows"), "windows")
+    if not raw_windows:
+        chk.add("windows", "at least one window is required")
+    for i, raw in enumerate(raw_windows):
+        path = f"windows[{i}]"
+        raw = chk.mapping(raw, path)
+        chk.unknown_keys(raw, {"number", "name", "services", "devices"}, path)
+        number = chk.integer(raw, "number", path, minimum=1, maximum=999, required=True)
+        if number is not None:
+            path = f"windows[{i}] (window {number})"
+            if number in seen_windows:
+                chk.add(f"{path}.number", f"duplicate window number {number}")
+            seen_windows.add(number)
+        wservices: list[WindowService] = []
+        raw_ws = chk.seq(raw.get("services"), f"{path}.services")
+        if not raw_ws:
+            chk.add(f"{path}.services", "a window must serve at least one service")
+        for j, item in enumerate(raw_ws):
+            spath = f"{path}.services[{j}]"
+            if isinstance(item, str):
+                item = {"service": item}
+            item = chk.mapping(item, spath)
+            code = chk.string(item, "service", spath)
+            weight = chk.integer(item, "weight", spath, default=max(1, 10 - j), minimum=1, maximum=1000)
+            if code and code not in seen_codes:
+                chk.add(f"{spath}.service", f"unknown service {code!r} (known: {', '.join(seen_codes) or 'none'})")
+            elif code and any(ws.service == code for ws in wservices):
+                chk.add(f"{spath}.service", f"service {code!r} listed twice for this window")
+            elif code and weight:
+                wservices.append(WindowService(code, weight))
+        wdevices = chk.seq(raw.get("devices"), f"{path}.devices")
+        for dev_id in wdevices:
+            if dev_id not in device_ids:
+                chk.add(f"{path}.devices", f"unknown device {dev_id!r}")
+        if number is not None:
+            windows.append(Window(number, str(raw.get("name") or f"{number}号窗口"), tuple(wservices),
+                                  tuple(str(d) for d in wdevices)))
+    for dev in devices:
+        if dev.window is not None and dev.window not in seen_windows:
+            chk.add(f"devices ({dev.id}).window", f"window {dev.window} is not defined")
+
+    staff: list[Staff] = []
+    seen_staff: set[str] = set()
+    for i, raw in enumerate(chk.seq(root.get("staff"), "staff")):
+        path = f"staff[{i}]"
+        raw = chk.mapping(raw, path)
+        chk.unknown_keys(raw, {"id", "job_number", "name", "position", "pin_hash"}, path)
+        sid = chk.string(raw, "id", path)
+        if sid:
+            path = f"staff[{i}] ({sid})"
+        job = chk.string(raw, "job_number", path, pattern=re.compile(r"^\d{1,8}$"), hint="digits only (keypad login)")
+        name = chk.string(raw, "name", path)
+        position = chk.string(raw, "position", path)
+        if position and position not in POSITIONS:
+            chk.add(f"{path}.position", f"unknown position {position!r} (one of {', '.join(POSITIONS)})")
+        pin_hash = chk.string(raw, "pin_hash", path)
+        if pin_hash and not pin_hash.startswith("pbkdf2_sha256$"):
+            chk.add(f"{path}.pin_hash", "must be a pbkdf2_sha256 hash (use `hallctl hash-pin`)")
+        for key in (sid, job):
+            if key and key in seen_staff:
+                chk.add(path, f"duplicate staff id or job number {key!r}")
+            if key:
+                seen_staff.add(key)
+        if sid and job and name and position and pin_hash:
+            staff.append(Staff(sid, job, name, position, pin_hash))
+
+    clients: list[ClientConfig] = []
+    seen_clients: set[str] = set()
+    for i, raw in enumerate(chk.seq(root.get("clients"), "clients")):
+        path = f"clients[{i}]"
+        raw = chk.mapping(raw, path)
+        chk.unknown_keys(raw, {"id", "role", "window"}, path)
+        cid = chk.string(raw, "id", path, pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"),
+                         hint="letters, digits, - and _ (no MQTT wildcards)")
+        if cid:
+            path = f"clients[{i}] ({cid})"
+        role = chk.string(raw, "role", path)
+        if role and role not in ROLES:
+            chk.add(f"{path}.role", f"unknown role {role!r} (one of {', '.join(ROLES)})")
+            role = None
+        window = chk.integer(raw, "window", path, minimum=1)
+        if role in ("window", "tablet") and window is None:
+            chk.add(f"{path}.window", f"is required for role {role!r}")
+        if window is not None and window not in seen_windows:
+            chk.add(f"{path}.window", f"window {window} is not defined")
+        if cid in seen_clients:
+            chk.add(f"{path}.id", f"duplicate client id {cid!r}")
+        if cid:
+            seen_clients.add(cid)
+        if cid and role:
+            clients.append(ClientConfig(cid, role, window))
+
+    db = root.get("database", "sqlite:///hall.db")
+    if not isinstance(db, str) or "://" not in db:
+        chk.add("database", f"must be an SQLAlchemy URL like sqlite:///hall.db, got {db!r}")
+        db = "sqlite:///hall.db"
+    mqtt = chk.mapping(root.get("mqtt"), "mqtt")
+    chk.unknown_keys(mqtt, {"listen", "url"}, "mqtt")
+    upstream = chk.mapping(root.get("upstream"), "upstream")
+    chk.unknown_keys(upstream, {"url", "token"}, "upstream")
+    emulator = chk.mapping(root.get("emulator"), "emulator")
+    if mqtt.get("listen") is not None:
+        _check_hostport(mqtt["listen"], "mqtt.listen", chk)
+    opening_hours = _opening_hours(hall.get("opening_hours"), chk)
+    if chk.problems:
+        raise ConfigError(source, chk.problems)
+
+    def rel(p: str) -> str:
+        return str((base_dir / p).resolve()) if not Path(p).is_absolute() else p
+
+    if db.startswith("sqlite:///") and not db.startswith("sqlite:////") and db != "sqlite:///:memory:":
+        db = "sqlite:///" + rel(db[len("sqlite:///"):])
+    return HallConfig(
+        hall_id=hall_id, hall_code=str(hall.get("code") or hall_id), name=str(hall.get("name") or hall_id),
+        district=str(hall.get("district") or ""), timezone=tz_name,
+        opening_hours=opening_hours, rules=rules,
+        services=tuple(services), windows=tuple(windows), staff=tuple(staff), clients=tuple(clients),
+        devices=tuple(devices), database=db, mqtt_listen=mqtt.get("listen"), mqtt_url=mqtt.get("url"),
+        upstream_url=upstream.get("url"), upstream_token=upstream.get("token"),
+        emulator_control=emulator.get("control"),
+        profiles_dir=rel(root["profiles_dir"]) if root.get("profiles_dir") else None,
+        credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
+        secret_path=rel(str(root.get("secret_file") or "hall.secret")),
+        source=source,
+    )
+
+
+def _check_hostport(value: Any, path: str, chk: _Checker) -> None:
+    if not isinstance(value, str) or ":" not in value or not value.rsplit(":", 1)[1].isdigit():
+        chk.add(path, f"must be HOST:PORT, got {value!r}")
+
+
+def load_config(path: str | Path) -> HallConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc.strerror or exc}")]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from exc
+    return parse_config(data, str(path), path.parent.resolve())
+
+
+def sample_config_text() -> str:
+    """The demo hall of DESIGN §9, with fresh PIN hashes for the demo PIN 1234."""
+    template = resources.files("hall_controller").joinpath("sample_hall.yaml").read_text(encoding="utf-8")
+    pin = hash_pin("1234", iterations=20_000)
+    return template.replace("__DEMO_PIN_HASH__", pin)

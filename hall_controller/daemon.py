@@ -1,0 +1,177 @@
+"""The hall daemon process: wires config, store, service, clock, broker, bus bridge and the rest.
+
+Parts are started in dependency order and stopped in reverse; each later part (devices, upstream)
+is optional so the core runs on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from . import __version__
+from .clock import SystemClock
+from .config import HallConfig, load_config
+from .service import HallService
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+
+
+def load_or_create_secret(path: str) -> bytes:
+    """Per-hall key for hashing ID numbers; created once, readable by the daemon only."""
+    p = Path(path)
+    if p.exists():
+        return bytes.fromhex(p.read_text().strip())
+    p.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key
+
+
+@dataclass
+class DaemonOptions:
+    db_url: str | None = None
+    mqtt_listen: str | None = None
+    mqtt_url: str | None = None
+    upstream_url: str | None = None
+    device_urls: dict[str, str] = field(default_factory=dict)   # device id -> url (overrides "emulated")
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class HallDaemon:
+    def __init__(self, config: HallConfig, options: DaemonOptions | None = None, *, clock: Any = None,
+                 config_path: str | None = None):
+        self.config = config
+        self.options = options or DaemonOptions()
+        self.clock = clock or SystemClock()
+        self.config_path = config_path
+        self.store: Store | None = None
+        self.service: HallService | None = None
+        self.broker = None
+        self.bridge = None
+        self.mqtt_address: tuple[str, int] | None = None
+        self._parts: list[Any] = []
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        from .upstream.records import build_service_record
+
+        url = self.options.db_url or self.config.database
+        secret = load_or_create_secret(self.config.secret_path)
+        limits = {s.code: s.time_limit_minutes * 60 for s in self.config.services}
+
+        def record_builder(ticket: dict[str, Any]) -> dict[str, Any]:
+            return build_service_record(ticket, self.config.hall_code,
+                                        time_limit_seconds=limits.get(ticket["service"]))
+
+        self.store = Store(url, record_builder=record_builder)
+        loader = (lambda: load_config(self.config_path)) if self.config_path else None
+        self.service = HallService(self.config, self.store, self.clock, secret=secret, config_loader=loader)
+        self._start_bus()
+        self._ticker = threading.Thread(target=self._tick_loop, name="hall-clock", daemon=True)
+        self._ticker.start()
+        log.info("hall %s (%s) serving, database %s", self.config.hall_id, self.config.name, _safe_url(url))
+
+    def _start_bus(self) -> None:
+        listen = self.options.mqtt_listen or (None if self.options.mqtt_url else self.config.mqtt_listen)
+        mqtt_url = self.options.mqtt_url or (None if self.options.mqtt_listen else self.config.mqtt_url)
+        if not listen and not mqtt_url:
+            log.warning("no MQTT broker configured: the daemon serves no clients")
+            return
+        from .bus.bridge import MqttBridge
+        from .bus.broker import EmbeddedBroker
+        from .bus.credentials import DAEMON_CLIENT_ID, CredentialStore
+
+        credentials = CredentialStore(self.config.credentials_path)
+        if listen:
+            host, port = split_hostport(listen)
+            self.broker = EmbeddedBroker(host, port, credentials, hall_id=self.config.hall_id)
+            self.broker.start()
+            self.mqtt_address = (host, self.broker.port)
+            # The daemon's own account on its own broker: a fresh password each start.
+            username = DAEMON_CLIENT_ID
+            password = credentials.add_or_reset(DAEMON_CLIENT_ID, "daemon")
+        else:
+            parts = urlsplit(mqtt_url)
+            self.mqtt_address = (parts.hostname or "127.0.0.1", parts.port or 1883)
+            username, password = parts.username or DAEMON_CLIENT_ID, parts.password or ""
+        assert self.service is not None
+        self.bridge = MqttBridge(self.service, self.config.hall_id, self.mqtt_address[0], self.mqtt_address[1],
+                                 username, password, credentials, version=__version__)
+        self.bridge.start()
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            try:
+                assert self.service is not None
+                self.service.tick()
+            except Exception:
+                log.exception("clock tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join(timeout=5)
+        for part in (self.bridge, self.broker):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("stopping %s failed", type(part).__name__)
+        if self.store:
+            self.store.close()
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def run_daemon(config_path: str, options: DaemonOptions) -> int:
+    config = load_config(config_path)
+    daemon = HallDaemon(config, options, config_path=config_path)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    daemon.start()
+    if daemon.mqtt_address:
+        log.info("mqtt broker at %s:%d", *daemon.mqtt_address)
+    log.info("ready")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        daemon.stop()
+        log.info("stopped")
+    return 0

@@ -1,0 +1,9 @@
+"""Queue domain: pure rules, no I/O."""
+
+from __future__ import annotations
+
+from .engine import RATING_DIMENSIONS, CardData, Clock, Outcome, QueueEngine
+from .model import ACTIVE, FINAL, STATUSES, DomainError, EngineState, Ticket, WindowState
+
+__all__ = ["ACTIVE", "FINAL", "RATING_DIMENSIONS", "STATUSES", "CardData", "Clock", "DomainError",
+           "EngineState", "Outcome", "QueueEngine", "Ticket", "WindowState"]

@@ -1,0 +1,718 @@
+"""The queue engine: DESIGN §4 as pure code.
+
+Every command takes the current time from the injected clock, mutates the in-memory state and
+returns an `Outcome` (reply + events + what changed). The caller persists the outcome in one
+transaction; if that fails it rebuilds the engine from the store, so the engine never has to undo.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from ..config import HallConfig, Window, verify_pin
+from ..identity import InvalidIdNumber, id_hash, mask_id_number, mask_name, parse_id_number
+from .model import (
+    ACTIVE,
+    CALLED,
+    CANCELLED,
+    FINISHED,
+    NO_SHOW,
+    PRIORITY_RANK,
+    SERVING,
+    WAITING,
+    Appointment,
+    DomainError,
+    EngineState,
+    Holder,
+    Ticket,
+    WindowState,
+    iso,
+)
+from .texts import announcement_text, notice_slip
+
+RATING_DIMENSIONS = ("服务态度", "业务技能", "服务质量", "廉洁从政")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass
+class CardData:
+    """What the ID card reader delivers (clear text, inside the daemon only)."""
+
+    name: str
+    id_number: str
+    sex: str | None = None
+    birth: str | None = None
+
+
+@dataclass
+class Outcome:
+    result: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    new_tickets: set[str] = field(default_factory=set)
+    dirty_tickets: set[str] = field(default_factory=set)
+    dirty_windows: set[int] = field(default_factory=set)
+    dirty_appointments: set[str] = field(default_factory=set)
+    dirty_hall: bool = False
+    closed: list[Ticket] = field(default_factory=list)     # visits completed by this command
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.events or self.new_tickets or self.dirty_tickets or self.dirty_windows
+                    or self.dirty_appointments or self.dirty_hall)
+
+
+class QueueEngine:
+    def __init__(self, config: HallConfig, clock: Clock, state: EngineState | None = None, *,
+                 secret: bytes = b"", new_id: Callable[[], str] | None = None):
+        self.config = config
+        self.clock = clock
+        self.secret = secret
+        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.state = state or EngineState()
+        self._services = {s.code: s for s in config.services}
+        self._windows = {w.number: w for w in config.windows}
+        for number in self._windows:
+            self.state.windows.setdefault(number, WindowState(number))
+        self._out: Outcome | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _begin(self) -> tuple[Outcome, datetime]:
+        self._out = Outcome()
+        now = self.clock.now()
+        self._roll_day(now)
+        return self._out, now
+
+    def _emit(self, type_: str, now: datetime, ticket: Ticket | None = None, window: int | None = None,
+              **extra: Any) -> None:
+        assert self._out is not None
+        self.state.seq += 1
+        event: dict[str, Any] = {"event_id": self.new_id(), "seq": self.state.seq, "ts": iso(now), "type": type_}
+        if ticket is not None:
+            event["ticket"] = ticket.public()
+            event["window"] = window if window is not None else ticket.window
+            self._out.dirty_tickets.add(ticket.id)
+        elif window is not None:
+            event["window"] = window
+        event.update(extra)
+        self._out.events.append(event)
+        self._out.dirty_hall = True
+
+    def _touch_window(self, number: int) -> WindowState:
+        assert self._out is not None
+        self._out.dirty_windows.add(number)
+        return self.state.windows[number]
+
+    def business_day(self, now: datetime) -> str:
+        local = now.astimezone(self.config.tz)
+        reset = self.config.rules.day_reset
+        day = local.date()
+        if (local.hour, local.minute) < (reset.hour, reset.minute):
+            day -= timedelta(days=1)
+        return day.isoformat()
+
+    def _roll_day(self, now: datetime) -> None:
+        day = self.business_day(now)
+        if self.state.day == day:
+            return
+        if not self.state.day:          # first start: nothing to cancel
+            self.state.day, self.state.epoch = day, 0
+            assert self._out is not None
+            self._out.dirty_hall = True
+            return
+        self._reset(now, day, 0, reason="new_day")
+
+    def _reset(self, now: datetime, day: str, epoch: int, reason: str) -> None:
+        cancelled = 0
+        for ticket in list(self.state.tickets.values()):
+            if ticket.status in (WAITING, CALLED, NO_SHOW):
+                if ticket.status == CALLED and ticket.window is not None:
+                    self._touch_window(ticket.window).current = None
+                ticket.status = CANCELLED
+                ticket.outcome = ticket.outcome or ("no_show" if ticket.skipped_at else "cancelled")
+                cancelled += 1
+                self._emit("ticket_cancelled", now, ticket, reason=reason)
+                self._close(ticket, now)
+            elif ticket.status == FINISHED:
+                self._close(ticket, now)
+        self.state.day, self.state.epoch = day, epoch
+        self.state.counters = {}
+        self.state.recent_calls = []
+        self._emit("day_reset", now, day=day, epoch=epoch, cancelled=cancelled, reason=reason)
+
+    def _close(self, ticket: Ticket, now: datetime) -> None:
+        """A visit is complete: it leaves memory and goes to the upstream outbox."""
+        assert self._out is not None
+        ticket.closed_at = now
+        self._out.closed.append(ticket)
+        self.state.tickets.pop(ticket.id, None)
+        self._emit("visit_closed", now, ticket)
+
+    # ------------------------------------------------------------------ lookups
+    def _service(self, code: Any):
+        if not isinstance(code, str) or code not in self._services:
+            raise DomainError("not_found", f"没有该业务：{code}")
+        return self._services[code]
+
+    def _window_cfg(self, number: Any) -> Window:
+        if isinstance(number, bool) or not isinstance(number, int) or number not in self._windows:
+            raise DomainError("not_found", f"没有{number}号窗口")
+        return self._windows[number]
+
+    def _ticket_by_ref(self, ref: Any) -> Ticket:
+        """A ticket in memory by id or by today's number (A001)."""
+        if not isinstance(ref, str) or not ref:
+            raise DomainError("bad_request", "缺少号码")
+        if ref in self.state.tickets:
+            return self.state.tickets[ref]
+        number = ref.strip().upper()
+        for t in self.state.tickets.values():
+            if t.number == number and t.day == self.state.day and t.epoch == self.state.epoch:
+                return t
+        raise DomainError("not_found", f"未找到号码 {ref}")
+
+    def _logged_in(self, number: int) -> WindowState:
+        self._window_cfg(number)
+        win = self.state.windows[number]
+        if win.staff_id is None:
+            raise DomainError("not_logged_in", f"{number}号窗口未登录")
+        return win
+
+    def _current(self, win: WindowState) -> Ticket:
+        if win.current is None or win.current not in self.state.tickets:
+            raise DomainError("conflict", f"{win.number}号窗口当前没有正在办理的号")
+        return self.state.tickets[win.current]
+
+    def window_status(self, number: int) -> str:
+        win = self.state.windows[number]
+        if win.staff_id is None:
+            return "closed"
+        if win.paused:
+            return "paused"
+        if win.current and win.current in self.state.tickets:
+            return "calling" if self.state.tickets[win.current].status == CALLED else "serving"
+        return "idle"
+
+    def is_open(self, now: datetime) -> bool:
+        local = now.astimezone(self.config.tz)
+        spans = self.config.opening_hours[("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]]
+        t = local.time()
+        return any(start <= t <= end for start, end in spans)
+
+    # ------------------------------------------------------------------ kiosk ops
+    def holder_from_card(self, card: CardData, today: date) -> Holder:
+        try:
+            parsed = parse_id_number(card.id_number, today=today)
+        except InvalidIdNumber as exc:
+            raise DomainError("bad_request", str(exc)) from exc
+        return Holder(id_hash(card.id_number, self.secret), mask_id_number(card.id_number), mask_name(card.name),
+                      parsed.birth_date, parsed.sex)
+
+    def issue_ticket(self, service: Any, *, card: CardData | None = None, appointment_code: Any = None,
+                     green: bool = False, green_reason: str | None = None, kiosk: str | None = None) -> Outcome:
+        out, now = self._begin()
+        svc = self._service(service)
+        if not self.is_open(now):
+            raise DomainError("closed", "当前不在服务时间，请在办公时间内取号")
+        holder = self.holder_from_card(card, now.astimezone(self.config.tz).date()) if card else None
+        appointment: Appointment | None = None
+        if appointment_code is not None:
+            appointment = self._appointment_for_checkin(appointment_code, svc.code, now)
+        if holder is not None:
+            for t in self.state.tickets.values():
+                if (t.holder and t.holder.id_hash == holder.id_hash and t.service == svc.code
+                        and t.status in ACTIVE):
+                    self._emit("ticket_reprinted", now, t)
+                    out.result = {"ticket": t.public(), "reprinted": True}
+                    return out
+        priority, due_at, arrival = "normal", None, now
+        late = False
+        if appointment is not None:
+            late = now > appointment.start_at + timedelta(minutes=self.config.rules.appointment_late_minutes)
+            if not late and svc.priority.appointment:
+                priority, due_at, arrival = "appointment", appointment.start_at, min(now, appointment.start_at)
+        if priority == "normal" and green:
+            if not svc.priority.green_channel:
+                raise DomainError("conflict", f"{svc.name}未开通绿色通道")
+            priority = "green"
+        if priority == "normal" and holder is not None and svc.priority.elderly:
+            if holder.age_on(now.astimezone(self.config.tz).date()) >= self.config.rules.elderly_age:
+                priority = "elderly"
+        seq_no = self.state.counters.get(svc.prefix, 0) + 1
+        self.state.counters[svc.prefix] = seq_no
+        ticket = Ticket(
+            id=self.new_id(), number=f"{svc.prefix}{seq_no:03d}", prefix=svc.prefix, seq_no=seq_no,
+            day=self.state.day, epoch=self.state.epoch, service=svc.code, priority=priority, issued_at=now,
+            arrival_at=arrival, due_at=due_at, holder=holder, kiosk=kiosk,
+            appointment_id=appointment.id if appointment else None,
+            green_reason=green_reason if priority == "green" else None,
+        )
+        self.state.tickets[ticket.id] = ticket
+        out.new_tickets.add(ticket.id)
+        if appointment is not None:
+            appointment.status, appointment.ticket_id = "checked_in", ticket.id
+            out.dirty_appointments.add(appointment.id)
+        self._emit("ticket_issued", now, ticket, appointment_late=late if appointment else None)
+        out.result = {"ticket": ticket.public(), "reprinted": False, "waiting_before": self._waiting_before(ticket)}
+        return out
+
+    def _appointment_for_checkin(self, code: Any, service: str, now: datetime) -> Appointment:
+        if not isinstance(code, str) or not code.strip():
+            raise DomainError("bad_request", "预约码格式错误")
+        appt = next((a for a in self.state.appointments.values() if a.code == code.strip()), None)
+        if appt is None or appt.status == "cancelled":
+            raise DomainError("not_found", "未找到该预约")
+        if appt.service != service:
+            raise DomainError("conflict", f"该预约的业务为{self._services[appt.service].name}，请选择对应业务")
+        if appt.status == "checked_in":
+            raise DomainError("conflict", "该预约已签到取号")
+        local_start = appt.start_at.astimezone(self.config.tz)
+        if local_start.date().isoformat() != self.business_day(now):
+            raise DomainError("conflict", f"该预约日期为{local_start:%Y年%m月%d日}，不是今天")
+        opens = appt.start_at - timedelta(minutes=self.config.rules.appointment_early_minutes)
+        if now < opens:
+            raise DomainError("conflict", f"预约时段为{local_start:%H:%M}，请于{opens.astimezone(self.config.tz):%H:%M}后签到")
+        return appt
+
+    def _waiting_before(self, ticket: Ticket) -> int:
+        return sum(1 for t in self.state.tickets.values()
+                   if t.status == WAITING and t.service == ticket.service and t.id != ticket.id
+                   and (t.arrival_at, t.seq_no) < (ticket.arrival_at, ticket.seq_no))
+
+    def reprint(self, ref: Any) -> Outcome:
+        out, now = self._begin()
+        ticket = self._ticket_by_ref(ref)
+        if ticket.status not in ACTIVE:
+            raise DomainError("conflict", f"{ticket.number}号已办结，不能补打")
+        self._emit("ticket_reprinted", now, ticket)
+        out.result = {"ticket": ticket.public(), "reprinted": True}
+        return out
+
+    def add_appointment(self, *, code: str, service: str, start_at: datetime, source: str,
+                        name: str = "", id_number: str | None = None, appointment_id: str | None = None) -> Outcome:
+        out, now = self._begin()
+        self._service(service)
+        if source not in ("online", "phone", "letter", "in_person"):
+            raise DomainError("bad_request", f"未知预约来源 {source}")
+        if not code or any(a.code == code and a.id != appointment_id for a in self.state.appointments.values()):
+            raise DomainError("conflict", f"预约码 {code} 已存在")
+        hashed = None
+        if id_number:
+            try:
+                parse_id_number(id_number)
+            except InvalidIdNumber as exc:
+                raise DomainError("bad_request", str(exc)) from exc
+            hashed = id_hash(id_number, self.secret)
+        appt = Appointment(appointment_id or self.new_id(), code, service, start_at, source, mask_name(name), hashed)
+        self.state.appointments[appt.id] = appt
+        out.dirty_appointments.add(appt.id)
+        self._emit("appointment_added", now, appointment={"id": appt.id, "code": code, "service": service,
+                                                           "start_at": iso(start_at), "source": source})
+        out.result = {"appointment": appt.to_record() | {"id_hash": None}}
+        return out
+
+    # ------------------------------------------------------------------ window ops
+    def login(self, window: int, staff_id: Any, pin: Any = None, *, pin_required: bool = True) -> Outcome:
+        out, now = self._begin()
+        self._window_cfg(window)
+        staff = self.config.staff_member(staff_id) if isinstance(staff_id, str) else None
+        if staff is None or (pin_required and (not isinstance(pin, str) or not verify_pin(pin, staff.pin_hash))):
+            raise DomainError("forbidden", "工号或密码错误")
+        for other in self.state.windows.values():
+            if other.staff_id == staff.id and other.number != window:
+                raise DomainError("conflict", f"{staff.name}已在{other.number}号窗口登录，请先退出")
+        win = self.state.windows[window]
+        if win.staff_id not in (None, staff.id):
+            raise DomainError("conflict", f"{window}号窗口已有工作人员登录")
+        win = self._touch_window(window)
+        win.staff_id = staff.id
+        self._emit("staff_login", now, window=window, staff={"id": staff.id, "name": staff.name,
+                                                             "position": staff.position})
+        out.result = {"window": self.window_view(window)}
+        return out
+
+    def logout(self, window: int) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        if win.current:
+            raise DomainError("conflict", "请先办结或转出当前号再退出")
+        win = self._touch_window(window)
+        staff, win.staff_id, win.paused, win.paused_reason = win.staff_id, None, False, None
+        self._emit("staff_logout", now, window=window, staff={"id": staff})
+        out.result = {"window": self.window_view(window)}
+        return out
+
+    def _eligible(self, win_cfg: Window, ticket: Ticket) -> int | None:
+        """The window's weight for this waiting ticket, or None if the window may not call it."""
+        if ticket.status != WAITING:
+            return None
+        if ticket.target_window is not None:
+            if ticket.target_window != win_cfg.number:
+                return None
+            return win_cfg.weight_of(ticket.service) or max(ws.weight for ws in win_cfg.services)
+        return win_cfg.weight_of(ticket.service)
+
+    def _rank(self, ticket: Ticket, now: datetime) -> tuple[int, datetime]:
+        """Priority rank and ordering time; an appointment counts as such only once its slot is due."""
+        if ticket.priority == "appointment" and ticket.due_at is not None and now < ticket.due_at:
+            return PRIORITY_RANK["normal"], ticket.issued_at
+        return PRIORITY_RANK[ticket.priority], ticket.arrival_at
+
+    def pick_next(self, window: int, now: datetime) -> Ticket | None:
+        """DESIGN §4 calling order; see docs/QUEUE_RULES.md for the table."""
+        win_cfg = self._windows[window]
+        win = self.state.windows[window]
+        best = best_normal = None
+        best_key = best_normal_key = None
+        for t in self.state.tickets.values():
+            weight = self._eligible(win_cfg, t)
+            if weight is None:
+                continue
+            rank, when = self._rank(t, now)
+            key = (rank, -weight, when, t.seq_no, t.id)
+            if best_key is None or key < best_key:
+                best, best_key = t, key
+            if rank == PRIORITY_RANK["normal"] and (best_normal_key is None or key < best_normal_key):
+                best_normal, best_normal_key = t, key
+        if (best is not None and best_key is not None and best_key[0] < PRIORITY_RANK["normal"]
+                and best_normal is not None and win.priority_streak >= self.config.rules.priority_ratio):
+            return best_normal
+        return best
+
+    def call_next(self, window: int, *, finish_current: bool = False) -> Outcome:
+        out, now = self._begin()
+        win = self._ready_window(window, finish_current, now)
+        ticket = self.pick_next(window, now)
+        if ticket is None:
+            out.result = {"ticket": None}
+            return out
+        self._call(win, ticket, now)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def _ready_window(self, window: int, finish_current: bool, now: datetime) -> WindowState:
+        win = self._logged_in(window)
+        if win.paused:
+            raise DomainError("conflict", f"{window}号窗口暂停服务中，请先恢复")
+        if win.current:
+            if not finish_current:
+                raise DomainError("conflict", "请先办结、过号或转出当前号")
+            self._finish(win, self._current(win), now, outcome="completed", note=None)
+        return win
+
+    def _call(self, win: WindowState, ticket: Ticket, now: datetime) -> None:
+        rank, _ = self._rank(ticket, now)
+        win = self._touch_window(win.number)
+        win.priority_streak = 0 if rank == PRIORITY_RANK["normal"] else win.priority_streak + 1
+        win.current = ticket.id
+        ticket.status, ticket.window, ticket.staff_id = CALLED, win.number, win.staff_id
+        ticket.target_window = None
+        ticket.called_at = ticket.called_at or now
+        ticket.last_called_at = now
+        ticket.recall_count = 0
+        if ticket.first_officer is None:
+            ticket.first_officer = win.staff_id
+        self._remember_call(ticket, now)
+        self._emit("ticket_called", now, ticket, win.number,
+                   announcement=announcement_text(ticket.number, win.number))
+
+    def _remember_call(self, ticket: Ticket, now: datetime) -> None:
+        calls = self.state.recent_calls
+        calls.insert(0, {"number": ticket.number, "window": ticket.window, "service": ticket.service,
+                         "at": iso(now), "ticket_id": ticket.id})
+        del calls[self.config.rules.recent_calls:]
+
+    def call_number(self, window: int, number: Any) -> Outcome:
+        out, now = self._begin()
+        win = self._ready_window(window, False, now)
+        ticket = self._ticket_by_ref(number)
+        if ticket.status == NO_SHOW:
+            raise DomainError("conflict", f"{ticket.number}号已过号，请先恢复")
+        if ticket.status != WAITING:
+            raise DomainError("conflict", f"{ticket.number}号当前状态不能呼叫")
+        if self._eligible(self._windows[window], ticket) is None:
+            raise DomainError("conflict", f"{ticket.number}号不属于{window}号窗口的业务")
+        self._call(win, ticket, now)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def recall(self, window: int) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        if ticket.status != CALLED:
+            raise DomainError("conflict", f"{ticket.number}号已开始办理，无需重呼")
+        if ticket.recall_count >= self.config.rules.max_recalls:
+            raise DomainError("conflict", f"{ticket.number}号已重呼{ticket.recall_count}次，请过号")
+        ticket.recall_count += 1
+        ticket.last_called_at = now
+        self._remember_call(ticket, now)
+        self._emit("ticket_recalled", now, ticket, window, announcement=announcement_text(ticket.number, window))
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def start(self, window: int) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        if ticket.status != CALLED:
+            raise DomainError("conflict", f"{ticket.number}号已在办理中")
+        self._start(win, ticket, now)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def _start(self, win: WindowState, ticket: Ticket, now: datetime) -> None:
+        self._touch_window(win.number)
+        ticket.status = SERVING
+        ticket.started_at = ticket.started_at or now
+        ticket.segment_started_at = now
+        ticket.warned = ticket.overdue = False
+        self._emit("service_started", now, ticket, win.number)
+
+    def _end_segment(self, ticket: Ticket, now: datetime) -> None:
+        if ticket.segment_started_at is not None:
+            ticket.serve_seconds += (now - ticket.segment_started_at).total_seconds()
+            ticket.segment_started_at = None
+
+    def finish(self, window: int, outcome: Any = None, note: Any = None) -> Outcome:
+        out, now = self._begin()
+        if outcome is not None and not isinstance(outcome, str):
+            raise DomainError("bad_request", "outcome 必须是字符串")
+        if note is not None and not isinstance(note, str):
+            raise DomainError("bad_request", "note 必须是字符串")
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        self._finish(win, ticket, now, outcome or "completed", note)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def _finish(self, win: WindowState, ticket: Ticket, now: datetime, outcome: str, note: str | None) -> None:
+        if ticket.status == CALLED:
+            self._start(win, ticket, now)
+        self._end_segment(ticket, now)
+        self._touch_window(win.number).current = None
+        ticket.status, ticket.finished_at = FINISHED, now
+        ticket.outcome, ticket.note = outcome, note
+        self._emit("service_finished", now, ticket, win.number)
+        if ticket.rating is None:
+            self._emit("rating_requested", now, ticket, win.number)
+        else:
+            self._close(ticket, now)
+
+    def request_rating(self, window: int) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        if ticket.status != SERVING:
+            raise DomainError("conflict", "请先开始办理")
+        self._emit("rating_requested", now, ticket, window)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def skip(self, window: int) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        if ticket.status != CALLED:
+            raise DomainError("conflict", f"{ticket.number}号已开始办理，不能过号")
+        self._touch_window(window).current = None
+        ticket.status, ticket.skipped_at = NO_SHOW, now
+        self._emit("ticket_skipped", now, ticket, window)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def reinstate(self, window: int, number: Any) -> Outcome:
+        out, now = self._begin()
+        self._logged_in(window)
+        ticket = self._ticket_by_ref(number)
+        if ticket.status != NO_SHOW or ticket.skipped_at is None:
+            raise DomainError("conflict", f"{ticket.number}号不是过号状态")
+        if now - ticket.skipped_at > timedelta(minutes=self.config.rules.reinstate_minutes):
+            raise DomainError("conflict", f"{ticket.number}号过号已超过{self.config.rules.reinstate_minutes}分钟，请重新取号")
+        ticket.status, ticket.window, ticket.skipped_at = WAITING, None, None
+        self._emit("ticket_reinstated", now, ticket, window)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def transfer(self, window: int, *, service: Any = None, to_window: Any = None, note: Any = None,
+                 reason: str = "transfer") -> Outcome:
+        out, now = self._begin()
+        if (service is None) == (to_window is None):
+            raise DomainError("bad_request", "请指定转入的业务或窗口（二选一）")
+        if note is not None and not isinstance(note, str):
+            raise DomainError("bad_request", "note 必须是字符串")
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        self._transfer(win, ticket, now, service=service, to_window=to_window, note=note, reason=reason)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def _transfer(self, win: WindowState, ticket: Ticket, now: datetime, *, service: Any, to_window: Any,
+                  note: str | None, reason: str) -> None:
+        record: dict[str, Any] = {"at": iso(now), "from_window": win.number, "from_service": ticket.service,
+                                  "staff_id": win.staff_id, "note": note, "reason": reason}
+        if service is not None:
+            svc = self._service(service)
+            ticket.service, ticket.target_window = svc.code, None
+            record["to_service"] = svc.code
+        else:
+            target = self._window_cfg(to_window)
+            if target.number == win.number:
+                raise DomainError("conflict", "不能转给本窗口")
+            ticket.target_window = target.number
+            record["to_window"] = target.number
+        self._end_segment(ticket, now)
+        self._touch_window(win.number).current = None
+        ticket.status, ticket.window = WAITING, None
+        ticket.warned = ticket.overdue = False
+        ticket.transfers.append(record)
+        self._emit("ticket_transferred", now, ticket, win.number, transfer=record)
+
+    def return_to_first(self, window: int, note: Any = None) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        ticket = self._current(win)
+        target = next((w for w in self.state.windows.values() if w.staff_id == ticket.first_officer), None)
+        if target is None:
+            raise DomainError("conflict", "首问责任人当前未在岗")
+        if target.number == window:
+            raise DomainError("conflict", "本窗口即为首问责任人窗口")
+        self._transfer(win, ticket, now, service=None, to_window=target.number,
+                       note=note if isinstance(note, str) else None, reason="return_to_first")
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def pause(self, window: int, reason: Any = None) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        if win.current:
+            raise DomainError("conflict", "请先办结当前号再暂停")
+        if win.paused:
+            raise DomainError("conflict", f"{window}号窗口已暂停")
+        win = self._touch_window(window)
+        win.paused, win.paused_reason = True, reason if isinstance(reason, str) else None
+        self._emit("window_paused", now, window=window, reason=win.paused_reason)
+        out.result = {"window": self.window_view(window)}
+        return out
+
+    def resume(self, window: int) -> Outcome:
+        out, now = self._begin()
+        win = self._logged_in(window)
+        if not win.paused:
+            raise DomainError("conflict", f"{window}号窗口未暂停")
+        win = self._touch_window(window)
+        win.paused, win.paused_reason = False, None
+        self._emit("window_resumed", now, window=window)
+        out.result = {"window": self.window_view(window)}
+        return out
+
+    # ------------------------------------------------------------------ tablet
+    def rate(self, window: int, ref: Any, score: Any, dimensions: Any = None) -> Outcome:
+        out, now = self._begin()
+        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+            raise DomainError("bad_request", "评分必须是1到5的整数")
+        if dimensions is not None:
+            if not isinstance(dimensions, dict) or any(
+                    k not in RATING_DIMENSIONS or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5
+                    for k, v in dimensions.items()):
+                raise DomainError("bad_request", f"分项评分须为 {'、'.join(RATING_DIMENSIONS)} 的1到5分")
+        ticket = self._ticket_by_ref(ref)
+        if ticket.window != window:
+            raise DomainError("forbidden", "只能评价本窗口办理的号")
+        if ticket.status not in (SERVING, FINISHED):
+            raise DomainError("conflict", f"{ticket.number}号尚未办理")
+        if ticket.rating is not None:
+            raise DomainError("conflict", f"{ticket.number}号已评价")
+        ticket.rating = {"score": score, "dimensions": dimensions or {}, "at": iso(now)}
+        self._emit("rating_received", now, ticket, window)
+        if ticket.status == FINISHED:
+            self._close(ticket, now)
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    # ------------------------------------------------------------------ admin / clock
+    def reset_day(self) -> Outcome:
+        out, now = self._begin()
+        self._reset(now, self.state.day, self.state.epoch + 1, reason="manual")
+        out.result = {"day": self.state.day, "epoch": self.state.epoch}
+        return out
+
+    def tick(self) -> Outcome:
+        """Clock-driven rules: day roll-over, time limits, closing finished/no-show visits."""
+        out, now = self._begin()
+        rules = self.config.rules
+        for ticket in list(self.state.tickets.values()):
+            if ticket.status == SERVING and ticket.segment_started_at is not None:
+                limit = timedelta(minutes=self._services[ticket.service].time_limit_minutes)
+                elapsed = now - ticket.segment_started_at
+                if not ticket.warned and elapsed >= limit * rules.time_limit_warn_ratio:
+                    ticket.warned = True
+                    self._emit("time_limit_warning", now, ticket, limit_minutes=limit.total_seconds() / 60,
+                               supervisor=True)
+                if not ticket.overdue and elapsed >= limit:
+                    ticket.overdue = True
+                    self._emit("time_limit_exceeded", now, ticket, limit_minutes=limit.total_seconds() / 60,
+                               supervisor=True)
+            elif ticket.status == FINISHED and ticket.finished_at and now - ticket.finished_at >= timedelta(minutes=rules.rating_minutes):
+                self._close(ticket, now)
+            elif (ticket.status == NO_SHOW and ticket.skipped_at
+                  and now - ticket.skipped_at > timedelta(minutes=rules.reinstate_minutes)):
+                ticket.outcome = "no_show"
+                self._close(ticket, now)
+        return out
+
+    def device_status(self, device_id: str, online: bool, profile: str, error: str | None = None) -> Outcome:
+        """Devices report here so that going offline is one event, not one per failed retry."""
+        out, now = self._begin()
+        prev = self.state.devices.get(device_id)
+        if prev is not None and prev["online"] == online:
+            if error and prev.get("error") != error:
+                prev["error"] = error
+            return out
+        self.state.devices[device_id] = {"online": online, "profile": profile, "since": iso(now), "error": error}
+        self._emit("device_online" if online else "device_offline", now, device=device_id, profile=profile,
+                   error=error)
+        out.result = {"device": self.state.devices[device_id]}
+        return out
+
+    def notice(self, service: Any) -> dict[str, Any]:
+        svc = self._service(service)
+        return notice_slip(svc.name, svc.materials, self.config.name)
+
+    # ------------------------------------------------------------------ views
+    def window_view(self, number: int) -> dict[str, Any]:
+        win = self.state.windows[number]
+        cfg = self._windows[number]
+        staff = self.config.staff_member(win.staff_id) if win.staff_id else None
+        current = self.state.tickets.get(win.current) if win.current else None
+        return {
+            "number": number, "name": cfg.name, "status": self.window_status(number),
+            "staff": {"id": staff.id, "name": staff.name, "position": staff.position, "job_number": staff.job_number}
+            if staff else None,
+            "ticket": current.public() if current else None, "paused_reason": win.paused_reason,
+            "services": [ws.service for ws in cfg.services],
+        }
+
+    def queues_view(self) -> dict[str, Any]:
+        counts = {code: 0 for code in self._services}
+        for t in self.state.tickets.values():
+            if t.status == WAITING:
+                counts[t.service] += 1
+        return {code: {"name": s.name, "prefix": s.prefix, "waiting": counts[code]}
+                for code, s in self._services.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "day": self.state.day, "epoch": self.state.epoch, "seq": self.state.seq,
+            "queues": self.queues_view(),
+            "windows": {str(n): self.window_view(n) for n in sorted(self.state.windows)},
+            "calls": list(self.state.recent_calls),
+            "devices": {k: dict(v) for k, v in self.state.devices.items()},
+        }
+

@@ -1,0 +1,281 @@
+"""HallService: the one entry point for every command, whoever sends it.
+
+MQTT clients, the keypad driver, the CLI and tests all call `execute(actor, op, args, command_id)`.
+It authorises the op by role and window, runs it on the engine under one lock, commits it as one
+transaction, remembers the reply by command id (so a redelivered command is answered, not re-run)
+and only then hands the events to subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .config import HallConfig
+from .domain import CardData, DomainError, Outcome, QueueEngine
+from .domain.model import iso
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+KIOSK_OPS = {"issue_ticket", "reprint", "print_notice"}
+WINDOW_OPS = {"login", "logout", "call_next", "call_number", "recall", "start", "finish", "skip", "transfer",
+              "return_to_first", "pause", "resume", "reinstate", "print_notice", "attach_scan",
+              "request_rating"}
+TABLET_OPS = {"rate"}
+ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment"}
+ROLE_OPS: dict[str, set[str]] = {
+    "kiosk": KIOSK_OPS, "window": WINDOW_OPS, "device": WINDOW_OPS, "tablet": TABLET_OPS,
+    "display": set(), "admin": ADMIN_OPS | KIOSK_OPS, "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
+}
+ALL_OPS = set().union(*ROLE_OPS.values())
+READ_ONLY_OPS = {"status", "print_notice"}
+CARD_TTL_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class Actor:
+    client_id: str
+    role: str
+    window: int | None = None
+
+
+EventCallback = Callable[[dict[str, Any]], None]
+
+
+class HallService:
+    def __init__(self, config: HallConfig, store: Store, clock: Any, *, secret: bytes = b"",
+                 config_loader: Callable[[], HallConfig] | None = None, reply_cache: int = 10_000):
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.secret = secret
+        self._config_loader = config_loader
+        self._lock = threading.RLock()
+        self._subscribers: list[EventCallback] = []
+        self._card_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
+        self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._reply_cache = reply_cache
+        self._cards: dict[str, tuple[datetime, CardData]] = {}
+        self.engine = self._build_engine()
+        self.tick()     # roll the day / close lapsed visits before serving anyone
+
+    def _build_engine(self) -> QueueEngine:
+        state = self.store.load_state([w.number for w in self.config.windows])
+        return QueueEngine(self.config, self.clock, state, secret=self.secret)
+
+    # ------------------------------------------------------------------ subscriptions
+    def subscribe(self, callback: EventCallback) -> None:
+        self._subscribers.append(callback)
+
+    def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
+        self._card_subscribers.append(callback)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self.engine.snapshot()
+
+    # ------------------------------------------------------------------ commands
+    def execute(self, actor: Actor, op: str, args: dict[str, Any] | None = None,
+                command_id: str | None = None) -> dict[str, Any]:
+        """Run one op; returns its result or raises DomainError."""
+        args = args or {}
+        if not isinstance(args, dict):
+            raise DomainError("bad_request", "参数必须是对象")
+        with self._lock:
+            if command_id:
+                previous = self._previous_reply(command_id)
+                if previous is not None:
+                    log.info("command %s from %s redelivered: answering the first result", command_id,
+                             actor.client_id)
+                    if previous["ok"]:
+                        return previous["result"]
+                    raise DomainError(previous["error"]["code"], previous["error"]["message"])
+            try:
+                self._authorise(actor, op, args)
+                if op in READ_ONLY_OPS:
+                    result = self._read_only(op, args)
+                else:
+                    outcome = self._dispatch(actor, op, args)
+                    result = outcome.result
+                    reply = {"ok": True, "result": result}
+                    self._persist(outcome, command_id, actor, reply)
+                    self._publish(outcome)
+            except DomainError as exc:
+                if command_id:
+                    self._remember(command_id, {"ok": False, "error": {"code": exc.code, "message": exc.message}})
+                raise
+            if command_id:
+                self._remember(command_id, {"ok": True, "result": result})
+            return result
+
+    def _previous_reply(self, command_id: str) -> dict[str, Any] | None:
+        if command_id in self._replies:
+            return self._replies[command_id]
+        return self.store.command_reply(command_id)
+
+    def _remember(self, command_id: str, reply: dict[str, Any]) -> None:
+        self._replies[command_id] = reply
+        self._replies.move_to_end(command_id)
+        while len(self._replies) > self._reply_cache:
+            self._replies.popitem(last=False)
+
+    def _persist(self, outcome: Outcome, command_id: str | None, actor: Actor | None,
+                 reply: dict[str, Any] | None) -> None:
+        if not outcome.changed and not command_id:
+            return
+        command = None
+        if command_id and actor is not None and reply is not None:
+            command = (command_id, actor.client_id, iso(self.clock.now()) or "", reply)
+        try:
+            self.store.commit(outcome, self.engine.state, command=command)
+        except Exception as exc:
+            log.exception("commit failed; rebuilding engine state from the store")
+            self.engine = self._build_engine()
+            raise DomainError("internal", "数据保存失败，请重试") from exc
+
+    def _publish(self, outcome: Outcome) -> None:
+        for event in outcome.events:
+            for callback in self._subscribers:
+                try:
+                    callback(event)
+                except Exception:
+                    log.exception("event subscriber failed on %s", event.get("type"))
+
+    def _authorise(self, actor: Actor, op: str, args: dict[str, Any]) -> None:
+        if not isinstance(op, str) or op not in ALL_OPS:
+            raise DomainError("bad_request", f"未知操作 {op!r}")
+        if op not in ROLE_OPS.get(actor.role, set()):
+            raise DomainError("forbidden", f"{actor.role} 无权执行 {op}")
+        if actor.role in ("window", "device", "tablet"):
+            if actor.window is None:
+                raise DomainError("forbidden", "该终端未绑定窗口")
+            if op != "transfer" and "window" in args and args["window"] != actor.window:
+                raise DomainError("forbidden", f"{actor.window}号窗口不能代替{args['window']}号窗口操作")
+
+    def _window_of(self, actor: Actor, args: dict[str, Any], op: str = "") -> int:
+        """The acting window: bound to the client, else `window` (`at_window` for transfer)."""
+        if actor.window is not None:
+            return actor.window
+        window = args.get("at_window" if op == "transfer" else "window")
+        if isinstance(window, bool) or not isinstance(window, int):
+            raise DomainError("bad_request", "缺少窗口号 window")
+        return window
+
+    def _dispatch(self, actor: Actor, op: str, args: dict[str, Any]) -> Outcome:
+        e = self.engine
+        if op == "issue_ticket":
+            card = None
+            if args.get("use_card"):
+                card = self._take_card(actor.client_id)
+            green = args.get("green", False)
+            if not isinstance(green, bool):
+                raise DomainError("bad_request", "green 必须是布尔值")
+            return e.issue_ticket(args.get("service"), card=card, appointment_code=args.get("appointment_code"),
+                                  green=green, green_reason=_opt_str(args, "green_reason"), kiosk=actor.client_id)
+        if op == "reprint":
+            return e.reprint(args.get("ticket") or args.get("number"))
+        if op == "add_appointment":
+            start = args.get("start_at")
+            try:
+                start_at = datetime.fromisoformat(start) if isinstance(start, str) else None
+            except ValueError:
+                start_at = None
+            if start_at is None or start_at.tzinfo is None:
+                raise DomainError("bad_request", "start_at 须为带时区的 ISO 时间")
+            return e.add_appointment(code=str(args.get("code") or ""), service=args.get("service"),
+                                     start_at=start_at, source=args.get("source", "in_person"),
+                                     name=_opt_str(args, "name") or "", id_number=_opt_str(args, "id_number"))
+        if op == "reset_day":
+            return e.reset_day()
+        if op == "reload_config":
+            return self._reload_config()
+        if op == "rate":
+            return e.rate(self._window_of(actor, args), args.get("ticket"), args.get("score"),
+                          args.get("dimensions"))
+        window = self._window_of(actor, args, op)
+        if op == "login":
+            return e.login(window, args.get("staff_id"), args.get("pin"),
+                           pin_required=actor.role != "device")
+        simple = {"logout": e.logout, "recall": e.recall, "start": e.start, "skip": e.skip, "resume": e.resume,
+                  "request_rating": e.request_rating}
+        if op in simple:
+            return simple[op](window)
+        if op == "call_next":
+            return e.call_next(window, finish_current=bool(args.get("finish_current", False)))
+        if op == "call_number":
+            return e.call_number(window, args.get("number"))
+        if op == "finish":
+            return e.finish(window, args.get("outcome"), args.get("note"))
+        if op == "transfer":
+            return e.transfer(window, service=args.get("service"), to_window=args.get("window"),
+                              note=args.get("note"))
+        if op == "return_to_first":
+            return e.return_to_first(window, args.get("note"))
+        if op == "pause":
+            return e.pause(window, args.get("reason"))
+        if op == "reinstate":
+            return e.reinstate(window, args.get("number"))
+        raise DomainError("bad_request", f"操作 {op} 尚未支持")
+
+    def _read_only(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+        if op == "status":
+            return self.engine.snapshot()
+        return {"notice": self.engine.notice(args.get("service"))}
+
+    def _reload_config(self) -> Outcome:
+        if self._config_loader is None:
+            raise DomainError("conflict", "未配置配置文件路径，无法重新加载")
+        new = self._config_loader()
+        self.config = new
+        self.engine = QueueEngine(new, self.clock, self.engine.state, secret=self.secret)
+        return Outcome(result={"reloaded": True, "services": len(new.services), "windows": len(new.windows)})
+
+    # ------------------------------------------------------------------ cards
+    def card_inserted(self, kiosk_id: str, card: CardData) -> dict[str, Any]:
+        """A card read at a kiosk: keep it for `issue_ticket {use_card}`; tell the kiosk a masked view."""
+        with self._lock:
+            now = self.clock.now()
+            holder = self.engine.holder_from_card(card, now.astimezone(self.config.tz).date())
+            self._cards[kiosk_id] = (now, card)
+            age = holder.age_on(now.astimezone(self.config.tz).date())
+            appts = [a.to_record() | {"id_hash": None} for a in self.engine.state.appointments.values()
+                     if a.id_hash == holder.id_hash and a.status == "booked"]
+            view = {"name_masked": holder.name_masked, "id_masked": holder.id_masked, "age": age,
+                    "elderly": age >= self.config.rules.elderly_age, "appointments": appts, "read_at": iso(now)}
+        for callback in self._card_subscribers:
+            callback(kiosk_id, view)
+        return view
+
+    def _take_card(self, kiosk_id: str) -> CardData:
+        entry = self._cards.pop(kiosk_id, None)
+        if entry is None or (self.clock.now() - entry[0]).total_seconds() > CARD_TTL_SECONDS:
+            raise DomainError("conflict", "请先在读卡区放置身份证")
+        return entry[1]
+
+    # ------------------------------------------------------------------ clock / devices
+    def tick(self) -> None:
+        with self._lock:
+            outcome = self.engine.tick()
+            self._persist(outcome, None, None, None)
+            self._publish(outcome)
+
+    def device_status(self, device_id: str, online: bool, profile: str, error: str | None = None) -> None:
+        with self._lock:
+            outcome = self.engine.device_status(device_id, online, profile, error)
+            self._persist(outcome, None, None, None)
+            self._publish(outcome)
+
+
+def _opt_str(args: dict[str, Any], key: str) -> str | None:
+    value = args.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DomainError("bad_request", f"{key} 必须是字符串")
+    return value

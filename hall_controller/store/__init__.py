@@ -1,0 +1,230 @@
+"""Durable store: one transaction per command, engine state rebuilt from it on start.
+
+SQLite (WAL, synchronous=FULL) by default, PostgreSQL by URL. A kill -9 at any moment leaves either
+the whole command or none of it; the reply to a client is sent only after the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from ..domain.engine import Outcome
+from ..domain.model import Appointment, EngineState, Ticket, WindowState
+from . import schema
+from .schema import appointments, commands, events, hall_state, outbox, tickets, windows
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def make_engine(url: str, *, sqlite_sync: str = "FULL") -> Engine:
+    """Create the SQLAlchemy engine with the pragmas the durability promise depends on."""
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn, _record):  # noqa: ANN001 - DB-API connection
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_sync}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+        return eng
+    return create_engine(url, pool_pre_ping=True)
+
+
+def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
+    """Run the Alembic migrations (`hallctl db upgrade`)."""
+    from alembic import command
+    from alembic.config import Config
+
+    eng = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    if isinstance(url_or_engine, str):
+        eng.dispose()
+
+
+class Store:
+    def __init__(self, url: str, *, record_builder: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 sqlite_sync: str = "FULL", migrate: bool = True):
+        self.url = url
+        self.engine = make_engine(url, sqlite_sync=sqlite_sync)
+        self.record_builder = record_builder
+        if migrate:
+            upgrade(self.engine)
+        self._persisted_day: tuple[str, int] | None = None
+        self._ins_ticket = insert(tickets)
+        self._upd_ticket = (update(tickets).where(tickets.c.id == bindparam("b_id"))
+                            .values(status=bindparam("status"), service=bindparam("service"),
+                                    priority=bindparam("priority"), window_no=bindparam("window_no"),
+                                    closed_at=bindparam("closed_at"), data=bindparam("data")))
+        self._upd_window = update(windows).where(windows.c.number == bindparam("b_number")).values(
+            data=bindparam("data"))
+        self._ins_event = insert(events)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ load
+    def load_state(self, window_numbers: list[int] | None = None) -> EngineState:
+        state = EngineState()
+        with self.engine.begin() as conn:
+            kv = dict(conn.execute(select(hall_state.c.key, hall_state.c.value)).all())
+            state.day = kv.get("day", "")
+            state.epoch = int(kv.get("epoch", "0"))
+            self._persisted_day = (state.day, state.epoch) if state.day else None
+            state.seq = conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one()
+            for (data,) in conn.execute(select(tickets.c.data).where(tickets.c.closed_at.is_(None))):
+                t = Ticket.from_record(json.loads(data))
+                state.tickets[t.id] = t
+            rows = conn.execute(select(tickets.c.prefix, func.max(tickets.c.seq_no))
+                                .where(tickets.c.day == state.day, tickets.c.epoch == state.epoch)
+                                .group_by(tickets.c.prefix))
+            state.counters = {prefix: n for prefix, n in rows}
+            for (data,) in conn.execute(select(windows.c.data)):
+                w = WindowState.from_record(json.loads(data))
+                state.windows[w.number] = w
+            if state.day:
+                since = (datetime.fromisoformat(state.day) - timedelta(days=1)).date().isoformat()
+                for (data,) in conn.execute(select(appointments.c.data).where(appointments.c.day >= since)):
+                    a = Appointment.from_record(json.loads(data))
+                    state.appointments[a.id] = a
+            calls = conn.execute(select(events.c.payload)
+                                 .where(events.c.type.in_(("ticket_called", "ticket_recalled")))
+                                 .order_by(events.c.seq.desc()).limit(50)).scalars()
+            for payload in calls:
+                ev = json.loads(payload)
+                t = ev["ticket"]
+                if t["day"] != state.day or t["epoch"] != state.epoch:
+                    break
+                state.recent_calls.append({"number": t["number"], "window": ev.get("window"),
+                                           "service": t["service"], "at": ev["ts"], "ticket_id": t["id"]})
+        for n in window_numbers or []:
+            state.windows.setdefault(n, WindowState(n))
+        return state
+
+    def command_reply(self, command_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(commands.c.reply).where(commands.c.command_id == command_id)).scalar()
+        return json.loads(row) if row else None
+
+    # ------------------------------------------------------------------ write
+    def commit(self, outcome: Outcome, state: EngineState, *, command: tuple[str, str, str, dict] | None = None
+               ) -> None:
+        """Persist one command. `command` = (command_id, client_id, ts, reply) for redelivery dedupe."""
+        with self.engine.begin() as conn:
+            if outcome.new_tickets:
+                conn.execute(self._ins_ticket, [self._ticket_row(self._ticket(outcome, state, tid))
+                                                for tid in outcome.new_tickets])
+            dirty = outcome.dirty_tickets - outcome.new_tickets
+            if dirty:
+                rows = []
+                for tid in dirty:
+                    row = self._ticket_row(self._ticket(outcome, state, tid))
+                    row["b_id"] = row.pop("id")
+                    rows.append(row)
+                conn.execute(self._upd_ticket, rows)
+            if outcome.dirty_windows:
+                existing = set(conn.execute(select(windows.c.number)
+                                            .where(windows.c.number.in_(outcome.dirty_windows))).scalars())
+                for n in outcome.dirty_windows:
+                    data = _dumps(state.windows[n].to_record())
+                    if n in existing:
+                        conn.execute(self._upd_window, {"b_number": n, "data": data})
+                    else:
+                        conn.execute(insert(windows), {"number": n, "data": data})
+            for aid in outcome.dirty_appointments:
+                appt = state.appointments[aid]
+                values = {"code": appt.code, "day": appt.start_at.date().isoformat(), "status": appt.status,
+                          "data": _dumps(appt.to_record())}
+                if conn.execute(update(appointments).where(appointments.c.id == aid).values(**values)).rowcount == 0:
+                    conn.execute(insert(appointments), {"id": aid, **values})
+            if outcome.events:
+                conn.execute(self._ins_event, [
+                    {"seq": ev["seq"], "event_id": ev["event_id"], "ts": ev["ts"], "type": ev["type"],
+                     "ticket_id": ev["ticket"]["id"] if "ticket" in ev else None, "window_no": ev.get("window"),
+                     "payload": _dumps(ev)} for ev in outcome.events])
+            if (state.day, state.epoch) != self._persisted_day:
+                self._put_kv(conn, "day", state.day)
+                self._put_kv(conn, "epoch", str(state.epoch))
+            if outcome.closed and self.record_builder is not None:
+                for t in outcome.closed:
+                    record = self.record_builder(t.to_record())
+                    closed_at = t.closed_at.isoformat() if t.closed_at else ""
+                    conn.execute(insert(outbox), {
+                        "record_key": t.id, "kind": "service_record", "created_at": closed_at,
+                        "payload": _dumps(record), "status": "pending", "attempts": 0,
+                        "next_attempt_at": closed_at})
+            if command is not None:
+                cid, client, ts, reply = command
+                conn.execute(insert(commands), {"command_id": cid, "client_id": client, "created_at": ts,
+                                                "reply": _dumps(reply)})
+        self._persisted_day = (state.day, state.epoch)
+
+    @staticmethod
+    def _ticket(outcome: Outcome, state: EngineState, tid: str) -> Ticket:
+        t = state.tickets.get(tid)
+        if t is None:
+            t = next(c for c in outcome.closed if c.id == tid)
+        return t
+
+    @staticmethod
+    def _ticket_row(t: Ticket) -> dict[str, Any]:
+        return {"id": t.id, "day": t.day, "epoch": t.epoch, "prefix": t.prefix, "seq_no": t.seq_no,
+                "number": t.number, "service": t.service, "status": t.status, "priority": t.priority,
+                "window_no": t.window, "person_key": t.holder.id_hash if t.holder else None,
+                "issued_at": t.issued_at.isoformat(), "closed_at": t.closed_at.isoformat() if t.closed_at else None,
+                "data": _dumps(t.to_record())}
+
+    @staticmethod
+    def _put_kv(conn, key: str, value: str) -> None:  # noqa: ANN001 - SQLAlchemy connection
+        if conn.execute(update(hall_state).where(hall_state.c.key == key).values(value=value)).rowcount == 0:
+            conn.execute(insert(hall_state), {"key": key, "value": value})
+
+    def record_command(self, command_id: str, client_id: str, ts: str, reply: dict[str, Any]) -> None:
+        """Remember the reply of a command that changed nothing (errors, read-only ops)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(commands), {"command_id": command_id, "client_id": client_id, "created_at": ts,
+                                            "reply": _dumps(reply)})
+
+    # ------------------------------------------------------------------ read
+    def iter_events(self, since_seq: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        last = since_seq
+        while True:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(events.c.seq, events.c.payload).where(events.c.seq > last)
+                                    .order_by(events.c.seq).limit(batch)).all()
+            if not rows:
+                return
+            for seq, payload in rows:
+                last = seq
+                yield json.loads(payload)
+
+    def tickets_of_day(self, day: str, epoch: int | None = None) -> list[dict[str, Any]]:
+        q = select(tickets.c.data).where(tickets.c.day == day)
+        if epoch is not None:
+            q = q.where(tickets.c.epoch == epoch)
+        with self.engine.connect() as conn:
+            return [json.loads(d) for d in conn.execute(q.order_by(tickets.c.issued_at)).scalars()]
+
+
+__all__ = ["Store", "make_engine", "schema", "upgrade"]
