@@ -30,6 +30,28 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+class _Prepared:
+    """A statement compiled once for the dialect, executed on a DB-API cursor."""
+
+    def __init__(self, stmt: Any, dialect: Any, column_keys: list[str] | None = None):
+        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = str(compiled)
+        self.names = list(compiled.positiontup) if compiled.positional else None
+
+    def _params(self, row: dict[str, Any]) -> Any:
+        return tuple(row[n] for n in self.names) if self.names is not None else row
+
+    def one(self, cur: Any, row: dict[str, Any]) -> int:
+        cur.execute(self.sql, self._params(row))
+        return cur.rowcount
+
+    def many(self, cur: Any, rows: list[dict[str, Any]]) -> None:
+        if len(rows) == 1:
+            cur.execute(self.sql, self._params(rows[0]))
+        else:
+            cur.executemany(self.sql, [self._params(r) for r in rows])
+
+
 def make_engine(url: str, *, sqlite_sync: str = "FULL") -> Engine:
     """Create the SQLAlchemy engine with the pragmas the durability promise depends on."""
     if url.startswith("sqlite"):
@@ -72,16 +94,29 @@ class Store:
         if migrate:
             upgrade(self.engine)
         self._persisted_day: tuple[str, int] | None = None
-        self._ins_ticket = insert(tickets)
-        self._upd_ticket = (update(tickets).where(tickets.c.id == bindparam("b_id"))
-                            .values(status=bindparam("status"), service=bindparam("service"),
-                                    priority=bindparam("priority"), window_no=bindparam("window_no"),
-                                    closed_at=bindparam("closed_at"), data=bindparam("data")))
-        self._upd_window = update(windows).where(windows.c.number == bindparam("b_number")).values(
-            data=bindparam("data"))
-        self._ins_event = insert(events)
+        self._raw = None
+        d = self.engine.dialect
+
+        def upd(table, key: str, *cols: str) -> _Prepared:  # noqa: ANN001 - Table
+            stmt = update(table).where(table.c[key] == bindparam(f"b_{key}")).values(
+                {c: bindparam(c) for c in cols})
+            return _Prepared(stmt, d)
+
+        self._prepared = {
+            "ins_ticket": _Prepared(insert(tickets), d, [c.name for c in tickets.columns]),
+            "upd_ticket": upd(tickets, "id", "status", "service", "priority", "window_no", "closed_at", "data"),
+            "upd_window": upd(windows, "number", "data"),
+            "upd_appointment": upd(appointments, "id", "code", "day", "status", "data"),
+            "ins_appointment": _Prepared(insert(appointments), d, ["id", "code", "day", "status", "data"]),
+            "ins_event": _Prepared(insert(events), d, [c.name for c in events.columns]),
+            "upd_kv": upd(hall_state, "key", "value"),
+            "ins_outbox": _Prepared(insert(outbox), d, ["record_key", "kind", "created_at", "payload", "status",
+                                                        "attempts", "next_attempt_at"]),
+            "ins_command": _Prepared(insert(commands), d, ["command_id", "client_id", "created_at", "reply"]),
+        }
 
     def close(self) -> None:
+        self._discard_writer()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ load
@@ -118,8 +153,14 @@ class Store:
                     break
                 state.recent_calls.append({"number": t["number"], "window": ev.get("window"),
                                            "service": t["service"], "at": ev["ts"], "ticket_id": t["id"]})
-        for n in window_numbers or []:
-            state.windows.setdefault(n, WindowState(n))
+        missing = [n for n in window_numbers or [] if n not in state.windows]
+        with self.engine.begin() as conn:
+            for n in missing:
+                state.windows[n] = WindowState(n)
+                conn.execute(insert(windows), {"number": n, "data": _dumps(state.windows[n].to_record())})
+            for key in ("day", "epoch"):
+                if key not in kv:
+                    conn.execute(insert(hall_state), {"key": key, "value": "" if key == "day" else "0"})
         return state
 
     def command_reply(self, command_id: str) -> dict[str, Any] | None:
@@ -128,13 +169,26 @@ class Store:
         return json.loads(row) if row else None
 
     # ------------------------------------------------------------------ write
+    def _writer(self):  # noqa: ANN202 - pooled DB-API connection
+        """One long-lived DB-API connection for the single writer (the service lock serialises it)."""
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw
+
     def commit(self, outcome: Outcome, state: EngineState, *, command: tuple[str, str, str, dict] | None = None
                ) -> None:
-        """Persist one command. `command` = (command_id, client_id, ts, reply) for redelivery dedupe."""
-        with self.engine.begin() as conn:
+        """Persist one command as one transaction.
+
+        `command` = (command_id, client_id, ts, reply) for redelivery dedupe. Statements are compiled
+        once and run on the DB-API cursor: SQLAlchemy's per-call overhead would otherwise dominate.
+        """
+        raw = self._writer()
+        try:
+            cur = raw.cursor()
+            p = self._prepared
             if outcome.new_tickets:
-                conn.execute(self._ins_ticket, [self._ticket_row(self._ticket(outcome, state, tid))
-                                                for tid in outcome.new_tickets])
+                p["ins_ticket"].many(cur, [self._ticket_row(self._ticket(outcome, state, tid))
+                                           for tid in outcome.new_tickets])
             dirty = outcome.dirty_tickets - outcome.new_tickets
             if dirty:
                 rows = []
@@ -142,43 +196,58 @@ class Store:
                     row = self._ticket_row(self._ticket(outcome, state, tid))
                     row["b_id"] = row.pop("id")
                     rows.append(row)
-                conn.execute(self._upd_ticket, rows)
+                p["upd_ticket"].many(cur, rows)
             if outcome.dirty_windows:
-                existing = set(conn.execute(select(windows.c.number)
-                                            .where(windows.c.number.in_(outcome.dirty_windows))).scalars())
-                for n in outcome.dirty_windows:
-                    data = _dumps(state.windows[n].to_record())
-                    if n in existing:
-                        conn.execute(self._upd_window, {"b_number": n, "data": data})
-                    else:
-                        conn.execute(insert(windows), {"number": n, "data": data})
+                p["upd_window"].many(cur, [{"b_number": n, "data": _dumps(state.windows[n].to_record())}
+                                           for n in outcome.dirty_windows])
             for aid in outcome.dirty_appointments:
                 appt = state.appointments[aid]
-                values = {"code": appt.code, "day": appt.start_at.date().isoformat(), "status": appt.status,
-                          "data": _dumps(appt.to_record())}
-                if conn.execute(update(appointments).where(appointments.c.id == aid).values(**values)).rowcount == 0:
-                    conn.execute(insert(appointments), {"id": aid, **values})
+                row = {"b_id": aid, "code": appt.code, "day": appt.start_at.date().isoformat(),
+                       "status": appt.status, "data": _dumps(appt.to_record())}
+                if p["upd_appointment"].one(cur, row) == 0:
+                    row["id"] = row.pop("b_id")
+                    p["ins_appointment"].one(cur, row)
             if outcome.events:
-                conn.execute(self._ins_event, [
+                p["ins_event"].many(cur, [
                     {"seq": ev["seq"], "event_id": ev["event_id"], "ts": ev["ts"], "type": ev["type"],
                      "ticket_id": ev["ticket"]["id"] if "ticket" in ev else None, "window_no": ev.get("window"),
                      "payload": _dumps(ev)} for ev in outcome.events])
             if (state.day, state.epoch) != self._persisted_day:
-                self._put_kv(conn, "day", state.day)
-                self._put_kv(conn, "epoch", str(state.epoch))
+                p["upd_kv"].many(cur, [{"b_key": "day", "value": state.day},
+                                       {"b_key": "epoch", "value": str(state.epoch)}])
             if outcome.closed and self.record_builder is not None:
+                rows = []
                 for t in outcome.closed:
-                    record = self.record_builder(t.to_record())
                     closed_at = t.closed_at.isoformat() if t.closed_at else ""
-                    conn.execute(insert(outbox), {
-                        "record_key": t.id, "kind": "service_record", "created_at": closed_at,
-                        "payload": _dumps(record), "status": "pending", "attempts": 0,
-                        "next_attempt_at": closed_at})
+                    rows.append({"record_key": t.id, "kind": "service_record", "created_at": closed_at,
+                                 "payload": _dumps(self.record_builder(t.to_record())), "status": "pending",
+                                 "attempts": 0, "next_attempt_at": closed_at})
+                p["ins_outbox"].many(cur, rows)
             if command is not None:
                 cid, client, ts, reply = command
-                conn.execute(insert(commands), {"command_id": cid, "client_id": client, "created_at": ts,
-                                                "reply": _dumps(reply)})
+                p["ins_command"].one(cur, {"command_id": cid, "client_id": client, "created_at": ts,
+                                           "reply": _dumps(reply)})
+            cur.close()
+            raw.commit()
+        except Exception:
+            self._discard_writer()
+            raise
         self._persisted_day = (state.day, state.epoch)
+
+    def _discard_writer(self) -> None:
+        """After a failed write the connection may be half-dead (PostgreSQL restart): start afresh."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        try:
+            raw.rollback()
+            raw.close()
+        except Exception:
+            log.warning("discarding a broken database connection", exc_info=True)
+            try:
+                raw.invalidate()
+            except Exception:
+                log.debug("invalidate failed", exc_info=True)
 
     @staticmethod
     def _ticket(outcome: Outcome, state: EngineState, tid: str) -> Ticket:
@@ -194,11 +263,6 @@ class Store:
                 "window_no": t.window, "person_key": t.holder.id_hash if t.holder else None,
                 "issued_at": t.issued_at.isoformat(), "closed_at": t.closed_at.isoformat() if t.closed_at else None,
                 "data": _dumps(t.to_record())}
-
-    @staticmethod
-    def _put_kv(conn, key: str, value: str) -> None:  # noqa: ANN001 - SQLAlchemy connection
-        if conn.execute(update(hall_state).where(hall_state.c.key == key).values(value=value)).rowcount == 0:
-            conn.execute(insert(hall_state), {"key": key, "value": value})
 
     def record_command(self, command_id: str, client_id: str, ts: str, reply: dict[str, Any]) -> None:
         """Remember the reply of a command that changed nothing (errors, read-only ops)."""
