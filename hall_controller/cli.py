@@ -22,6 +22,8 @@ DEFAULT_CONFIG = os.environ.get("HALL_CONFIG", "hall.yaml")
 def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("amqtt", "transitions", "alembic"):       # their INFO lines drown the hall's own
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def passwords_path(config: HallConfig) -> Path:
