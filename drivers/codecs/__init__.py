@@ -1,0 +1,1 @@
+"""Sans-IO protocol codecs: bytes in, frames out, no I/O, tested with byte vectors."""
