@@ -87,7 +87,13 @@ def test_defaults_and_offsets():
     assert record["over_limit"] is False  # no limit given
 
 
-@pytest.mark.parametrize("status", ["waiting", "called", "serving", "cancelled"])
-def test_only_finished_or_no_show_tickets_are_recorded(status):
+@pytest.mark.parametrize("status", ["waiting", "called", "serving"])
+def test_open_tickets_are_not_recorded(status):
     with pytest.raises(ValueError):
         build_service_record(ticket(status=status), "demo")
+
+
+@pytest.mark.parametrize("outcome, expected", [("cancelled", "cancelled"), ("no_show", "no_show")])
+def test_cancelled_at_day_end_is_recorded_with_its_outcome(outcome, expected):
+    record = build_service_record(ticket(status="cancelled", outcome=outcome), "demo")
+    assert record["outcome"] == expected and record["handling_seconds"] is None

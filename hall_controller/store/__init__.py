@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from ..domain.engine import Outcome
 from ..domain.model import Appointment, EngineState, Ticket, WindowState
+from ..upstream.outbox import db_time
 from . import schema
 from .schema import appointments, commands, events, hall_state, outbox, tickets, windows
 
@@ -218,7 +219,7 @@ class Store:
             if outcome.closed and self.record_builder is not None:
                 rows = []
                 for t in outcome.closed:
-                    closed_at = t.closed_at.isoformat() if t.closed_at else ""
+                    closed_at = db_time(t.closed_at) if t.closed_at else ""
                     rows.append({"record_key": t.id, "kind": "service_record", "created_at": closed_at,
                                  "payload": _dumps(self.record_builder(t.to_record())), "status": "pending",
                                  "attempts": 0, "next_attempt_at": closed_at})

@@ -7,13 +7,14 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
+
+from ..upstream.outbox import define_outbox_tables
 
 metadata = MetaData()
 
@@ -83,28 +84,5 @@ commands = Table(
     Column("reply", Text, nullable=False),
 )
 
-outbox = Table(
-    "outbox", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("record_key", String(80), nullable=False, unique=True),
-    Column("kind", String(32), nullable=False),
-    Column("created_at", String(40), nullable=False),
-    Column("payload", Text, nullable=False),
-    Column("status", String(16), nullable=False, server_default="pending"),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Column("next_attempt_at", String(40)),
-    Column("last_error", Text),
-    Column("delivered_at", String(40)),
-    Index("ix_outbox_due", "status", "next_attempt_at"),
-)
-
-scans = Table(
-    "scans", metadata,
-    Column("sha256", String(64), primary_key=True),
-    Column("ticket_id", String(36)),
-    Column("content_type", String(64), nullable=False),
-    Column("size", Integer, nullable=False),
-    Column("data", LargeBinary),
-    Column("created_at", String(40), nullable=False),
-    Column("uploaded_at", String(40)),
-)
+# The upstream outbox and scans are defined by the forwarder's module (one definition).
+outbox, scans = define_outbox_tables(metadata)

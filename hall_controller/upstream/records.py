@@ -11,7 +11,7 @@ from typing import Any
 
 from hall_controller.identity import age_band
 
-RECORDABLE_STATUSES = ("finished", "no_show")
+RECORDABLE_STATUSES = ("finished", "no_show", "cancelled")
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -41,7 +41,7 @@ def _holder(holder: dict[str, Any] | None, issued_at: str | None) -> dict[str, A
 def build_service_record(
     ticket: dict[str, Any], hall_code: str, *, time_limit_seconds: float | None = None
 ) -> dict[str, Any]:
-    """The upstream record for a finished or no-show ticket.
+    """The upstream record for a closed visit: finished, no-show or cancelled (day end).
 
     - `wait_seconds`: issue → first call (the engine keeps the first call in `called_at` and later
       ones in `last_called_at`): the visitor's real wait, unaffected by recalls and transfers.
@@ -53,9 +53,9 @@ def build_service_record(
     """
     status = ticket.get("status")
     if status not in RECORDABLE_STATUSES:
-        raise ValueError(f"ticket {ticket.get('id')} is {status!r}; only finished or no-show tickets are recorded")
-    no_show = status == "no_show"
-    handling = None if no_show else _seconds(ticket.get("started_at"), ticket.get("finished_at"))
+        raise ValueError(f"ticket {ticket.get('id')} is {status!r}; only closed visits are recorded")
+    no_show = status == "no_show" or (status == "cancelled" and ticket.get("outcome") == "no_show")
+    handling = None if status != "finished" else _seconds(ticket.get("started_at"), ticket.get("finished_at"))
     over_limit = bool(time_limit_seconds is not None and handling is not None and handling > time_limit_seconds)
     rating = ticket.get("rating")
     return {
@@ -74,7 +74,8 @@ def build_service_record(
         "finished_at": ticket.get("finished_at"),
         "wait_seconds": _seconds(ticket.get("issued_at"), ticket.get("called_at")),
         "handling_seconds": handling,
-        "outcome": "no_show" if no_show else (ticket.get("outcome") or "completed"),
+        "outcome": "no_show" if no_show else "cancelled" if status == "cancelled" else (
+            ticket.get("outcome") or "completed"),
         "over_limit": over_limit,
         "transfers": list(ticket.get("transfers") or []),
         "rating": dict(rating) if rating else None,

@@ -82,8 +82,9 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.String(40)),
         sa.Column("last_error", sa.Text),
         sa.Column("delivered_at", sa.String(40)),
+        sqlite_autoincrement=True,
     )
-    op.create_index("ix_outbox_due", "outbox", ["status", "next_attempt_at"])
+    op.create_index("ix_outbox_status_next", "outbox", ["status", "next_attempt_at"])
     op.create_table(
         "scans",
         sa.Column("sha256", sa.String(64), primary_key=True),
