@@ -1,0 +1,201 @@
+"""Base class of emulated devices: identity, byte handling and fault injection.
+
+Faults let IT staff and tests rehearse what broken hardware does to the daemon. Modes:
+
+* ``disconnect`` — the device is off the line: it hears nothing and sends nothing; a device that
+  owns the link (the bus controller) also drops the link (see ``hw_emulators.link``).
+* ``silent`` — the link stays up but the device swallows everything and answers nothing.
+* ``corrupt`` — one byte of every chunk the device sends is altered (line noise), so the host's
+  checksum check must discard it. A device that never sends (an LED screen) gets the noise on
+  what reaches it instead, so it drops the frames.
+* ``delay`` — everything the device outputs is held ``ms`` milliseconds: bytes it sends and, for
+  devices with a display, what it shows.
+
+Clearing the fault restores normal behaviour (and the link).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+logger = logging.getLogger(__name__)
+
+FAULT_MODES = ("disconnect", "silent", "corrupt", "delay")
+_OFF_LINE = ("disconnect", "silent")
+MAX_DELAY_MS = 60_000
+
+
+class FaultError(ValueError):
+    """A fault request the emulator cannot apply (bad mode or ms)."""
+
+
+class DeviceNotFound(LookupError):
+    """No emulated device matches a lookup."""
+
+
+class AmbiguousDevice(ValueError):
+    """Several buses have a device at that address; the caller must name the bus."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    mode: str
+    ms: int
+    since: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "ms": self.ms, "since": self.since.isoformat(timespec="seconds")}
+
+
+def now() -> datetime:
+    """Local wall-clock time with offset: what an operator compares with the daemon's logs."""
+    return datetime.now().astimezone()
+
+
+def corrupt_bytes(data: bytes) -> bytes:
+    """Alter the middle byte by +0x5A: breaks any sum or XOR check, also when applied twice."""
+    if not data:
+        return data
+    out = bytearray(data)
+    i = len(out) // 2
+    out[i] = (out[i] + 0x5A) & 0xFF
+    return bytes(out)
+
+
+class EmulatedDevice(ABC):
+    """An emulated device: ``receive()`` bytes from the line, ``send()`` bytes to it."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, device_id: str, profile_name: str, profile: Any, *, address: int | None = None,
+                 window: int | None = None) -> None:
+        self.id = device_id
+        self.profile_name = profile_name
+        self.profile = profile
+        self.address = address
+        self.window = window
+        self._fault: Fault | None = None
+        self._lock = threading.RLock()
+        self._later: ThreadPoolExecutor | None = None
+        self._pending = 0
+
+    # -- faults ---------------------------------------------------------------------------------
+    @property
+    def fault(self) -> Fault | None:
+        return self._fault
+
+    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
+        if mode not in FAULT_MODES:
+            raise FaultError(f"未知的故障模式 {mode!r}（可选：{'、'.join(FAULT_MODES)}）")
+        if mode == "delay" and ms is None:
+            raise FaultError("delay 模式需要 ms（毫秒）")
+        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_DELAY_MS):
+            raise FaultError(f"ms 须为 0–{MAX_DELAY_MS} 的整数")
+        fault = Fault(mode, ms or 0, now())
+        with self._lock:
+            self._fault = fault
+        logger.info("%s: fault %s%s", self.id, mode, f" {fault.ms} ms" if mode == "delay" else "")
+        return fault
+
+    def clear_fault(self) -> None:
+        with self._lock:
+            old, self._fault = self._fault, None
+        if old is not None:
+            logger.info("%s: fault %s cleared", self.id, old.mode)
+
+    def _mode(self) -> str | None:
+        fault = self._fault
+        return fault.mode if fault else None
+
+    @property
+    def online(self) -> bool:
+        """Whether the device would answer the host now (the dashboard's 在线)."""
+        return self._mode() not in _OFF_LINE
+
+    # -- bytes ----------------------------------------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        """Bytes arriving from the line; faults decide whether the device hears them."""
+        mode = self._mode()
+        if mode in _OFF_LINE:
+            logger.debug("%s: %s, swallowed %s", self.id, mode, data.hex(" "))
+            return
+        self.on_bytes(data)
+
+    @abstractmethod
+    def on_bytes(self, data: bytes) -> None:
+        """Protocol handling of bytes the device heard."""
+
+    def send(self, data: bytes) -> bool:
+        """Put bytes on the line after applying the fault; False when the fault ate them."""
+        fault = self._fault
+        mode = fault.mode if fault else None
+        if mode in _OFF_LINE:
+            logger.debug("%s: %s, not sending %s", self.id, mode, data.hex(" "))
+            return False
+        if mode == "corrupt":
+            data = corrupt_bytes(data)
+        elif mode == "delay" and fault is not None:
+            time.sleep(fault.ms / 1000)  # callers are the device's own (press/reader) threads
+        self._transmit(data)
+        return True
+
+    @abstractmethod
+    def _transmit(self, data: bytes) -> None:
+        """Hand bytes to the link (or to the bus controller)."""
+
+    def _output(self, apply: Callable[[], None]) -> None:
+        """Run a display update now, or after the delay fault, keeping updates in order."""
+        fault = self._fault
+        ms = fault.ms if fault and fault.mode == "delay" else 0
+        with self._lock:
+            later = None
+            if ms or self._pending:  # updates still held by an earlier delay go first
+                self._pending += 1
+                if self._later is None:
+                    self._later = ThreadPoolExecutor(1, thread_name_prefix=f"emu-{self.id}-delay")
+                later = self._later
+        if later is None:
+            apply()
+        else:
+            later.submit(self._run_later, ms, apply)
+
+    def _run_later(self, ms: int, apply: Callable[[], None]) -> None:
+        try:
+            time.sleep(ms / 1000)
+            apply()
+        except Exception:
+            logger.exception("%s: delayed update failed", self.id)
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def stop(self) -> None:
+        with self._lock:
+            later, self._later = self._later, None
+            self._pending = 0
+        if later is not None:
+            later.shutdown(wait=False, cancel_futures=True)
+
+    # -- reporting ------------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Identity as in ``GET /devices`` (without url, which the hall knows)."""
+        out: dict[str, Any] = {"id": self.id, "kind": self.kind}
+        for key in ("address", "window"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """Everything the dashboard shows about the device."""
+        fault = self._fault
+        return {**self.describe(), "profile": self.profile_name, "online": self.online,
+                "fault": fault.as_dict() if fault else None}

@@ -1,0 +1,275 @@
+"""The emulated DORY communication controller and the RS-485 window bus behind it.
+
+The controller is transparent: every byte the host sends reaches every device on the bus, and every
+byte a device sends reaches the host, over the controller's one link. Each emulated LED screen and
+keypad therefore runs its own decoder on the whole bus traffic and acts only on frames for its
+address, as the real devices do. Wire formats come from ``drivers.codecs.window_bus`` with the
+framing of each device's profile; nothing here hard-codes a byte of the protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
+
+from device_profiles import Profile, keypad_framing, led_framing
+from drivers.codecs.window_bus import (
+    KeypadDecoder,
+    KeypadFrame,
+    LedDecoder,
+    decode_led_text,
+    encode_keypad,
+    fit_led_text,
+    key_press_frame,
+    parse_keypad_display,
+)
+
+from .device import EmulatedDevice, Fault, corrupt_bytes, now
+from .link import Link
+
+logger = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 200
+# Real keypads wait a few hundred milliseconds for the echo and then repeat the frame.
+ACK_TIMEOUT_S = 0.3
+PRESS_ATTEMPTS = 3
+# The profile's inter-frame gap is a few milliseconds at 9600 baud; thread scheduling jitters more
+# than that, so a partial frame is only abandoned after this much silence.
+MIN_IDLE_S = 0.05
+
+FrameT = TypeVar("FrameT")
+
+
+class _Decoder(Protocol[FrameT]):
+    def feed(self, data: bytes) -> list[FrameT]: ...
+
+    def flush(self) -> list[FrameT]: ...
+
+
+class _IdleFramer(Generic[FrameT]):
+    """A decoder plus the UART idle timer: a gap in the traffic ends any partial frame."""
+
+    def __init__(self, decoder: _Decoder[FrameT], idle_s: float) -> None:
+        self._decoder = decoder
+        self._idle_s = idle_s
+        self._last = 0.0
+
+    def feed(self, data: bytes) -> list[FrameT]:
+        t = time.monotonic()
+        frames = self._decoder.flush() if t - self._last > self._idle_s else []
+        self._last = t
+        return frames + self._decoder.feed(data)
+
+
+@dataclass(frozen=True)
+class PressResult:
+    acked: bool
+    attempts: int
+    frame: bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"acked": self.acked, "attempts": self.attempts, "frame": self.frame.hex(" ")}
+
+
+class DoryController(EmulatedDevice):
+    """Owns the link; relays bytes between the host and the bus devices."""
+
+    kind = "controller"
+
+    def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link) -> None:
+        super().__init__(device_id, profile_name, profile)
+        self.link = link
+        self.bus_devices: list[BusDevice] = []
+        self._local_echo = bool(profile.quirks.get("local_echo"))
+        baud = profile.transport.get("baudrate", 9600)
+        gap_s = profile.framing.get("gap_chars", 3.5) * 10 / baud  # 8N1 = 10 bits a character
+        self.idle_s = max(gap_s, profile.framing.get("min_gap_ms", 0) / 1000, MIN_IDLE_S)
+
+    @property
+    def url(self) -> str:
+        return self.link.url
+
+    def attach(self, device: BusDevice) -> None:
+        self.bus_devices.append(device)
+
+    def start(self) -> None:
+        self.link.start(self.receive)
+
+    def stop(self) -> None:
+        self.link.stop()
+        for device in self.bus_devices:
+            device.stop()
+        super().stop()
+
+    def on_bytes(self, data: bytes) -> None:
+        if self._local_echo:
+            # The host's 2-wire adapter hears its own transmission; no controller fault touches that.
+            self._transmit(data)
+        for device in self.bus_devices:
+            device.receive(data)
+
+    def _transmit(self, data: bytes) -> None:
+        self.link.send(data)
+
+    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
+        """As for any device; ``disconnect`` also drops the link, any other mode restores it."""
+        fault = super().set_fault(mode, ms)
+        if mode == "disconnect":
+            self.link.drop()
+        else:
+            self.link.restore()
+        return fault
+
+    def clear_fault(self) -> None:
+        super().clear_fault()
+        self.link.restore()
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "url": self.url, "host_connected": self.link.host_connected}
+
+
+class BusDevice(EmulatedDevice):
+    """A device hanging on a controller's RS-485 line."""
+
+    def __init__(self, device_id: str, profile_name: str, profile: Profile, bus: DoryController, *,
+                 address: int, window: int | None = None) -> None:
+        super().__init__(device_id, profile_name, profile, address=address, window=window)
+        self.bus = bus
+        bus.attach(self)
+
+    @property
+    def online(self) -> bool:
+        return super().online and self.bus.online
+
+    def _transmit(self, data: bytes) -> None:
+        self.bus.send(data)  # the controller applies its own fault on top
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "bus": self.bus.id}
+
+
+class EmulatedLed(BusDevice):
+    """A window screen: shows the text of show-text frames for its address or the broadcast one."""
+
+    kind = "led"
+
+    def __init__(self, device_id: str, profile_name: str, profile: Profile, bus: DoryController, *,
+                 address: int, window: int | None = None) -> None:
+        super().__init__(device_id, profile_name, profile, bus, address=address, window=window)
+        self.framing = led_framing(profile)
+        self._framer = _IdleFramer(LedDecoder(self.framing), bus.idle_s)
+        self.text = ""
+        self.history: deque[tuple[str, str]] = deque(maxlen=HISTORY_LIMIT)
+
+    def on_bytes(self, data: bytes) -> None:
+        if self._mode() == "corrupt":
+            data = corrupt_bytes(data)  # noise on the screen's own drop of the bus
+        for frame in self._framer.feed(data):
+            if frame.addr not in (self.address, self.framing.broadcast):
+                continue
+            if frame.cmd != self.framing.cmd_text:
+                logger.debug("%s: ignoring CMD 0x%02X", self.id, frame.cmd)
+                continue
+            try:
+                text, _colours = decode_led_text(frame.data, self.framing.encoding)
+            except ValueError as exc:
+                logger.warning("%s: bad text data %s: %s", self.id, frame.data.hex(" "), exc)
+                continue
+            shown = fit_led_text(text, self.framing)
+            if shown != text:
+                logger.warning("%s: %r does not fit %d characters, showing %r",
+                               self.id, text, self.framing.max_chars, shown)
+            self._output(partial(self._show, shown))
+
+    def _show(self, text: str) -> None:
+        with self._lock:
+            self.text = text
+            self.history.append((text, now().isoformat(timespec="milliseconds")))
+        logger.info("%s shows %r", self.id, text)
+
+    def view(self) -> dict[str, Any]:
+        """``GET /led/{addr}``."""
+        with self._lock:
+            return {"text": self.text, "history": [{"text": t, "at": at} for t, at in self.history]}
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), **self.view()}
+
+
+class EmulatedKeypad(BusDevice):
+    """A call keypad: sends key frames until the host echoes them; shows what the host sends."""
+
+    kind = "keypad"
+
+    def __init__(self, device_id: str, profile_name: str, profile: Profile, bus: DoryController, *,
+                 address: int, window: int | None = None) -> None:
+        super().__init__(device_id, profile_name, profile, bus, address=address, window=window)
+        self.framing = keypad_framing(profile)
+        self.display_chars = int(profile.framing.get("display_chars", 4))
+        self._framer = _IdleFramer(KeypadDecoder(self.framing), bus.idle_s)
+        self.display = ""
+        self.presses = 0
+        self._press_lock = threading.Lock()
+        self._ack = threading.Event()
+        self._expect: KeypadFrame | None = None
+
+    def press(self, key: str, digits: str = "", *, attempts: int = PRESS_ATTEMPTS,
+              ack_timeout: float = ACK_TIMEOUT_S) -> PressResult:
+        """Type ``digits``, press ``key``; repeat the frame until echoed, at most ``attempts`` times.
+
+        Raises ``ValueError`` for an unknown key, non-digit input or too many digits.
+        """
+        if key not in self.framing.key_codes:
+            raise ValueError(f"未知按键 {key!r}（可选：{'、'.join(self.framing.key_codes)}）")
+        frame = key_press_frame(self.address, key, digits, self.framing)
+        raw = encode_keypad(frame, self.framing)
+        with self._press_lock:
+            self.presses += 1
+            self._ack.clear()
+            self._expect = frame
+            try:
+                for attempt in range(1, attempts + 1):
+                    logger.info("%s: key %s%s (attempt %d)", self.id, key,
+                                f" after {digits}" if digits else "", attempt)
+                    self.send(raw)
+                    if self._ack.wait(ack_timeout):
+                        return PressResult(True, attempt, raw)
+                logger.warning("%s: key %s not acknowledged after %d attempts", self.id, key, attempts)
+                return PressResult(False, attempts, raw)
+            finally:
+                self._expect = None
+
+    def on_bytes(self, data: bytes) -> None:
+        for frame in self._framer.feed(data):
+            if frame.addr != self.address:
+                continue
+            if frame.func == self.framing.func_key:
+                if frame == self._expect:
+                    self._ack.set()
+                else:
+                    logger.debug("%s: stray echo %s", self.id, frame.data.hex(" "))
+            elif frame.func == self.framing.func_display:
+                try:
+                    text = parse_keypad_display(frame, self.framing)
+                except ValueError as exc:
+                    logger.warning("%s: bad display frame: %s", self.id, exc)
+                    continue
+                self._output(partial(self._show, text[: self.display_chars]))
+            else:
+                logger.debug("%s: ignoring FUNC 0x%02X", self.id, frame.func)
+
+    def _show(self, text: str) -> None:
+        self.display = text
+        logger.info("%s displays %r", self.id, text)
+
+    def view(self) -> dict[str, Any]:
+        """``GET /keypad/{addr}``."""
+        return {"display": self.display}
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), **self.view(), "presses": self.presses}
