@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("mqtt-config", help="write a Mosquitto password file and ACL"))
     sp.add_argument("dir")
     sp.set_defaults(func=cmd_mqtt_config)
+    from .upstream.cli import add_commands as add_upstream_commands
+
+    add_upstream_commands(sub, with_config)
     sp = sub.add_parser("demo", help="run the whole hall on embedded defaults")
     sp.add_argument("--dir", default="hall-demo", help="working folder (default %(default)s)")
     sp.add_argument("--no-ui", action="store_true", help="do not start the Qt apps")

@@ -150,6 +150,7 @@ class HallConfig:
     credentials_path: str
     secret_path: str
     source: str = "<memory>"
+    upstream_report_day: int = 25      # the 月报表 of the previous month is due upstream by this day
 
     @property
     def tz(self) -> ZoneInfo:
@@ -531,7 +532,8 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     mqtt = chk.mapping(root.get("mqtt"), "mqtt")
     chk.unknown_keys(mqtt, {"listen", "url"}, "mqtt")
     upstream = chk.mapping(root.get("upstream"), "upstream")
-    chk.unknown_keys(upstream, {"url", "token"}, "upstream")
+    chk.unknown_keys(upstream, {"url", "token", "report_day"}, "upstream")
+    report_day = chk.integer(upstream, "report_day", "upstream", default=25, minimum=1, maximum=28) or 25
     emulator = chk.mapping(root.get("emulator"), "emulator")
     if mqtt.get("listen") is not None:
         _check_hostport(mqtt["listen"], "mqtt.listen", chk)
@@ -555,7 +557,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         profiles_dir=rel(root["profiles_dir"]) if root.get("profiles_dir") else None,
         credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
         secret_path=rel(str(root.get("secret_file") or "hall.secret")),
-        source=source,
+        source=source, upstream_report_day=report_day,
     )
 
 

@@ -46,6 +46,7 @@ class DaemonOptions:
     mqtt_listen: str | None = None
     mqtt_url: str | None = None
     upstream_url: str | None = None
+    upstream_token: str | None = None
     device_urls: dict[str, str] = field(default_factory=dict)   # device id -> url (overrides "emulated")
 
 
@@ -65,6 +66,8 @@ class HallDaemon:
         self.service: HallService | None = None
         self.broker = None
         self.bridge = None
+        self.devices = None
+        self.upstream = None
         self.mqtt_address: tuple[str, int] | None = None
         self._parts: list[Any] = []
         self._stop = threading.Event()
@@ -72,20 +75,14 @@ class HallDaemon:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        from .upstream.records import build_service_record
-
         url = self.options.db_url or self.config.database
         secret = load_or_create_secret(self.config.secret_path)
-        limits = {s.code: s.time_limit_minutes * 60 for s in self.config.services}
-
-        def record_builder(ticket: dict[str, Any]) -> dict[str, Any]:
-            return build_service_record(ticket, self.config.hall_code,
-                                        time_limit_seconds=limits.get(ticket["service"]))
-
-        self.store = Store(url, record_builder=record_builder)
+        self.store = Store(url)
         loader = (lambda: load_config(self.config_path)) if self.config_path else None
         self.service = HallService(self.config, self.store, self.clock, secret=secret, config_loader=loader)
         self._start_bus()
+        self._start_devices()
+        self._start_upstream()
         self._ticker = threading.Thread(target=self._tick_loop, name="hall-clock", daemon=True)
         self._ticker.start()
         log.info("hall %s (%s) serving, database %s", self.config.hall_id, self.config.name, _safe_url(url))
@@ -118,6 +115,30 @@ class HallDaemon:
                                  username, password, credentials, version=__version__)
         self.bridge.start()
 
+    def _start_devices(self) -> None:
+        """Open the hall's devices (LED screens, keypads, …); each failing device only goes offline."""
+        if not self.config.devices:
+            return
+        from .devices import DeviceManager
+
+        assert self.service is not None
+        self.devices = DeviceManager(self.config, self.service, device_urls=self.options.device_urls)
+        self.devices.start()
+
+    def _start_upstream(self) -> None:
+        """Forward closed visits, sync appointments, submit monthly reports (when an upstream is set)."""
+        url = self.options.upstream_url or self.config.upstream_url
+        if not url:
+            log.warning("no management system configured: service records wait in the outbox")
+            return
+        from .upstream.service import UpstreamService
+
+        assert self.service is not None and self.store is not None
+        self.upstream = UpstreamService(self.config, self.service, self.store, url=url,
+                                        token=self.options.upstream_token or self.config.upstream_token,
+                                        clock=self.clock)
+        self.upstream.start()
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
             try:
@@ -130,7 +151,7 @@ class HallDaemon:
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=5)
-        for part in (self.bridge, self.broker):
+        for part in (self.upstream, self.devices, self.bridge, self.broker):
             if part is not None:
                 try:
                     part.stop()

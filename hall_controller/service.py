@@ -20,6 +20,7 @@ from .config import HallConfig
 from .domain import CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
 from .store import Store
+from .upstream.records import record_builder_for
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class HallService:
         self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._reply_cache = reply_cache
         self._cards: dict[str, tuple[datetime, CardData]] = {}
+        store.record_builder = record_builder_for(config)
         self.engine = self._build_engine()
         self.tick()     # roll the day / close lapsed visits before serving anyone
 
@@ -233,6 +235,7 @@ class HallService:
             raise DomainError("conflict", "未配置配置文件路径，无法重新加载")
         new = self._config_loader()
         self.config = new
+        self.store.record_builder = record_builder_for(new)
         self.engine = QueueEngine(new, self.clock, self.engine.state, secret=self.secret)
         return Outcome(result={"reloaded": True, "services": len(new.services), "windows": len(new.windows)})
 
@@ -264,6 +267,21 @@ class HallService:
             outcome = self.engine.tick()
             self._persist(outcome, None, None, None)
             self._publish(outcome)
+
+    def supervisor_alert(self, kind: str, detail: dict[str, Any]) -> None:
+        """Log and publish an alert raised outside the queue (the upstream forwarder's dead letters)."""
+        with self._lock:
+            outcome = self.engine.supervisor_alert(kind, detail)
+            self._persist(outcome, None, None, None)
+            self._publish(outcome)
+
+    def cancel_appointment(self, code: str) -> bool:
+        """Apply a cancellation from the upstream's booking list; True when it changed a booking."""
+        with self._lock:
+            outcome = self.engine.cancel_appointment(code)
+            self._persist(outcome, None, None, None)
+            self._publish(outcome)
+        return "appointment" in outcome.result
 
     def device_status(self, device_id: str, online: bool, profile: str, error: str | None = None) -> None:
         with self._lock:

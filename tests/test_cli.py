@@ -65,7 +65,11 @@ def test_run_status_reset_day_and_clean_stop(tmp_path, capsys):
 
 
 def test_status_without_a_daemon_reads_the_database(tmp_path, capsys):
-    config = init_hall(tmp_path)
+    port = free_port()          # nothing listens there
+
+    def listen_here(data):
+        data["mqtt"]["listen"] = f"127.0.0.1:{port}"
+    config = init_hall(tmp_path, listen_here)
     capsys.readouterr()
     assert hallctl(["status", "--config", str(config), "--json"]) == 0
     captured = capsys.readouterr()

@@ -667,6 +667,28 @@ class QueueEngine:
                 self._close(ticket, now)
         return out
 
+    def supervisor_alert(self, kind: str, detail: dict[str, Any]) -> Outcome:
+        """An alert from outside the queue (e.g. a record the upstream refused) for the supervisor, logged
+        like every other event."""
+        out, now = self._begin()
+        self._emit(kind, now, supervisor=True, detail=detail)
+        out.result = {"alert": kind}
+        return out
+
+    def cancel_appointment(self, code: str) -> Outcome:
+        """A booking cancelled upstream: its check-in is refused from now on. Unknown codes, bookings
+        already cancelled and visitors already checked in are left alone, so a repeated sync changes nothing."""
+        out, now = self._begin()
+        appt = next((a for a in self.state.appointments.values() if a.code == code), None)
+        if appt is None or appt.status != "booked":
+            return out
+        appt.status = "cancelled"
+        out.dirty_appointments.add(appt.id)
+        self._emit("appointment_cancelled", now, appointment={"id": appt.id, "code": code, "service": appt.service,
+                                                               "start_at": iso(appt.start_at)})
+        out.result = {"appointment": appt.to_record() | {"id_hash": None}}
+        return out
+
     def device_status(self, device_id: str, online: bool, profile: str, error: str | None = None) -> Outcome:
         """Devices report here so that going offline is one event, not one per failed retry."""
         out, now = self._begin()

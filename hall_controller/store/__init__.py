@@ -87,11 +87,11 @@ def upgrade(url_or_engine: str | Engine, revision: str = "head") -> None:
 
 
 class Store:
-    def __init__(self, url: str, *, record_builder: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-                 sqlite_sync: str = "FULL", migrate: bool = True):
+    def __init__(self, url: str, *, sqlite_sync: str = "FULL", migrate: bool = True):
         self.url = url
         self.engine = make_engine(url, sqlite_sync=sqlite_sync)
-        self.record_builder = record_builder
+        # Turns a closed ticket into its upstream service record; set by HallService from the config.
+        self.record_builder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         if migrate:
             upgrade(self.engine)
         self._persisted_day: tuple[str, int] | None = None
@@ -216,7 +216,9 @@ class Store:
             if (state.day, state.epoch) != self._persisted_day:
                 p["upd_kv"].many(cur, [{"b_key": "day", "value": state.day},
                                        {"b_key": "epoch", "value": str(state.epoch)}])
-            if outcome.closed and self.record_builder is not None:
+            if outcome.closed:
+                if self.record_builder is None:
+                    raise RuntimeError("store has no record builder: closed visits would miss the outbox")
                 rows = []
                 for t in outcome.closed:
                     closed_at = db_time(t.closed_at) if t.closed_at else ""

@@ -6,9 +6,11 @@ figures the hall prints and the ones the upstream receives cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
+from hall_controller.config import HallConfig
 from hall_controller.identity import age_band
 
 RECORDABLE_STATUSES = ("finished", "no_show", "cancelled")
@@ -85,3 +87,14 @@ def build_service_record(
             for s in ticket.get("scans") or []
         ],
     }
+
+
+def record_builder_for(config: HallConfig) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`build_service_record` bound to a hall's code and time limits: one definition for the store's
+    outbox rows and for reports recomputed from the tickets table."""
+    limits = {s.code: s.time_limit_minutes * 60 for s in config.services}
+
+    def build(ticket: dict[str, Any]) -> dict[str, Any]:
+        return build_service_record(ticket, config.hall_code, time_limit_seconds=limits.get(ticket["service"]))
+
+    return build

@@ -3,7 +3,8 @@
 Computed from the service records of `records.build_service_record`, so the report and the
 records the upstream holds agree. Definitions (口径), also printed on the report:
 - a record is counted in the month (and day) of its `issued_at`, in the hall's local time;
-- 取号数 = records (completed visits and no-shows); 办结数 = records whose outcome is not a no-show;
+- 取号数 = records (completed visits, no-shows and tickets cancelled at day end unserved);
+  办结数 = records that were served (neither a no-show nor cancelled);
 - 等候时长 = issue → first call (all records that were called); 办理时长 = start → finish (served);
 - averages are arithmetic means rounded to 0.1 s; P90 is the nearest-rank 90th percentile
   (`percentile`): the value at rank ⌈0.9·n⌉ of the n values sorted ascending;
@@ -16,7 +17,7 @@ import calendar
 import html
 import re
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from openpyxl.utils import get_column_letter
 
 SCORES = (1, 2, 3, 4, 5)
 SATISFIED_MIN_SCORE = 4
+UNSERVED = frozenset({"no_show", "cancelled"})  # record outcomes that are not 办结
 HALL_SUFFIX = "公共法律服务中心"
 
 # (key in a stats dict, Chinese column header, kind) — one list drives the XLSX and the HTML.
@@ -47,7 +49,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
 
 DEFINITIONS = (
     "统计口径:按取号时间(本中心当地时间)计入所属月份和日期。",
-    "取号数:已办结及过号未到的号票数;办结数:不含过号未到。",
+    "取号数:已办结、过号未到及日终未办理而取消的号票数;办结数:不含过号未到和取消。",
     "等候时长:取号至首次叫号;办理时长:开始办理至办结。平均值保留一位小数。",
     "P90:最近秩法第90百分位数,即将n个数值升序排列后第⌈0.9n⌉个数值。",
     "满意率:评分4分及以上的评价数占评价数的比例;未评价数:办结但未评价的号票数。",
@@ -80,14 +82,14 @@ def _score(record: dict[str, Any]) -> int | None:
 
 def _stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """All report figures for one group of records."""
-    served = [r for r in records if r.get("outcome") != "no_show"]
+    served = [r for r in records if r.get("outcome") not in UNSERVED]
     waits = [r["wait_seconds"] for r in records if r.get("wait_seconds") is not None]
     handlings = [r["handling_seconds"] for r in served if r.get("handling_seconds") is not None]
     scores = [s for s in (_score(r) for r in served) if s is not None]
     stats: dict[str, Any] = {
         "issued": len(records),
         "served": len(served),
-        "no_show": len(records) - len(served),
+        "no_show": sum(1 for r in records if r.get("outcome") == "no_show"),
         "transfers": sum(len(r.get("transfers") or []) for r in records),
         "over_limit": sum(1 for r in served if r.get("over_limit")),
         "wait_avg": _average(waits),
@@ -111,9 +113,13 @@ def _group(records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Ha
     return groups
 
 
-def _issued_date(record: dict[str, Any]) -> date | None:
+def _issued_date(record: dict[str, Any], tz: tzinfo | None = None) -> date | None:
+    """The issue date in `tz` (the hall's zone; records carry UTC times from the daemon's clock)."""
     issued = record.get("issued_at")
-    return datetime.fromisoformat(issued).date() if issued else None
+    if not issued:
+        return None
+    moment = datetime.fromisoformat(issued)
+    return (moment.astimezone(tz) if tz is not None else moment).date()
 
 
 def compute_month_report(
@@ -121,22 +127,25 @@ def compute_month_report(
     month: str,
     hall: dict[str, Any],
     services: dict[str, str],
+    *,
+    tz: tzinfo | None = None,
 ) -> dict[str, Any]:
     """The 月报表 for `month` ("YYYY-MM") of `hall` ({"code", "name", "district"?}); `services`
-    maps service codes to names in report order. Records outside the month are ignored."""
+    maps service codes to names in report order. Records outside the month are ignored; days are
+    taken in `tz` (the hall's time zone), or in each time's own offset when None."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", month)
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
     year, mon = int(match.group(1)), int(match.group(2))
     days = [date(year, mon, d) for d in range(1, calendar.monthrange(year, mon)[1] + 1)]
-    selected = [r for r in records if (d := _issued_date(r)) is not None and (d.year, d.month) == (year, mon)]
+    selected = [r for r in records if (d := _issued_date(r, tz)) is not None and (d.year, d.month) == (year, mon)]
 
     name = hall.get("name") or hall.get("code") or ""
     district = hall.get("district") or name.removesuffix(HALL_SUFFIX)
     by_service = _group(selected, lambda r: r.get("service"))
     by_window = _group(selected, lambda r: r.get("window"))
     by_staff = _group(selected, lambda r: r.get("staff_id"))
-    by_day = _group(selected, _issued_date)
+    by_day = _group(selected, lambda r: _issued_date(r, tz))
     service_codes = list(services) + sorted(c for c in by_service if c not in services)
     return {
         "title": f"{district}公共法律服务统计月报表",
