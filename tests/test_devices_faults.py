@@ -1,0 +1,111 @@
+"""Broken hardware: an unplugged and replugged bus, line noise, garbage, an emulator that starts late."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from drivers.codecs.window_bus import encode_keypad, key_press_frame
+from hall_controller.devices.screens import DEFAULT_IDLE_TEXT
+from hall_controller.service import Actor
+
+from .daemonkit import free_port
+from .test_devices_support import BUS_DEVICES, DeviceHall, wait_until
+
+KEYPAD_3 = Actor("keypad-3", "device", 3)
+
+
+@pytest.mark.parametrize("link", ["tcp", "pty"])
+def test_unplugged_bus_goes_offline_once_and_comes_back_showing_the_current_state(tmp_path, link):
+    hall = DeviceHall(tmp_path, link)
+    try:
+        hall.wait_online()
+        hall.service.execute(KEYPAD_3, "login", {"staff_id": "1003"})
+        hall.wait_led(3, DEFAULT_IDLE_TEXT)
+        number = hall.issue()
+        controller = hall.emu.controller("bus-1")
+
+        controller.set_fault("disconnect")
+        wait_until(lambda: len(hall.device_events("device_offline")) == len(BUS_DEVICES), 3,
+                   "every bus device offline")
+        # The window moves on while its screen is unplugged.
+        hall.service.execute(KEYPAD_3, "call_next")
+        time.sleep(1.0)  # several reconnect attempts fail meanwhile; none may report again
+        assert hall.led(3) == DEFAULT_IDLE_TEXT
+
+        cleared = time.monotonic()
+        controller.clear_fault()
+        hall.wait_online(timeout=5.0)
+        assert time.monotonic() - cleared < 5.0
+        hall.wait_led(3, number)
+        hall.wait_keypad(3, number)
+
+        for device in BUS_DEVICES:
+            assert len(hall.device_events("device_offline", device)) == 1, device
+            assert len(hall.device_events("device_online", device)) == 2, device  # start + replug
+        offline = hall.device_events("device_offline", "led-3")[0]
+        assert offline["profile"] == "dory-led-375-4" and offline["error"]
+        # Kinds the device layer does not own yet are left alone.
+        assert "card-reader-1" not in hall.service.snapshot()["devices"]
+        # The keypad works again after the replug.
+        hall.press(3, "recall")
+        wait_until(lambda: any(e["type"] == "ticket_recalled" for e in hall.events), 3, "recall")
+    finally:
+        hall.close()
+
+
+def test_noise_and_garbage_do_not_crash_the_manager(tmp_path):
+    hall = DeviceHall(tmp_path)
+    try:
+        hall.wait_online()
+        hall.service.execute(KEYPAD_3, "login", {"staff_id": "1003"})
+        number = hall.issue()
+        controller = hall.emu.controller("bus-1")
+        keypad = hall.emu.keypad(3)
+
+        # Line noise on the keypad's frames: the checksum fails, the host drops them, nothing acks.
+        keypad.set_fault("corrupt")
+        assert not keypad.press("next", attempts=2, ack_timeout=0.2).acked
+        keypad.clear_fault()
+        # Raw garbage, a truncated frame, a valid frame with an unknown key code, a key from a keypad
+        # at no window: each is dropped or ignored.
+        framing = keypad.framing
+        unknown_key = encode_keypad(key_press_frame(3, "next", "", framing), framing).replace(
+            bytes([0x0C, 0x10]), bytes([0x30, 0x34]))
+        for junk in (bytes(range(256)), b"\xff\x68\x05\x05\x68\x03\x01", unknown_key,
+                     encode_keypad(key_press_frame(9, "next", "", framing), framing)):
+            controller.link.send(junk)
+        time.sleep(0.3)
+        assert hall.service.snapshot()["windows"]["3"]["status"] == "idle"
+        # Noise on what the LED hears: it drops the frames, the manager carries on.
+        hall.emu.led(3).set_fault("corrupt")
+        hall.service.execute(KEYPAD_3, "pause")
+        time.sleep(0.2)
+        assert hall.led(3) == DEFAULT_IDLE_TEXT
+        hall.emu.led(3).clear_fault()
+        hall.service.execute(KEYPAD_3, "resume")
+
+        hall.press(3, "next")
+        hall.wait_led(3, number)
+        hall.wait_keypad(3, number)
+        assert not hall.device_events("device_offline")
+    finally:
+        hall.close()
+
+
+def test_emulated_bus_is_found_through_the_control_api_once_it_is_up(tmp_path):
+    port = free_port()
+
+    def control_here(data):
+        data["emulator"]["control"] = f"127.0.0.1:{port}"
+
+    hall = DeviceHall(tmp_path, urls=False, mutate=control_here)
+    try:
+        wait_until(lambda: hall.device_events("device_offline", "bus-1"), 3, "bus offline while no emulator")
+        hall.emu.serve_control("127.0.0.1", port)
+        hall.wait_online(timeout=5.0)
+        assert len(hall.device_events("device_offline", "led-3")) == 1
+        assert hall.daemon.devices.links["bus-1"].bus.url == hall.emu.device_urls()["bus-1"]
+    finally:
+        hall.close()
