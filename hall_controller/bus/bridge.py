@@ -1,0 +1,392 @@
+"""The daemon side of the MQTT contract (DESIGN §5): commands in, replies, events and state out.
+
+Every command is validated here before it reaches the service, and answered: `bad_request` for a
+malformed payload (when the topic names a known client to reply to), otherwise dropped with a log
+line. Nothing a client sends can stop the bridge. Commands run one at a time, in arrival order, on
+a worker thread, never on paho's network thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import paho.mqtt.client as mqtt
+
+from ..service import Actor
+from .client import AuthenticationFailed
+from .credentials import CredentialStore
+from .topics import HallTopics, is_segment
+
+log = logging.getLogger(__name__)
+
+MAX_ID_CHARS = 64
+MAX_DEPTH = 16  # nesting of the command object; real commands need 3
+_OP_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_QUEUED_COMMANDS = 1000
+_MAX_PAHO_QUEUE = 10_000  # a bound on what paho may buffer; we do not publish while disconnected
+
+
+class HallServiceLike(Protocol):
+    """What the bridge needs of hall_controller.service.HallService."""
+
+    def execute(self, actor: Actor, op: str, args: dict[str, Any], command_id: str | None = None) -> dict[str, Any]: ...
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None: ...
+    def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
+
+class BadRequest(Exception):
+    """A malformed command; `command_id` is the id to echo, when the payload had a usable one."""
+
+    def __init__(self, message: str, command_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.command_id = command_id
+
+
+def parse_command(payload: bytes, max_payload: int) -> tuple[str, str, dict[str, Any]]:
+    """(command id, op, args) from a raw payload, or BadRequest. Pure, so it is easy to fuzz."""
+    if not payload:
+        raise BadRequest("empty payload")
+    if len(payload) > max_payload:
+        raise BadRequest(f"payload larger than {max_payload} bytes")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("payload is not UTF-8") from None
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise BadRequest("payload nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, giant integers
+        raise BadRequest(f"payload is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequest(f"payload must be a JSON object, not {type(obj).__name__}")
+    command_id = obj.pop("id", None)
+    if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_ID_CHARS or not command_id.isprintable():
+        raise BadRequest(f"id must be a printable string of 1-{MAX_ID_CHARS} characters")
+    op = obj.pop("op", None)
+    if not isinstance(op, str) or _OP_RE.fullmatch(op) is None:
+        raise BadRequest("op must be an operation name like call_next", command_id)
+    problem = _check_values(obj, 1)
+    if problem:
+        raise BadRequest(problem, command_id)
+    return command_id, op, obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate keys")
+    return result
+
+
+def _check_values(value: Any, depth: int) -> str | None:
+    """Why the args cannot be passed on (too deep, or strings a database or UTF-8 would refuse)."""
+    if depth > MAX_DEPTH:
+        return f"arguments nested deeper than {MAX_DEPTH}"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "string with an unpaired surrogate"
+        return "string with a NUL character" if "\0" in value else None
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = _check_values(item, depth + 1)
+        if problem:
+            return problem
+    return None
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class MqttBridge:
+    """Connects as the daemon account and serves the hall's command topics."""
+
+    def __init__(
+        self,
+        service: HallServiceLike,
+        hall_id: str,
+        host: str,
+        port: int,
+        username: str,
+        password: str,
+        credentials: CredentialStore,
+        *,
+        version: str,
+        max_payload: int = 64 * 1024,
+        keepalive: int = 30,
+        reconnect_min_delay: float = 0.5,
+        reconnect_max_delay: float = 10.0,
+    ) -> None:
+        self.service = service
+        self.topics = HallTopics(hall_id)
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.credentials = credentials
+        self.max_payload = max_payload
+        started_at = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+        self._status = {"version": version, "started_at": started_at}
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._connected = False
+        self._refused: str | None = None
+        self._sub_mid: int | None = None
+        self._commands: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._state_lock = threading.Lock()  # orders state publishing; never held while calling the service
+        self._published: dict[str, bytes] = {}  # retained state topic -> last payload sent
+        self._published_seq = -1
+        self._client_states: dict[str, str] = {}
+
+        self._mqtt = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311, clean_session=True
+        )
+        self._mqtt.username_pw_set(username, password)
+        self._mqtt.will_set(self.topics.status, _dumps({"state": "offline", **self._status}), qos=1, retain=True)
+        self._mqtt.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
+        self._mqtt.max_queued_messages_set(_MAX_PAHO_QUEUE)
+        self._mqtt.on_connect = self._on_connect
+        self._mqtt.on_subscribe = self._on_subscribe
+        self._mqtt.on_disconnect = self._on_disconnect
+        self._mqtt.on_message = self._on_message
+        service.subscribe(self._on_event)
+        service.subscribe_cards(self._on_card)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected
+
+    def start(self, timeout: float = 10.0) -> bool:
+        """Start the worker and connect; True once subscribed, False if the broker is not reachable yet
+        (the bridge keeps retrying). Raises AuthenticationFailed if the broker refuses the account."""
+        if self._worker is not None:
+            raise RuntimeError("bridge already started")
+        self._worker = threading.Thread(target=self._work, name="mqtt-bridge-worker", daemon=True)
+        self._worker.start()
+        self._mqtt.connect_async(self.host, self.port, self.keepalive)
+        self._mqtt.loop_start()
+        with self._cond:
+            ready = self._cond.wait_for(lambda: self._connected or self._refused is not None, timeout)
+            refused = self._refused
+        if refused is not None:
+            self.stop()
+            raise AuthenticationFailed(f"broker {self.host}:{self.port} refused the daemon account: {refused}")
+        if not ready:
+            log.warning("bridge: broker %s:%d not reachable yet, retrying in the background", self.host, self.port)
+        return ready
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish `offline` (a clean disconnect sends no last will), disconnect, finish the worker."""
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+        if was_connected:
+            offline = _dumps({"state": "offline", **self._status})
+            info = self._mqtt.publish(self.topics.status, offline, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning("bridge: offline status not sent")
+        self._mqtt.disconnect()
+        self._mqtt.loop_stop()
+        if self._worker is not None:
+            self._commands.put(None)
+            self._worker.join(timeout)
+            self._worker = None
+        log.info("bridge: stopped")
+
+    def client_states(self) -> dict[str, str]:
+        """Last `client/{id}/status` state per client id (online/offline)."""
+        with self._lock:
+            return dict(self._client_states)
+
+    # ---------------------------------------------------------------- paho callbacks (network thread)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("bridge: broker refused the daemon account: %s", reason)
+            with self._cond:
+                self._refused = str(reason)
+                self._cond.notify_all()
+            return
+        result, mid = client.subscribe([(self.topics.all_cmds, 0), (self.topics.all_client_status, 0)])
+        with self._lock:
+            self._sub_mid = mid if result == mqtt.MQTT_ERR_SUCCESS else None
+            self._refused = None
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
+        with self._cond:
+            if mid != self._sub_mid:
+                return
+            self._connected = True
+            self._cond.notify_all()
+        if any(r.is_failure for r in reasons):
+            log.error("bridge: broker refused the command subscriptions (ACL?): %s", reasons)
+        client.publish(self.topics.status, _dumps({"state": "online", **self._status}), qos=1, retain=True)
+        self._commands.put(self._republish_all)
+        log.info("bridge: serving hall %s on %s:%d", self.topics.hall_id, self.host, self.port)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+        if was_connected:
+            log.warning("bridge: lost the broker (%s), reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # An oversized payload is refused anyway: keep only enough of it to tell that it is too big.
+        topic, payload = message.topic, bytes(message.payload[:self.max_payload + 1])
+        info = self.topics.parse(topic)
+        if info is not None and info.kind == "client_status":
+            self._on_client_status(str(info.key), payload)
+            return
+        if self._commands.qsize() >= _MAX_QUEUED_COMMANDS:
+            log.warning("bridge: %d commands waiting, dropped one on %s", _MAX_QUEUED_COMMANDS, topic)
+            return
+        self._commands.put(lambda: self._handle_command(topic, payload))
+
+    def _on_client_status(self, client_id: str, payload: bytes) -> None:
+        try:
+            state = json.loads(payload)["state"] if payload else "offline"
+        except (ValueError, TypeError, KeyError):
+            log.warning("bridge: malformed status of client %s: %r", client_id, payload[:100])
+            return
+        with self._lock:
+            previous = self._client_states.get(client_id)
+            self._client_states[client_id] = str(state)
+        if previous != state:
+            log.info("bridge: client %s is %s", client_id, state)
+
+    # ---------------------------------------------------------------- worker thread
+
+    def _work(self) -> None:
+        while (task := self._commands.get()) is not None:
+            try:
+                task()
+            except Exception:  # the worker must survive anything
+                log.exception("bridge: task failed")
+
+    def _handle_command(self, topic: str, payload: bytes) -> None:
+        info = self.topics.parse(topic)
+        if info is None or info.kind != "cmd":
+            log.warning("bridge: dropped command on unexpected topic %r", topic)
+            return
+        client_id = str(info.key)
+        cred = self.credentials.get(client_id)
+        if cred is None or cred.role == "daemon":
+            log.warning("bridge: dropped command on %s: %s is not a client of this hall", topic, client_id)
+            return
+        reply_topic = self.topics.reply(client_id)
+        try:
+            command_id, op, args = parse_command(payload, self.max_payload)
+        except BadRequest as exc:
+            log.warning("bridge: bad request from %s: %s (payload %r)", client_id, exc.message, payload[:200])
+            self._reply(reply_topic, {"id": exc.command_id, "ok": False,
+                                      "error": {"code": "bad_request", "message": exc.message}})
+            return
+        actor = Actor(client_id=client_id, role=cred.role, window=cred.window)
+        try:
+            result = self.service.execute(actor, op, args, command_id=command_id)
+        except Exception as exc:
+            code, message = getattr(exc, "code", None), getattr(exc, "message", None)
+            if not isinstance(code, str):
+                log.exception("bridge: %s from %s failed", op, client_id)
+                code, message = "internal", "internal error"
+            self._reply(reply_topic, {"id": command_id, "ok": False, "error": {"code": code, "message": str(message)}})
+            return
+        self._reply(reply_topic, {"id": command_id, "ok": True, "result": result})
+
+    def _reply(self, topic: str, reply: dict[str, Any]) -> None:
+        try:
+            payload = _dumps(reply)
+        except (TypeError, ValueError, UnicodeEncodeError):
+            log.exception("bridge: reply to %s is not JSON-serialisable", reply.get("id"))
+            payload = _dumps({"id": reply.get("id"), "ok": False,
+                              "error": {"code": "internal", "message": "reply not serialisable"}})
+        self._publish(topic, payload, retain=False)
+
+    def _republish_all(self) -> None:
+        """After (re)connecting: the broker may have lost retained state (the embedded one always does)."""
+        with self._state_lock:
+            self._published.clear()
+            self._published_seq = -1
+        self._sync_state()
+
+    # ---------------------------------------------------------------- service callbacks (any thread)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if not self.connected:
+            return  # stale by the time it could be delivered; the state is republished on reconnect
+        event_type = event.get("type")
+        if not is_segment(event_type):
+            log.error("bridge: event without a valid type dropped: %r", event)
+            return
+        try:
+            payload = _dumps(event)
+        except (TypeError, ValueError, UnicodeEncodeError):
+            log.exception("bridge: event %s is not JSON-serialisable", event_type)
+            return
+        self._publish(self.topics.event(event_type), payload, retain=False)
+        self._sync_state()
+
+    def _on_card(self, kiosk_id: str, card: dict[str, Any]) -> None:
+        if not self.connected:
+            return
+        if not is_segment(kiosk_id):
+            log.error("bridge: card for invalid kiosk id %r dropped", kiosk_id)
+            return
+        self._publish(self.topics.kiosk_card(kiosk_id), _dumps(card), retain=False)
+
+    def _sync_state(self) -> None:
+        """Publish the retained state topics whose JSON changed since we last sent them."""
+        snapshot = self.service.snapshot()
+        seq = snapshot.get("seq")
+        wanted: dict[str, bytes] = {self.topics.state_queues: _dumps(snapshot.get("queues", {})),
+                                    self.topics.state_calls: _dumps(snapshot.get("calls", []))}
+        for number, window in (snapshot.get("windows") or {}).items():
+            wanted[self.topics.state_window(int(number))] = _dumps(window)
+        for device_id, device in (snapshot.get("devices") or {}).items():
+            if is_segment(device_id):
+                wanted[self.topics.device(device_id)] = _dumps(device)
+        with self._state_lock:
+            if isinstance(seq, int):
+                if seq < self._published_seq:
+                    return  # another thread already published a newer snapshot
+                self._published_seq = seq
+            for topic in [t for t in self._published if t not in wanted]:  # a window or device went away
+                self._publish(topic, b"", retain=True)
+                del self._published[topic]
+            for topic, payload in wanted.items():
+                if self._published.get(topic) != payload:
+                    self._publish(topic, payload, retain=True)
+                    self._published[topic] = payload
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
+        """QoS 1 while connected; while not, drop: replies and events would be stale when they arrive,
+        and the retained state is republished on reconnect."""
+        if not self.connected:
+            log.debug("bridge: not connected, dropped message on %s", topic)
+            return
+        info = self._mqtt.publish(topic, payload, qos=1, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.warning("bridge: publish on %s failed: %s", topic, mqtt.error_string(info.rc))

@@ -1,0 +1,271 @@
+"""Credential store: MQTT client id -> role, window and password hash, in one YAML file.
+
+Hashes are kept in Mosquitto's own PBKDF2-SHA512 format (`$7$iterations$b64salt$b64hash`, what
+`mosquitto_passwd` writes), so the Mosquitto password file is these lines verbatim and the embedded
+broker verifies the same strings. Clear passwords are never stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .topics import ROLES, WINDOW_ROLES, check_segment
+
+log = logging.getLogger(__name__)
+
+DAEMON_CLIENT_ID = "hall-daemon"
+# Mosquitto's default is 101 iterations. Generated passwords carry 144 random bits, so the count
+# matters only for operator-chosen passwords; 20 000 costs ~20 ms per CONNECT on the hall PC.
+DEFAULT_ITERATIONS = 20_000
+_SALT_BYTES = 12  # what mosquitto_passwd uses
+_MAX_PASSWORD_CHARS = 256
+_MAX_ITERATIONS = 10_000_000
+_UNREADABLE = (-1, -1, -1)  # file stamp of a file that cannot even be stat()ed
+_NONE_BAD = object()
+
+
+class CredentialError(ValueError):
+    """A bad argument, or an unreadable / malformed credential file (the message names the file)."""
+
+
+@dataclass(frozen=True)
+class ClientCredential:
+    client_id: str
+    role: str
+    window: int | None
+    password_hash: str
+
+
+def generate_password() -> str:
+    """A strong random password (144 bits, URL-safe, easy to paste into a config screen)."""
+    return secrets.token_urlsafe(18)
+
+
+def hash_password(password: str, *, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None) -> str:
+    """Hash in Mosquitto's `$7$` format (PBKDF2-HMAC-SHA512, 64-byte digest)."""
+    if not 1 <= iterations <= _MAX_ITERATIONS:
+        raise CredentialError(f"iterations out of range: {iterations}")
+    salt = secrets.token_bytes(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def _parse_hash(password_hash: str) -> tuple[int, bytes, bytes]:
+    parts = password_hash.split("$")
+    if len(parts) != 5 or parts[0] != "" or parts[1] != "7":
+        raise CredentialError("not a $7$ (PBKDF2-SHA512) hash")
+    try:
+        iterations = int(parts[2])
+        salt = base64.b64decode(parts[3], validate=True)
+        digest = base64.b64decode(parts[4], validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise CredentialError(f"malformed $7$ hash: {exc}") from None
+    if not 1 <= iterations <= _MAX_ITERATIONS or not salt or len(digest) != 64:
+        raise CredentialError("malformed $7$ hash: bad iterations, salt or digest length")
+    return iterations, salt, digest
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    """Constant-time check of a password against a `$7$` hash; False for malformed hashes."""
+    try:
+        iterations, salt, digest = _parse_hash(password_hash)
+    except CredentialError:
+        return False
+    try:
+        secret = password.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(hashlib.pbkdf2_hmac("sha512", secret, salt, iterations), digest)
+
+
+def _check_password_text(password: object) -> str:
+    if not isinstance(password, str) or not password:
+        raise CredentialError("password must be a non-empty string")
+    if len(password) > _MAX_PASSWORD_CHARS or any(ch in password for ch in "\0\r\n"):
+        raise CredentialError(f"password must be at most {_MAX_PASSWORD_CHARS} characters without NUL or newlines")
+    return password
+
+
+def _check_role_window(client_id: str, role: object, window: object) -> None:
+    if role not in ROLES:
+        raise CredentialError(f"{client_id}: unknown role {role!r} (one of {', '.join(ROLES)})")
+    if role in WINDOW_ROLES:
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise CredentialError(f"{client_id}: role {role} needs a window number >= 1, got {window!r}")
+    elif window is not None:
+        raise CredentialError(f"{client_id}: role {role} takes no window")
+    if (role == "daemon") != (client_id == DAEMON_CLIENT_ID):
+        raise CredentialError(f"{client_id}: role daemon belongs to the client {DAEMON_CLIENT_ID!r} only")
+
+
+def _check_client_id(client_id: object) -> str:
+    try:
+        return check_segment(client_id, "client id")
+    except ValueError as exc:
+        raise CredentialError(str(exc)) from None
+
+
+class CredentialStore:
+    """The credential file, re-read when it changes on disk (the CLI may edit it while the daemon runs).
+
+    Thread-safe. Writes go to a temporary file in the same directory that is renamed over the old
+    one, so a reader never sees half a file; the file is mode 0600 because it holds hashes. A file
+    that is broken by hand while the daemon runs is logged and the last good content stays in use;
+    loading it at start, or changing it, raises CredentialError instead.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, iterations: int = DEFAULT_ITERATIONS) -> None:
+        self.path = Path(path)
+        self.iterations = iterations
+        self._lock = threading.Lock()
+        self._clients: dict[str, ClientCredential] = {}
+        self._stamp: tuple[int, int, int] | None = None  # (inode, mtime, size) of what _clients holds
+        self._bad_stamp: object = _NONE_BAD  # stamp of the last version that failed to load
+        with self._lock:
+            self._refresh(strict=True)
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise CredentialError(f"{self.path}: {exc.strerror}") from None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _refresh(self, *, strict: bool) -> None:
+        stamp: tuple[int, int, int] | None = _UNREADABLE
+        try:
+            stamp = self._file_stamp()
+            if stamp == self._stamp or (stamp == self._bad_stamp and not strict):
+                return
+            clients = {} if stamp is None else self._read()
+        except CredentialError as exc:
+            if strict:
+                raise
+            if stamp != self._bad_stamp:  # report each broken version once
+                log.error("%s; keeping the %d clients read before", exc, len(self._clients))
+                self._bad_stamp = stamp
+            return
+        self._clients, self._stamp = clients, stamp
+
+    def _read(self) -> dict[str, ClientCredential]:
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise CredentialError(f"{self.path}: cannot read credential file: {exc}") from None
+        if data is None:
+            return {}
+        if not isinstance(data, Mapping):
+            raise CredentialError(f"{self.path}: expected a mapping of client id -> entry")
+        clients: dict[str, ClientCredential] = {}
+        for client_id, entry in data.items():
+            try:
+                clients[client_id] = self._parse_entry(client_id, entry)
+            except CredentialError as exc:
+                raise CredentialError(f"{self.path}: {exc}") from None
+        return clients
+
+    @staticmethod
+    def _parse_entry(client_id: object, entry: object) -> ClientCredential:
+        cid = _check_client_id(client_id)
+        if not isinstance(entry, Mapping):
+            raise CredentialError(f"{cid}: entry must be a mapping")
+        unknown = set(entry) - {"role", "window", "password_hash"}
+        if unknown:
+            raise CredentialError(f"{cid}: unknown keys {sorted(map(str, unknown))}")
+        role, window, password_hash = entry.get("role"), entry.get("window"), entry.get("password_hash")
+        _check_role_window(cid, role, window)
+        if not isinstance(password_hash, str):
+            raise CredentialError(f"{cid}: password_hash missing")
+        try:
+            _parse_hash(password_hash)
+        except CredentialError as exc:
+            raise CredentialError(f"{cid}: {exc}") from None
+        return ClientCredential(cid, str(role), window, password_hash)  # type: ignore[arg-type]
+
+    def _write(self, clients: dict[str, ClientCredential]) -> None:
+        data = {}
+        for cred in sorted(clients.values(), key=lambda c: c.client_id):
+            entry: dict[str, object] = {"role": cred.role}
+            if cred.window is not None:
+                entry["window"] = cred.window
+            entry["password_hash"] = cred.password_hash
+            data[cred.client_id] = entry
+        text = "# MQTT clients of this hall: hashes only (hallctl client add ID --role ROLE).\n"
+        text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True) if data else ""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fh.fileno(), 0o600)
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._clients = clients
+        self._stamp = self._file_stamp()
+
+    def get(self, client_id: str) -> ClientCredential | None:
+        with self._lock:
+            self._refresh(strict=False)
+            return self._clients.get(client_id)
+
+    def clients(self) -> list[ClientCredential]:
+        """All clients, sorted by id."""
+        with self._lock:
+            self._refresh(strict=False)
+            return sorted(self._clients.values(), key=lambda c: c.client_id)
+
+    def add_or_reset(self, client_id: str, role: str, window: int | None = None, password: str | None = None) -> str:
+        """Add a client or replace its role, window and password; returns the (new) clear password."""
+        cid = _check_client_id(client_id)
+        _check_role_window(cid, role, window)
+        password = generate_password() if password is None else _check_password_text(password)
+        cred = ClientCredential(cid, role, window, hash_password(password, iterations=self.iterations))
+        with self._lock:
+            self._refresh(strict=True)
+            action = "reset" if cid in self._clients else "added"
+            self._write({**self._clients, cid: cred})
+        log.info("credentials: %s client %s (role %s%s)", action, cid, role, "" if window is None else f", window {window}")
+        return password
+
+    def remove(self, client_id: str) -> bool:
+        """Delete a client; False if it was not there."""
+        with self._lock:
+            self._refresh(strict=True)
+            if client_id not in self._clients:
+                return False
+            self._write({k: v for k, v in self._clients.items() if k != client_id})
+        log.info("credentials: removed client %s", client_id)
+        return True
+
+    def verify(self, client_id: str, password: str) -> bool:
+        """True if the client exists and the password matches (costs one PBKDF2 either way)."""
+        cred = self.get(client_id)
+        if cred is None:
+            # Same cost as a real check, so response time does not reveal which ids exist.
+            hashlib.pbkdf2_hmac("sha512", b"", b"\0" * _SALT_BYTES, self.iterations)
+            return False
+        return check_password(password, cred.password_hash)

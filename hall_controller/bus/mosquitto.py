@@ -1,0 +1,92 @@
+"""Mosquitto configuration for a hall: password file, ACL file and a listener snippet.
+
+The production broker is Mosquitto 2.0 (DESIGN §3). Everything here is generated from the
+credential store and `topics.access_rules`, the same rules the embedded broker enforces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from .credentials import CredentialStore
+from .topics import HallTopics, access_rules
+
+log = logging.getLogger(__name__)
+
+
+class MosquittoFiles(NamedTuple):
+    """The written files (a tuple, so callers can also just iterate over the paths)."""
+
+    password_file: Path
+    acl_file: Path
+    conf_file: Path
+
+
+def password_file_text(credentials: CredentialStore) -> str:
+    """`user:$7$...` lines: the store already holds Mosquitto's hash format."""
+    return "".join(f"{c.client_id}:{c.password_hash}\n" for c in credentials.clients())
+
+
+def acl_file_text(hall_id: str, credentials: CredentialStore) -> str:
+    """One `user` block per client; anything not granted is denied (Mosquitto's default with an ACL file)."""
+    topics = HallTopics(hall_id)
+    lines = [f"# Mosquitto ACL for hall {hall_id}: generated from the credential store, do not edit."]
+    for cred in credentials.clients():
+        rules = access_rules(topics, cred.client_id, cred.role, cred.window)
+        window = "" if cred.window is None else f", window {cred.window}"
+        lines += ["", f"# {cred.client_id}: role {cred.role}{window}", f"user {cred.client_id}"]
+        both = [p for p in rules.read if p in rules.write]
+        lines += [f"topic readwrite {p}" for p in both]
+        lines += [f"topic read {p}" for p in rules.read if p not in both]
+        lines += [f"topic write {p}" for p in rules.write if p not in both]
+    return "\n".join(lines) + "\n"
+
+
+def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: str | None = None) -> str:
+    """A listener with authentication and the ACL; include it from mosquitto.conf or run it as is."""
+    listener = f"listener {port}" if bind_address is None else f"listener {port} {bind_address}"
+    return "\n".join([
+        "# Hall MQTT listener (generated). Mosquitto 2.0 reads these files after dropping privileges:",
+        "# make them readable by the user it runs as (e.g. chown mosquitto).",
+        listener,
+        "allow_anonymous false",
+        # The client id is forced to the username, so nobody can take over another client's session.
+        "use_username_as_clientid true",
+        f"password_file {password_file}",
+        f"acl_file {acl_file}",
+        "",
+    ])
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_mosquitto_config(
+    directory: str | os.PathLike[str],
+    hall_id: str,
+    credentials: CredentialStore,
+    *,
+    port: int = 1883,
+    bind_address: str | None = None,
+) -> MosquittoFiles:
+    """Write `passwd`, `acl` and `hall.conf` into `directory` (mode 0600, replaced atomically)."""
+    out = Path(directory).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    files = MosquittoFiles(out / "passwd", out / "acl", out / "hall.conf")
+    _write_private(files.password_file, password_file_text(credentials))
+    _write_private(files.acl_file, acl_file_text(hall_id, credentials))
+    _write_private(files.conf_file, conf_text(files.password_file, files.acl_file, port=port, bind_address=bind_address))
+    log.info("mosquitto config for hall %s written to %s (%d clients)", hall_id, out, len(credentials.clients()))
+    return files

@@ -1,0 +1,313 @@
+"""HallClient against the embedded broker and the bridge over a fake service."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hall_controller.bus.bridge import MqttBridge
+from hall_controller.bus.broker import EmbeddedBroker
+from hall_controller.bus.client import (
+    AuthenticationFailed,
+    BusUnavailable,
+    CommandError,
+    HallClient,
+    RequestTimeout,
+)
+
+from .test_bus_support import (
+    HALL,
+    PASSWORDS,
+    ROLES,
+    FakeService,
+    RawClient,
+    free_port,
+    make_store,
+    wait_until,
+)
+
+FAST = {"reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2}
+
+
+class Hall:
+    def __init__(self, tmp_path: Path) -> None:
+        self.store = make_store(tmp_path / "credentials.yaml")
+        self.broker = EmbeddedBroker("127.0.0.1", 0, self.store, hall_id=HALL)
+        self.broker.start()
+        self.service = FakeService()
+        self.bridge = MqttBridge(self.service, HALL, "127.0.0.1", self.broker.port, "hall-daemon",
+                                 PASSWORDS["hall-daemon"], self.store, version="test", **FAST)
+        assert self.bridge.start(timeout=5)
+        self.clients: list[HallClient | RawClient] = []
+
+    def client(self, client_id: str, *, connect: bool = True) -> HallClient:
+        role, window = ROLES[client_id]
+        client = HallClient(client_id, PASSWORDS[client_id], "127.0.0.1", self.broker.port, HALL,
+                            role=role, window=window, **FAST)
+        self.clients.append(client)
+        if connect:
+            client.connect(timeout=5)
+        return client
+
+    def raw(self, user: str) -> RawClient:
+        client = RawClient(self.broker.port, user, PASSWORDS[user])
+        self.clients.append(client)
+        assert client.connect()
+        return client
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.bridge.stop()
+        self.broker.stop()
+
+
+@pytest.fixture
+def hall(tmp_path: Path):
+    h = Hall(tmp_path)
+    yield h
+    h.close()
+
+
+def test_request_returns_the_result_and_the_actor_comes_from_the_credential_store(hall):
+    window = hall.client("window-3")
+    assert window.request("echo", note="你好") == {"args": {"note": "你好"}, "client": "window-3", "role": "window",
+                                                   "window": 3}
+    (actor, op, args, command_id, thread), = hall.service.executed
+    assert (op, args) == ("echo", {"note": "你好"}) and len(command_id) == 36
+    assert thread == "mqtt-bridge-worker"
+
+
+def test_errors_from_the_service_raise_command_error(hall):
+    kiosk = hall.client("kiosk-1")
+    with pytest.raises(CommandError) as err:
+        kiosk.request("call_next")
+    assert (err.value.code, err.value.message) == ("forbidden", "kiosk may not call")
+    with pytest.raises(CommandError) as err:
+        kiosk.request("boom")
+    assert err.value.code == "internal"
+
+
+def test_request_times_out_when_no_reply_comes(hall):
+    hall.service.release.clear()
+    window = hall.client("window-3")
+    started = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        window.request("slow", timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 1.0
+    hall.service.release.set()
+    assert window.request("echo") == {"args": {}, "client": "window-3", "role": "window", "window": 3}
+
+
+def test_requests_fail_fast_while_the_broker_is_down(tmp_path):
+    store = make_store(tmp_path / "credentials.yaml")
+    client = HallClient("window-3", PASSWORDS["window-3"], "127.0.0.1", free_port(), HALL, role="window", window=3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable):
+            client.request("echo")
+        with pytest.raises(BusUnavailable):
+            client.connect(timeout=0.2)
+        with pytest.raises(BusUnavailable):
+            client.request("echo")
+        assert time.monotonic() - started < 1.0
+    finally:
+        client.close()
+    assert store.get("window-3") is not None
+
+
+def test_close_ends_a_connect_that_is_still_waiting():
+    client = HallClient("window-3", "pw", "127.0.0.1", free_port(), HALL, role="window", window=3, **FAST)
+    outcome: list[BaseException] = []
+    waiter = threading.Thread(target=lambda: outcome.append(pytest.raises(BusUnavailable, client.connect, 30).value))
+    waiter.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    client.close()
+    waiter.join(5)
+    assert "closed" in str(outcome[0]) and time.monotonic() - started < 2
+
+
+def test_a_pending_request_fails_at_once_when_the_connection_drops(hall):
+    hall.service.release.clear()
+    window = hall.client("window-3")
+    outcome: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            window.request("slow", timeout=10)
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    wait_until(lambda: hall.service.executed, what="the command at the service")
+    started = time.monotonic()
+    hall.broker.stop()
+    thread.join(5)
+    hall.service.release.set()
+    assert isinstance(outcome[0], BusUnavailable) and time.monotonic() - started < 2
+
+
+def test_wrong_password_raises_authentication_failed(hall):
+    client = HallClient("window-3", "nope", "127.0.0.1", hall.broker.port, HALL, role="window", window=3)
+    try:
+        with pytest.raises(AuthenticationFailed):
+            client.connect(timeout=5)
+        with pytest.raises(AuthenticationFailed):
+            client.connect(timeout=5)
+    finally:
+        client.close()
+
+
+def test_events_reach_subscribers_once_even_when_duplicated(hall):
+    display = hall.client("display-1")
+    seen: list[dict] = []
+    called: list[dict] = []
+    display.subscribe_events(seen.append)
+    unsubscribe = display.subscribe_events(called.append, types={"ticket_called"})
+    for event_id, event_type in [("e1", "ticket_issued"), ("e1", "ticket_issued"), ("e2", "ticket_called"),
+                                 ("e1", "ticket_issued"), ("e2", "ticket_called")]:
+        hall.service.emit(event_type, event_id)  # e.g. redelivered after a daemon reconnect
+    hall.service.emit("window_paused", "e3")
+    display.wait_for_event(lambda e: e["event_id"] == "e3")
+    assert [e["event_id"] for e in seen] == ["e1", "e2", "e3"]
+    assert [e["event_id"] for e in called] == ["e2"]
+    unsubscribe()
+    hall.service.emit("ticket_called", "e4")
+    display.wait_for_event(lambda e: e["event_id"] == "e4")
+    assert [e["event_id"] for e in called] == ["e2"]
+
+
+def test_malformed_messages_from_the_broker_are_dropped(hall):
+    display = hall.client("display-1")
+    hall.bridge.stop()  # from here on a raw client speaks for the daemon
+    daemon = hall.raw("hall-daemon")
+    for topic, payload in [("hall/demo/event/x", b"not json"), ("hall/demo/event/x", b"[1, 2]"),
+                           ("hall/demo/reply/display-1", b'{"no":"id"}'), ("hall/demo/state/queues", b"\xff"),
+                           ("hall/demo/reply/display-1", b'{"id":"unknown","ok":true}')]:
+        daemon.publish(topic, payload)
+    daemon.publish("hall/demo/event/x", json.dumps({"event_id": "ok", "type": "x"}))
+    assert display.wait_for_event(lambda e: True)["event_id"] == "ok"
+    assert display.connected
+
+
+def test_duplicate_memory_is_bounded(hall):
+    display = HallClient("display-1", PASSWORDS["display-1"], "127.0.0.1", hall.broker.port, HALL,
+                         role="display", event_memory=3)
+    hall.clients.append(display)
+    display.connect(timeout=5)
+    seen: list[str] = []
+    display.subscribe_events(lambda e: seen.append(e["event_id"]))
+    for event_id in ["a", "b", "c", "d", "a", "d"]:  # "a" was forgotten after "d", "d" was not
+        hall.service.emit("x", event_id)
+    wait_until(lambda: len(seen) >= 5)
+    time.sleep(0.05)
+    assert seen == ["a", "b", "c", "d", "a"]
+
+
+def test_commands_events_and_state_end_to_end(hall):
+    window = hall.client("window-3")
+    display = hall.client("display-1", connect=False)
+    changes: list[tuple] = []
+    display.add_state_listener(lambda section, key, value: changes.append((section, key, value)))
+    display.connect(timeout=5)
+    wait_until(lambda: len(changes) == 5, what="the retained state")  # hall, queues, calls, windows 3 and 4
+    assert display.state.windows == {3: {"status": "idle", "ticket": None}, 4: {"status": "closed", "ticket": None}}
+    assert display.state.hall["state"] == "online" and display.state.hall["version"] == "test"
+    assert display.state.devices == {}  # the display may not read device topics
+    wait_until(lambda: window.state.devices == {"printer-1": {"online": True, "profile": "dory", "error": None}})
+    assert window.request("call_next") == {"ticket": {"number": "A001"}}
+    event = display.wait_for_event(lambda e: e["type"] == "ticket_called" and e["window"] == 3)
+    assert event["ticket"] == {"number": "A001"}
+    wait_until(lambda: len(changes) == 7, what="the state changes")
+    # Only what changed was republished: not the queues, not window 4.
+    assert sorted(changes[5:], key=str) == [("calls", None, [{"number": "A001", "window": 3}]),
+                                            ("window", 3, {"status": "calling", "ticket": "A001"})]
+    assert display.state.calls == [{"number": "A001", "window": 3}]
+
+
+def test_tablet_sees_only_its_window_and_kiosk_gets_its_cards(hall):
+    tablet = hall.client("tablet-3")
+    kiosk = hall.client("kiosk-1")
+    cards: list[dict] = []
+    kiosk.subscribe_cards(cards.append)
+    wait_until(lambda: 3 in tablet.state.windows, what="tablet state")
+    hall.service.card("kiosk-1", {"name_masked": "张*", "age": 81})
+    hall.service.card("kiosk-2", {"name_masked": "李*", "age": 30})
+    wait_until(lambda: cards, what="the card")
+    assert cards == [{"name_masked": "张*", "age": 81}]
+    assert set(tablet.state.windows) == {3} and tablet.state.queues is None and tablet.state.devices == {}
+
+
+def test_wait_for_event_sees_recent_events_and_times_out(hall):
+    kiosk = hall.client("kiosk-1")
+    ticket = kiosk.request("issue_ticket", service="consult")["ticket"]
+    time.sleep(0.1)  # the event is already in; waiting afterwards must still find it
+    event = kiosk.wait_for_event(lambda e: e["ticket"]["id"] == ticket["id"])
+    assert event["type"] == "ticket_issued"
+    with pytest.raises(RequestTimeout):
+        kiosk.wait_for_event(lambda e: e["no such key"], timeout=0.1)
+
+
+def test_request_from_a_callback_is_refused_instead_of_deadlocking(hall):
+    display = hall.client("display-1")
+    errors: list[BaseException] = []
+
+    def on_event(event: dict) -> None:
+        try:
+            display.request("echo")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    display.subscribe_events(on_event)
+    hall.service.emit("window_paused", window=3)
+    wait_until(lambda: errors, what="the refusal")
+
+
+def test_client_status_online_retained_and_offline_on_close(hall):
+    watcher = hall.raw("admin")
+    watcher.subscribe("hall/demo/client/+/status")
+    kiosk = hall.client("kiosk-1")
+    wait_until(lambda: watcher.json_on("hall/demo/client/kiosk-1/status") == [{"state": "online"}])
+    wait_until(lambda: hall.bridge.client_states().get("kiosk-1") == "online")
+    kiosk.close()
+    kiosk.close()
+    wait_until(lambda: watcher.json_on("hall/demo/client/kiosk-1/status")[-1] == {"state": "offline"})
+    wait_until(lambda: hall.bridge.client_states().get("kiosk-1") == "offline")
+    with pytest.raises(BusUnavailable):
+        kiosk.request("echo")
+
+
+def test_last_will_marks_a_vanished_client_offline(hall):
+    watcher = hall.raw("admin")
+    watcher.subscribe("hall/demo/client/+/status")
+    window = hall.client("window-3")
+    wait_until(lambda: watcher.json_on("hall/demo/client/window-3/status") == [{"state": "online"}])
+    window._mqtt.socket().close()  # the network goes away without a DISCONNECT
+    wait_until(lambda: {"state": "offline"} in watcher.json_on("hall/demo/client/window-3/status"))
+
+
+def test_client_and_bridge_reconnect_after_the_embedded_broker_restarts(hall):
+    window = hall.client("window-3")
+    display = hall.client("display-1")
+    wait_until(lambda: 3 in display.state.windows)
+    port = hall.broker.port
+    hall.broker.stop()
+    wait_until(lambda: not window.connected and not hall.bridge.connected, what="everyone to notice")
+    with pytest.raises(BusUnavailable):
+        window.request("echo")
+    hall.broker = EmbeddedBroker("127.0.0.1", port, hall.store, hall_id=HALL)
+    hall.broker.start()
+    wait_until(lambda: window.connected and display.connected and hall.bridge.connected, timeout=10,
+               what="the reconnect")
+    assert window.request("call_next") == {"ticket": {"number": "A001"}}
+    wait_until(lambda: display.state.calls == [{"number": "A001", "window": 3}], what="state after restart")
+    # The restarted broker lost all retained messages: the bridge published them again.
+    fresh = hall.client("admin")
+    wait_until(lambda: fresh.state.windows.get(4) == {"status": "closed", "ticket": None}, what="republished state")
+    assert fresh.state.hall["state"] == "online"
