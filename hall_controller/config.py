@@ -141,6 +141,7 @@ class HallConfig:
     clients: tuple[ClientConfig, ...]
     devices: tuple[DeviceConfig, ...]
     database: str
+    sqlite_sync: str
     mqtt_listen: str | None
     mqtt_url: str | None
     upstream_url: str | None
@@ -324,7 +325,8 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     base_dir = base_dir or Path.cwd()
     root = chk.mapping(data, "(top level)")
     chk.unknown_keys(root, {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database",
-                            "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file"}, "")
+                            "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file",
+                            "sqlite_sync"}, "")
 
     hall = chk.mapping(root.get("hall"), "hall")
     if "hall" not in root:
@@ -525,6 +527,10 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         if cid and role:
             clients.append(ClientConfig(cid, role, window))
 
+    sqlite_sync = root.get("sqlite_sync", "full")
+    if sqlite_sync not in ("full", "normal"):
+        chk.add("sqlite_sync", f"must be full (survives a power cut) or normal (survives a crash), got {sqlite_sync!r}")
+        sqlite_sync = "full"
     db = root.get("database", "sqlite:///hall.db")
     if not isinstance(db, str) or "://" not in db:
         chk.add("database", f"must be an SQLAlchemy URL like sqlite:///hall.db, got {db!r}")
@@ -551,7 +557,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         district=str(hall.get("district") or ""), timezone=tz_name,
         opening_hours=opening_hours, rules=rules,
         services=tuple(services), windows=tuple(windows), staff=tuple(staff), clients=tuple(clients),
-        devices=tuple(devices), database=db, mqtt_listen=mqtt.get("listen"), mqtt_url=mqtt.get("url"),
+        devices=tuple(devices), database=db, sqlite_sync=sqlite_sync.upper(), mqtt_listen=mqtt.get("listen"), mqtt_url=mqtt.get("url"),
         upstream_url=upstream.get("url"), upstream_token=upstream.get("token"),
         emulator_control=emulator.get("control"),
         profiles_dir=rel(root["profiles_dir"]) if root.get("profiles_dir") else None,

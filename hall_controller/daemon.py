@@ -77,7 +77,7 @@ class HallDaemon:
     def start(self) -> None:
         url = self.options.db_url or self.config.database
         secret = load_or_create_secret(self.config.secret_path)
-        self.store = Store(url)
+        self.store = Store(url, sqlite_sync=self.config.sqlite_sync)
         loader = (lambda: load_config(self.config_path)) if self.config_path else None
         self.service = HallService(self.config, self.store, self.clock, secret=secret, config_loader=loader)
         self._start_bus()

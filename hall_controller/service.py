@@ -12,14 +12,14 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .config import HallConfig
 from .domain import CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
-from .store import Store
+from .store import Store, WriteSet
 from .upstream.records import record_builder_for
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,17 @@ ROLE_OPS: dict[str, set[str]] = {
 ALL_OPS = set().union(*ROLE_OPS.values())
 READ_ONLY_OPS = {"status", "print_notice"}
 CARD_TTL_SECONDS = 120
+
+
+@dataclass
+class _Pending:
+    """A command whose rows wait for the next commit."""
+
+    writeset: WriteSet
+    events: list[dict[str, Any]]
+    result: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,9 @@ class HallService:
         self._subscribers: list[EventCallback] = []
         self._card_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
         self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._inflight: dict[str, _Pending] = {}
+        self._queue: list[_Pending] = []
+        self._commit_lock = threading.Lock()
         self._reply_cache = reply_cache
         self._cards: dict[str, tuple[datetime, CardData]] = {}
         store.record_builder = record_builder_for(config)
@@ -85,41 +99,55 @@ class HallService:
     # ------------------------------------------------------------------ commands
     def execute(self, actor: Actor, op: str, args: dict[str, Any] | None = None,
                 command_id: str | None = None) -> dict[str, Any]:
-        """Run one op; returns its result or raises DomainError."""
+        """Run one op; returns its result once it is durable, or raises DomainError."""
         args = args or {}
         if not isinstance(args, dict):
             raise DomainError("bad_request", "参数必须是对象")
         with self._lock:
             if command_id:
-                previous = self._previous_reply(command_id)
-                if previous is not None:
-                    log.info("command %s from %s redelivered: answering the first result", command_id,
-                             actor.client_id)
-                    if previous["ok"]:
-                        return previous["result"]
-                    raise DomainError(previous["error"]["code"], previous["error"]["message"])
-            try:
+                previous = self._replies.get(command_id) or self.store.command_reply(command_id)
+                inflight = self._inflight.get(command_id)
+            if command_id and (previous or inflight):
+                log.info("command %s from %s redelivered: answering the first result", command_id,
+                         actor.client_id)
+            elif op in READ_ONLY_OPS:
                 self._authorise(actor, op, args)
-                if op in READ_ONLY_OPS:
-                    result = self._read_only(op, args)
-                else:
+                return self._read_only(op, args)
+            else:
+                previous = None
+                try:
+                    self._authorise(actor, op, args)
                     outcome = self._dispatch(actor, op, args)
-                    result = outcome.result
-                    reply = {"ok": True, "result": result}
-                    self._persist(outcome, command_id, actor, reply)
-                    self._publish(outcome)
-            except DomainError as exc:
+                except DomainError as exc:
+                    if command_id:
+                        self._remember(command_id, {"ok": False, "error": {"code": exc.code,
+                                                                          "message": exc.message}})
+                    raise
+                command = None
                 if command_id:
-                    self._remember(command_id, {"ok": False, "error": {"code": exc.code, "message": exc.message}})
-                raise
-            if command_id:
+                    reply = {"ok": True, "result": outcome.result}
+                    command = (command_id, actor.client_id, iso(self.clock.now()) or "", reply)
+                inflight = self._enqueue(outcome, command)
+                if command_id and inflight is not None:
+                    self._inflight[command_id] = inflight
+        if previous is not None:
+            if previous["ok"]:
+                return previous["result"]
+            raise DomainError(previous["error"]["code"], previous["error"]["message"])
+        if inflight is not None:
+            try:
+                self._await_durable(inflight)
+            finally:
+                if command_id:
+                    with self._lock:
+                        self._inflight.pop(command_id, None)
+            result = inflight.result
+        else:
+            result = outcome.result
+        if command_id:
+            with self._lock:
                 self._remember(command_id, {"ok": True, "result": result})
-            return result
-
-    def _previous_reply(self, command_id: str) -> dict[str, Any] | None:
-        if command_id in self._replies:
-            return self._replies[command_id]
-        return self.store.command_reply(command_id)
+        return result
 
     def _remember(self, command_id: str, reply: dict[str, Any]) -> None:
         self._replies[command_id] = reply
@@ -127,22 +155,61 @@ class HallService:
         while len(self._replies) > self._reply_cache:
             self._replies.popitem(last=False)
 
-    def _persist(self, outcome: Outcome, command_id: str | None, actor: Actor | None,
-                 reply: dict[str, Any] | None) -> None:
-        if not outcome.changed and not command_id:
-            return
-        command = None
-        if command_id and actor is not None and reply is not None:
-            command = (command_id, actor.client_id, iso(self.clock.now()) or "", reply)
+    def _enqueue(self, outcome: Outcome, command: tuple[str, str, str, dict] | None) -> _Pending | None:
+        """Serialise the command's rows (engine lock held) and queue them for the next commit."""
+        if not outcome.changed and command is None:
+            return None
         try:
-            self.store.commit(outcome, self.engine.state, command=command)
+            pending = _Pending(self.store.prepare(outcome, self.engine.state, command), outcome.events,
+                               outcome.result)
         except Exception as exc:
-            log.exception("commit failed; rebuilding engine state from the store")
+            log.exception("cannot serialise a command; rebuilding engine state from the store")
             self.engine = self._build_engine()
             raise DomainError("internal", "数据保存失败，请重试") from exc
+        self._queue.append(pending)
+        return pending
 
-    def _publish(self, outcome: Outcome) -> None:
-        for event in outcome.events:
+    def _await_durable(self, pending: _Pending) -> None:
+        """Group commit: whoever gets the commit lock writes everything queued so far in one transaction.
+
+        Alone, each command is its own transaction; under concurrent load the commands that queued
+        while a commit was in flight share the next fsync. Nobody is answered before the commit
+        that holds their command, and events go out in sequence order after it.
+        """
+        with self._commit_lock:
+            if not pending.done.is_set():
+                with self._lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    self.store.write([p.writeset for p in batch])
+                except Exception as exc:
+                    log.exception("commit of %d command(s) failed; rebuilding engine state from the store",
+                                  len(batch))
+                    with self._lock:
+                        later, self._queue = self._queue, []    # built on the lost state: fail them too
+                        self.engine = self._build_engine()
+                    for p in batch + later:
+                        p.error = exc
+                        p.done.set()
+                else:
+                    for p in batch:
+                        p.done.set()
+                    for p in batch:
+                        self._publish(p.events)
+        if pending.error is not None:
+            raise DomainError("internal", "数据保存失败，请重试") from pending.error
+
+    def _run(self, step: Callable[[], Outcome]) -> Outcome:
+        """An engine step that is not a client command (clock, devices, upstream alerts)."""
+        with self._lock:
+            outcome = step()
+            pending = self._enqueue(outcome, None)
+        if pending is not None:
+            self._await_durable(pending)
+        return outcome
+
+    def _publish(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
             for callback in self._subscribers:
                 try:
                     callback(event)
@@ -263,31 +330,18 @@ class HallService:
 
     # ------------------------------------------------------------------ clock / devices
     def tick(self) -> None:
-        with self._lock:
-            outcome = self.engine.tick()
-            self._persist(outcome, None, None, None)
-            self._publish(outcome)
+        self._run(lambda: self.engine.tick())
 
     def supervisor_alert(self, kind: str, detail: dict[str, Any]) -> None:
         """Log and publish an alert raised outside the queue (the upstream forwarder's dead letters)."""
-        with self._lock:
-            outcome = self.engine.supervisor_alert(kind, detail)
-            self._persist(outcome, None, None, None)
-            self._publish(outcome)
+        self._run(lambda: self.engine.supervisor_alert(kind, detail))
 
     def cancel_appointment(self, code: str) -> bool:
         """Apply a cancellation from the upstream's booking list; True when it changed a booking."""
-        with self._lock:
-            outcome = self.engine.cancel_appointment(code)
-            self._persist(outcome, None, None, None)
-            self._publish(outcome)
-        return "appointment" in outcome.result
+        return "appointment" in self._run(lambda: self.engine.cancel_appointment(code)).result
 
     def device_status(self, device_id: str, online: bool, profile: str, error: str | None = None) -> None:
-        with self._lock:
-            outcome = self.engine.device_status(device_id, online, profile, error)
-            self._persist(outcome, None, None, None)
-            self._publish(outcome)
+        self._run(lambda: self.engine.device_status(device_id, online, profile, error))
 
 
 def _opt_str(args: dict[str, Any], key: str) -> str | None:

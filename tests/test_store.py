@@ -76,7 +76,7 @@ def test_a_failed_commit_rolls_back_memory_too(sample_config, db_url, clock, mon
     def boom(*args, **kwargs):
         raise sa.exc.OperationalError("INSERT", {}, Exception("disk full"))
 
-    monkeypatch.setattr(store, "commit", boom)
+    monkeypatch.setattr(store, "write", boom)
     with pytest.raises(DomainError) as err:
         svc.execute(KIOSK, "issue_ticket", {"service": "consult"})
     assert err.value.code == "internal"

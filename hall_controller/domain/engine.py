@@ -371,6 +371,8 @@ class QueueEngine:
         best = best_normal = None
         best_key = best_normal_key = None
         for t in self.state.tickets.values():
+            if t.status != WAITING:
+                continue
             weight = self._eligible(win_cfg, t)
             if weight is None:
                 continue

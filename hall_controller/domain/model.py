@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED = (
@@ -28,7 +29,13 @@ class DomainError(Exception):
 
 
 def iso(ts: datetime | None) -> str | None:
-    return ts.isoformat(timespec="milliseconds") if ts else None
+    return _iso(ts) if ts else None
+
+
+@lru_cache(maxsize=8192)
+def _iso(ts: datetime) -> str:
+    """Tickets are serialised many times with the same few timestamps: format each once."""
+    return ts.isoformat(timespec="milliseconds")
 
 
 def parse_ts(text: str | None) -> datetime | None:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
@@ -28,7 +30,23 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """Compact UTF-8 JSON; orjson because serialising rows is the hot path of every command."""
+    return orjson.dumps(value).decode()
+
+
+# Statement order inside one command's write (tickets exist before events reference them).
+WRITE_ORDER = ("ins_ticket", "upd_ticket", "upd_window", "ins_event", "upd_kv", "ins_outbox", "ins_command")
+
+
+@dataclass
+class WriteSet:
+    """One command's rows, serialised at the moment the command ran."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {name: [] for name in WRITE_ORDER})
+    appointments: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(self.rows.values()) or bool(self.appointments)
 
 
 class _Prepared:
@@ -94,7 +112,7 @@ class Store:
         self.record_builder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         if migrate:
             upgrade(self.engine)
-        self._persisted_day: tuple[str, int] | None = None
+        self._prepared_day: tuple[str, int] | None = None
         self._raw = None
         d = self.engine.dialect
 
@@ -127,7 +145,7 @@ class Store:
             kv = dict(conn.execute(select(hall_state.c.key, hall_state.c.value)).all())
             state.day = kv.get("day", "")
             state.epoch = int(kv.get("epoch", "0"))
-            self._persisted_day = (state.day, state.epoch) if state.day else None
+            self._prepared_day = (state.day, state.epoch) if state.day else None
             state.seq = conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one()
             for (data,) in conn.execute(select(tickets.c.data).where(tickets.c.closed_at.is_(None))):
                 t = Ticket.from_record(json.loads(data))
@@ -171,71 +189,76 @@ class Store:
 
     # ------------------------------------------------------------------ write
     def _writer(self):  # noqa: ANN202 - pooled DB-API connection
-        """One long-lived DB-API connection for the single writer (the service lock serialises it)."""
+        """One long-lived DB-API connection for the single writer (the service serialises writes)."""
         if self._raw is None:
             self._raw = self.engine.raw_connection()
         return self._raw
 
-    def commit(self, outcome: Outcome, state: EngineState, *, command: tuple[str, str, str, dict] | None = None
-               ) -> None:
-        """Persist one command as one transaction.
+    def prepare(self, outcome: Outcome, state: EngineState, command: tuple[str, str, str, dict] | None = None
+                ) -> WriteSet:
+        """Serialise one command's changes *now*, while the engine lock is held.
 
-        `command` = (command_id, client_id, ts, reply) for redelivery dedupe. Statements are compiled
-        once and run on the DB-API cursor: SQLAlchemy's per-call overhead would otherwise dominate.
+        The rows are a snapshot: a later command may change the same ticket before this one is
+        written, and what is written for this command must be this command's state.
+        `command` = (command_id, client_id, ts, reply) for redelivery dedupe.
         """
+        ws = WriteSet()
+        for tid in outcome.new_tickets:
+            ws.rows["ins_ticket"].append(self._ticket_row(self._ticket(outcome, state, tid)))
+        for tid in outcome.dirty_tickets - outcome.new_tickets:
+            row = self._ticket_row(self._ticket(outcome, state, tid))
+            row["b_id"] = row.pop("id")
+            ws.rows["upd_ticket"].append(row)
+        for n in outcome.dirty_windows:
+            ws.rows["upd_window"].append({"b_number": n, "data": _dumps(state.windows[n].to_record())})
+        for aid in outcome.dirty_appointments:
+            appt = state.appointments[aid]
+            ws.appointments.append({"b_id": aid, "code": appt.code, "day": appt.start_at.date().isoformat(),
+                                    "status": appt.status, "data": _dumps(appt.to_record())})
+        for ev in outcome.events:
+            ws.rows["ins_event"].append({
+                "seq": ev["seq"], "event_id": ev["event_id"], "ts": ev["ts"], "type": ev["type"],
+                "ticket_id": ev["ticket"]["id"] if "ticket" in ev else None, "window_no": ev.get("window"),
+                "payload": _dumps(ev)})
+        if (state.day, state.epoch) != self._prepared_day:
+            self._prepared_day = (state.day, state.epoch)
+            ws.rows["upd_kv"] += [{"b_key": "day", "value": state.day},
+                                  {"b_key": "epoch", "value": str(state.epoch)}]
+        if outcome.closed:
+            if self.record_builder is None:
+                raise RuntimeError("store has no record builder: closed visits would miss the outbox")
+            for t in outcome.closed:
+                closed_at = db_time(t.closed_at) if t.closed_at else ""
+                ws.rows["ins_outbox"].append({
+                    "record_key": t.id, "kind": "service_record", "created_at": closed_at,
+                    "payload": _dumps(self.record_builder(t.to_record())), "status": "pending", "attempts": 0,
+                    "next_attempt_at": closed_at})
+        if command is not None:
+            cid, client, ts, reply = command
+            ws.rows["ins_command"].append({"command_id": cid, "client_id": client, "created_at": ts,
+                                           "reply": _dumps(reply)})
+        return ws
+
+    def write(self, writesets: list[WriteSet]) -> None:
+        """Write prepared commands in one transaction, in order (one command, or a group commit)."""
         raw = self._writer()
         try:
             cur = raw.cursor()
             p = self._prepared
-            if outcome.new_tickets:
-                p["ins_ticket"].many(cur, [self._ticket_row(self._ticket(outcome, state, tid))
-                                           for tid in outcome.new_tickets])
-            dirty = outcome.dirty_tickets - outcome.new_tickets
-            if dirty:
-                rows = []
-                for tid in dirty:
-                    row = self._ticket_row(self._ticket(outcome, state, tid))
-                    row["b_id"] = row.pop("id")
-                    rows.append(row)
-                p["upd_ticket"].many(cur, rows)
-            if outcome.dirty_windows:
-                p["upd_window"].many(cur, [{"b_number": n, "data": _dumps(state.windows[n].to_record())}
-                                           for n in outcome.dirty_windows])
-            for aid in outcome.dirty_appointments:
-                appt = state.appointments[aid]
-                row = {"b_id": aid, "code": appt.code, "day": appt.start_at.date().isoformat(),
-                       "status": appt.status, "data": _dumps(appt.to_record())}
-                if p["upd_appointment"].one(cur, row) == 0:
-                    row["id"] = row.pop("b_id")
-                    p["ins_appointment"].one(cur, row)
-            if outcome.events:
-                p["ins_event"].many(cur, [
-                    {"seq": ev["seq"], "event_id": ev["event_id"], "ts": ev["ts"], "type": ev["type"],
-                     "ticket_id": ev["ticket"]["id"] if "ticket" in ev else None, "window_no": ev.get("window"),
-                     "payload": _dumps(ev)} for ev in outcome.events])
-            if (state.day, state.epoch) != self._persisted_day:
-                p["upd_kv"].many(cur, [{"b_key": "day", "value": state.day},
-                                       {"b_key": "epoch", "value": str(state.epoch)}])
-            if outcome.closed:
-                if self.record_builder is None:
-                    raise RuntimeError("store has no record builder: closed visits would miss the outbox")
-                rows = []
-                for t in outcome.closed:
-                    closed_at = db_time(t.closed_at) if t.closed_at else ""
-                    rows.append({"record_key": t.id, "kind": "service_record", "created_at": closed_at,
-                                 "payload": _dumps(self.record_builder(t.to_record())), "status": "pending",
-                                 "attempts": 0, "next_attempt_at": closed_at})
-                p["ins_outbox"].many(cur, rows)
-            if command is not None:
-                cid, client, ts, reply = command
-                p["ins_command"].one(cur, {"command_id": cid, "client_id": client, "created_at": ts,
-                                           "reply": _dumps(reply)})
+            for ws in writesets:
+                for name in WRITE_ORDER:
+                    if ws.rows[name]:
+                        p[name].many(cur, ws.rows[name])
+                for row in ws.appointments:
+                    if p["upd_appointment"].one(cur, row) == 0:
+                        p["ins_appointment"].one(cur, {"id": row["b_id"], **{k: v for k, v in row.items()
+                                                                              if k != "b_id"}})
             cur.close()
             raw.commit()
         except Exception:
+            self._prepared_day = None       # unknown what is on disk now: write day/epoch again
             self._discard_writer()
             raise
-        self._persisted_day = (state.day, state.epoch)
 
     def _discard_writer(self) -> None:
         """After a failed write the connection may be half-dead (PostgreSQL restart): start afresh."""
@@ -266,12 +289,6 @@ class Store:
                 "window_no": t.window, "person_key": t.holder.id_hash if t.holder else None,
                 "issued_at": t.issued_at.isoformat(), "closed_at": t.closed_at.isoformat() if t.closed_at else None,
                 "data": _dumps(t.to_record())}
-
-    def record_command(self, command_id: str, client_id: str, ts: str, reply: dict[str, Any]) -> None:
-        """Remember the reply of a command that changed nothing (errors, read-only ops)."""
-        with self.engine.begin() as conn:
-            conn.execute(insert(commands), {"command_id": command_id, "client_id": client_id, "created_at": ts,
-                                            "reply": _dumps(reply)})
 
     # ------------------------------------------------------------------ read
     def iter_events(self, since_seq: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:
