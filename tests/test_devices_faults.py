@@ -41,6 +41,9 @@ def test_unplugged_bus_goes_offline_once_and_comes_back_showing_the_current_stat
         hall.wait_led(3, number)
         hall.wait_keypad(3, number)
 
+        # Events are published once their commit is durable, which may trail the live snapshot.
+        wait_until(lambda: all(len(hall.device_events("device_online", d)) == 2 for d in BUS_DEVICES), 3,
+                   "every bus device online again")
         for device in BUS_DEVICES:
             assert len(hall.device_events("device_offline", device)) == 1, device
             assert len(hall.device_events("device_online", device)) == 2, device  # start + replug
