@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from hall_controller.backoff import Backoff
 from hall_controller.config import parse_config
 from hall_controller.devices import DeviceManager
-from hall_controller.devices.buslink import Backoff
 from hall_controller.devices.keypad import key_command
 from hall_controller.devices.screens import (
     KEYPAD_ERROR_CODES,
@@ -75,7 +75,7 @@ def test_transfer_without_a_window_number_is_a_bad_request():
 
 
 def test_backoff_doubles_with_jitter_and_stays_under_the_cap():
-    backoff, rng = Backoff(), random.Random(7)
+    backoff, rng = Backoff(base=0.2, cap=4.0), random.Random(7)
     delays = [backoff.delay(n, rng) for n in range(1, 12)]
     assert 0.16 <= delays[0] <= 0.24 and 0.32 <= delays[1] <= 0.48
     assert all(d <= backoff.cap for d in delays) and delays[-1] >= backoff.cap * 0.8

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from hall_controller.upstream.forwarder import Backoff
+from hall_controller.backoff import Backoff
 
 
 class FixedRng(random.Random):

@@ -19,13 +19,13 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from device_profiles import ProfileError, load_profile
 from drivers.registry import get_factory
 from drivers.transport import TransportError
 from drivers.window_bus import WindowBus
 
+from ..backoff import Backoff
 from ..config import DeviceConfig
 
 log = logging.getLogger(__name__)
@@ -37,23 +37,6 @@ EXPECTED_ERRORS = (TransportError, ProfileError, ValueError, OSError, LookupErro
 
 KeyHandler = Callable[["BusLink", int, str, str], None]
 StatusHandler = Callable[[DeviceConfig, bool, str | None], None]
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with proportional jitter, never above ``cap``.
-
-    The cap stays below 5 s so that a replugged bus is back (reopened and settled) within 5 s.
-    """
-
-    base: float = 0.2
-    cap: float = 4.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failure number ``attempt`` (from 1) in a row."""
-        raw = min(self.cap, self.base * 2.0 ** min(attempt - 1, 32))
-        return min(self.cap, raw * (1.0 + self.jitter * rng.uniform(-1.0, 1.0)))
 
 
 def emulator_url(control: str, device_id: str, timeout: float = CONTROL_TIMEOUT_S) -> str:
@@ -93,7 +76,8 @@ class BusLink:
         self._on_up = on_up
         self._on_status = on_status
         self._clock = clock
-        self._backoff = backoff or Backoff()
+        # Capped below 5 s so that a replugged bus is back (reopened and settled) within 5 s.
+        self._backoff = backoff or Backoff(base=0.2, cap=4.0)
         self._settle = settle
         self._rng = rng or random.Random()
         self._wake = threading.Event()

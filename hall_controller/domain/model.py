@@ -7,6 +7,8 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
+from ..identity import age_on
+
 WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED = (
     "waiting", "called", "serving", "finished", "no_show", "cancelled")
 STATUSES = (WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED)
@@ -53,10 +55,7 @@ class Holder:
     sex: str
 
     def age_on(self, day: date) -> int:
-        years = day.year - self.birth_date.year
-        if (day.month, day.day) < (self.birth_date.month, self.birth_date.day):
-            years -= 1
-        return years
+        return age_on(self.birth_date, day)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id_hash": self.id_hash, "id_masked": self.id_masked, "name_masked": self.name_masked,

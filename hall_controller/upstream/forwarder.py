@@ -23,12 +23,12 @@ import random
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Engine, Row, Table, and_, func, or_, select, update
 
+from hall_controller.backoff import Backoff
 from hall_controller.upstream.client import DeliveryResult, UpstreamClient
 from hall_controller.upstream.outbox import db_time, outbox_table, scans_table
 
@@ -41,27 +41,6 @@ MAX_ERROR_TEXT = 500
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with proportional jitter; pure, the caller passes the RNG."""
-
-    base: float = 1.0
-    cap: float = 300.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.base <= 0 or self.cap < self.base or not 0 <= self.jitter < 1:
-            raise ValueError("need 0 < base <= cap and 0 <= jitter < 1")
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failure number `attempt` (1-based): min(cap, base·2^(attempt-1))
-        scaled by a uniform factor in [1 - jitter, 1 + jitter], never above `cap`."""
-        if attempt < 1:
-            raise ValueError("attempt counts from 1")
-        raw = min(self.cap, self.base * 2.0 ** min(attempt - 1, 64))
-        return min(self.cap, raw * (1.0 + self.jitter * rng.uniform(-1.0, 1.0)))
 
 
 class Forwarder:

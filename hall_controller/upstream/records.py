@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from hall_controller.config import HallConfig
-from hall_controller.identity import age_band
+from hall_controller.identity import age_band, age_on
 
 RECORDABLE_STATUSES = ("finished", "no_show", "cancelled")
 
@@ -36,7 +36,7 @@ def _holder(holder: dict[str, Any] | None, issued_at: str | None) -> dict[str, A
     birth, issued = holder.get("birth_date"), _parse(issued_at)
     if birth and issued is not None:
         born, day = date.fromisoformat(birth), issued.date()
-        band = age_band(day.year - born.year - ((day.month, day.day) < (born.month, born.day)))
+        band = age_band(age_on(born, day))
     return {"id_hash": holder.get("id_hash"), "name_masked": holder.get("name_masked"), "age_band": band}
 
 
