@@ -79,7 +79,7 @@ def test_request_returns_the_result_and_the_actor_comes_from_the_credential_stor
                                                    "window": 3}
     (actor, op, args, command_id, thread), = hall.service.executed
     assert (op, args) == ("echo", {"note": "你好"}) and len(command_id) == 36
-    assert thread == "mqtt-bridge-worker"
+    assert thread.startswith("mqtt-bridge-worker-")
 
 
 def test_errors_from_the_service_raise_command_error(hall):

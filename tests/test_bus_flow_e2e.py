@@ -202,8 +202,8 @@ def test_full_visit_flow_over_mqtt(hall: FlowHall) -> None:
         "paused", "idle",
     ]
     calls = display.state.calls
-    assert [(c["number"], c["window"]) for c in calls] == [
-        ("A003", 3), ("A002", 3), ("A002", 6), ("A002", 5), ("A002", 3), ("A001", 3), ("A001", 3)]
+    assert [(c["number"], c["window"]) for c in calls] == [   # newest first; a recall is a call too
+        ("A003", 3), ("A003", 3), ("A002", 3), ("A002", 6), ("A002", 5), ("A002", 3), ("A001", 3), ("A001", 3)]
 
     # The tablet of window 3 sees its own window's state only.
     assert set(tablet3.state.windows) == {3} and tablet3.state.queues is None

@@ -13,6 +13,7 @@ import logging
 import queue
 import re
 import threading
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -30,6 +31,9 @@ MAX_ID_CHARS = 64
 MAX_DEPTH = 16  # nesting of the command object; real commands need 3
 _OP_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _MAX_QUEUED_COMMANDS = 1000
+# Commands of different clients run on parallel workers so that they can share a database commit
+# (the service's group commit); one client's commands always go to the same worker, in order.
+_WORKERS = 4
 _MAX_PAHO_QUEUE = 10_000  # a bound on what paho may buffer; we do not publish while disconnected
 
 
@@ -150,8 +154,8 @@ class MqttBridge:
         self._connected = False
         self._refused: str | None = None
         self._sub_mid: int | None = None
-        self._commands: queue.Queue[Callable[[], None] | None] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._queues: list[queue.Queue[Callable[[], None] | None]] = [queue.Queue() for _ in range(_WORKERS)]
+        self._workers: list[threading.Thread] = []
         self._state_lock = threading.Lock()  # orders state publishing; never held while calling the service
         self._published: dict[str, bytes] = {}  # retained state topic -> last payload sent
         self._published_seq = -1
@@ -181,10 +185,12 @@ class MqttBridge:
     def start(self, timeout: float = 10.0) -> bool:
         """Start the worker and connect; True once subscribed, False if the broker is not reachable yet
         (the bridge keeps retrying). Raises AuthenticationFailed if the broker refuses the account."""
-        if self._worker is not None:
+        if self._workers:
             raise RuntimeError("bridge already started")
-        self._worker = threading.Thread(target=self._work, name="mqtt-bridge-worker", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, args=(q,), name=f"mqtt-bridge-worker-{i}", daemon=True)
+                         for i, q in enumerate(self._queues)]
+        for worker in self._workers:
+            worker.start()
         self._mqtt.connect_async(self.host, self.port, self.keepalive)
         self._mqtt.loop_start()
         with self._cond:
@@ -210,10 +216,11 @@ class MqttBridge:
                 log.warning("bridge: offline status not sent")
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
-        if self._worker is not None:
-            self._commands.put(None)
-            self._worker.join(timeout)
-            self._worker = None
+        for q in self._queues:
+            q.put(None)
+        for worker in self._workers:
+            worker.join(timeout)
+        self._workers = []
         log.info("bridge: stopped")
 
     def client_states(self) -> dict[str, str]:
@@ -244,7 +251,7 @@ class MqttBridge:
         if any(r.is_failure for r in reasons):
             log.error("bridge: broker refused the command subscriptions (ACL?): %s", reasons)
         client.publish(self.topics.status, _dumps({"state": "online", **self._status}), qos=1, retain=True)
-        self._commands.put(self._republish_all)
+        self._queues[0].put(self._republish_all)
         log.info("bridge: serving hall %s on %s:%d", self.topics.hall_id, self.host, self.port)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -260,10 +267,11 @@ class MqttBridge:
         if info is not None and info.kind == "client_status":
             self._on_client_status(str(info.key), payload)
             return
-        if self._commands.qsize() >= _MAX_QUEUED_COMMANDS:
+        if sum(q.qsize() for q in self._queues) >= _MAX_QUEUED_COMMANDS:
             log.warning("bridge: %d commands waiting, dropped one on %s", _MAX_QUEUED_COMMANDS, topic)
             return
-        self._commands.put(lambda: self._handle_command(topic, payload))
+        key = str(info.key) if info is not None and info.kind == "cmd" else ""
+        self._queues[zlib.crc32(key.encode()) % _WORKERS].put(lambda: self._handle_command(topic, payload))
 
     def _on_client_status(self, client_id: str, payload: bytes) -> None:
         try:
@@ -279,8 +287,8 @@ class MqttBridge:
 
     # ---------------------------------------------------------------- worker thread
 
-    def _work(self) -> None:
-        while (task := self._commands.get()) is not None:
+    def _work(self, tasks: queue.Queue[Callable[[], None] | None]) -> None:
+        while (task := tasks.get()) is not None:
             try:
                 task()
             except Exception:  # the worker must survive anything
