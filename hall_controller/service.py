@@ -57,9 +57,6 @@ class Actor:
     window: int | None = None
 
 
-EventCallback = Callable[[dict[str, Any]], None]
-
-
 class HallService:
     def __init__(self, config: HallConfig, store: Store, clock: Any, *, secret: bytes = b"",
                  config_loader: Callable[[], HallConfig] | None = None, reply_cache: int = 10_000):
@@ -69,7 +66,7 @@ class HallService:
         self.secret = secret
         self._config_loader = config_loader
         self._lock = threading.RLock()
-        self._subscribers: list[EventCallback] = []
+        self._subscribers: list[tuple[Callable[[Any], None], bool]] = []
         self._card_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
         self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._inflight: dict[str, _Pending] = {}
@@ -86,8 +83,10 @@ class HallService:
         return QueueEngine(self.config, self.clock, state, secret=self.secret)
 
     # ------------------------------------------------------------------ subscriptions
-    def subscribe(self, callback: EventCallback) -> None:
-        self._subscribers.append(callback)
+    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> None:
+        """Committed events in sequence order: one call per event, or with `batch` one call per
+        commit with the list of its events (the MQTT bridge syncs its retained state once per commit)."""
+        self._subscribers.append((callback, batch))
 
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
         self._card_subscribers.append(callback)
@@ -194,8 +193,7 @@ class HallService:
                 else:
                     for p in batch:
                         p.done.set()
-                    for p in batch:
-                        self._publish(p.events)
+                    self._publish([e for p in batch for e in p.events])
         if pending.error is not None:
             raise DomainError("internal", "数据保存失败，请重试") from pending.error
 
@@ -209,12 +207,14 @@ class HallService:
         return outcome
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            for callback in self._subscribers:
+        if not events:
+            return
+        for callback, batch in self._subscribers:
+            for item in ([events] if batch else events):
                 try:
-                    callback(event)
+                    callback(item)
                 except Exception:
-                    log.exception("event subscriber failed on %s", event.get("type"))
+                    log.exception("event subscriber %r failed", callback)
 
     def _authorise(self, actor: Actor, op: str, args: dict[str, Any]) -> None:
         if not isinstance(op, str) or op not in ALL_OPS:

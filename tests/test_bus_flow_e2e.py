@@ -51,9 +51,10 @@ def _last_call(display: HallClient, number: str, window: int) -> None:
 
 
 def test_full_visit_flow_over_mqtt(hall: FlowHall) -> None:
-    display = hall.client("display-1")
-    events = EventLog(display)
+    display = hall.client("display-1", connect=False)
+    events = EventLog(display)          # listen before connecting: the retained state arrives at once
     states = StateLog(display)
+    display.connect(timeout=10)
     kiosk = hall.client("kiosk-1")
     w3, w5, w6 = hall.client("window-3"), hall.client("window-5"), hall.client("window-6")
     tablet3, tablet4 = hall.client("tablet-3"), hall.client("tablet-4")

@@ -174,8 +174,8 @@ class FakeService:
         self.release = threading.Event()
         self.release.set()
 
-    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        self.subscribers.append(callback)
+    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> None:
+        self.subscribers.append(callback if not batch else (lambda event: callback([event])))
 
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
         self.card_subscribers.append(callback)

@@ -41,7 +41,7 @@ class HallServiceLike(Protocol):
     """What the bridge needs of hall_controller.service.HallService."""
 
     def execute(self, actor: Actor, op: str, args: dict[str, Any], command_id: str | None = None) -> dict[str, Any]: ...
-    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None: ...
+    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> None: ...
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
 
@@ -156,6 +156,7 @@ class MqttBridge:
         self._sub_mid: int | None = None
         self._queues: list[queue.Queue[Callable[[], None] | None]] = [queue.Queue() for _ in range(_WORKERS)]
         self._workers: list[threading.Thread] = []
+        self._announced = threading.Event()  # retained state and `online` published after connecting
         self._state_lock = threading.Lock()  # orders state publishing; never held while calling the service
         self._published: dict[str, bytes] = {}  # retained state topic -> last payload sent
         self._published_seq = -1
@@ -172,7 +173,7 @@ class MqttBridge:
         self._mqtt.on_subscribe = self._on_subscribe
         self._mqtt.on_disconnect = self._on_disconnect
         self._mqtt.on_message = self._on_message
-        service.subscribe(self._on_event)
+        service.subscribe(self._on_events, batch=True)
         service.subscribe_cards(self._on_card)
 
     # ---------------------------------------------------------------- lifecycle
@@ -201,7 +202,8 @@ class MqttBridge:
             raise AuthenticationFailed(f"broker {self.host}:{self.port} refused the daemon account: {refused}")
         if not ready:
             log.warning("bridge: broker %s:%d not reachable yet, retrying in the background", self.host, self.port)
-        return ready
+            return False
+        return self._announced.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Publish `offline` (a clean disconnect sends no last will), disconnect, finish the worker."""
@@ -250,8 +252,14 @@ class MqttBridge:
             self._cond.notify_all()
         if any(r.is_failure for r in reasons):
             log.error("bridge: broker refused the command subscriptions (ACL?): %s", reasons)
-        client.publish(self.topics.status, _dumps({"state": "online", **self._status}), qos=1, retain=True)
-        self._queues[0].put(self._republish_all)
+        self._queues[0].put(self._announce)
+
+    def _announce(self) -> None:
+        """Republish the retained state, then say `online`: a client that sees the daemon online
+        finds the state already there."""
+        self._republish_all()
+        self._publish(self.topics.status, _dumps({"state": "online", **self._status}), retain=True)
+        self._announced.set()
         log.info("bridge: serving hall %s on %s:%d", self.topics.hall_id, self.host, self.port)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -342,19 +350,21 @@ class MqttBridge:
 
     # ---------------------------------------------------------------- service callbacks (any thread)
 
-    def _on_event(self, event: dict[str, Any]) -> None:
+    def _on_events(self, events: list[dict[str, Any]]) -> None:
+        """One committed batch: its events in order, then the retained state topics that changed."""
         if not self.connected:
             return  # stale by the time it could be delivered; the state is republished on reconnect
-        event_type = event.get("type")
-        if not is_segment(event_type):
-            log.error("bridge: event without a valid type dropped: %r", event)
-            return
-        try:
-            payload = _dumps(event)
-        except (TypeError, ValueError, UnicodeEncodeError):
-            log.exception("bridge: event %s is not JSON-serialisable", event_type)
-            return
-        self._publish(self.topics.event(event_type), payload, retain=False)
+        for event in events:
+            event_type = event.get("type")
+            if not is_segment(event_type):
+                log.error("bridge: event without a valid type dropped: %r", event)
+                continue
+            try:
+                payload = _dumps(event)
+            except (TypeError, ValueError, UnicodeEncodeError):
+                log.exception("bridge: event %s is not JSON-serialisable", event_type)
+                continue
+            self._publish(self.topics.event(event_type), payload, retain=False)
         self._sync_state()
 
     def _on_card(self, kiosk_id: str, card: dict[str, Any]) -> None:
