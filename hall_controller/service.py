@@ -75,6 +75,8 @@ class HallService:
         self._reply_cache = reply_cache
         self._cards: dict[str, tuple[datetime, CardData]] = {}
         store.record_builder = record_builder_for(config)
+        for command_id, reply in store.recent_command_replies(reply_cache):
+            self._replies[command_id] = reply
         self.engine = self._build_engine()
         self.tick()     # roll the day / close lapsed visits before serving anyone
 
@@ -104,7 +106,7 @@ class HallService:
             raise DomainError("bad_request", "参数必须是对象")
         with self._lock:
             if command_id:
-                previous = self._replies.get(command_id) or self.store.command_reply(command_id)
+                previous = self._replies.get(command_id)
                 inflight = self._inflight.get(command_id)
             if command_id and (previous or inflight):
                 log.info("command %s from %s redelivered: answering the first result", command_id,

@@ -182,10 +182,13 @@ class Store:
                     conn.execute(insert(hall_state), {"key": key, "value": "" if key == "day" else "0"})
         return state
 
-    def command_reply(self, command_id: str) -> dict[str, Any] | None:
+    def recent_command_replies(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """The newest `limit` stored replies, oldest first: a command redelivered after a restart
+        is answered from memory like any other."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(commands.c.reply).where(commands.c.command_id == command_id)).scalar()
-        return json.loads(row) if row else None
+            rows = conn.execute(select(commands.c.command_id, commands.c.reply)
+                                .order_by(commands.c.created_at.desc()).limit(limit)).all()
+        return [(cid, json.loads(reply)) for cid, reply in reversed(rows)]
 
     # ------------------------------------------------------------------ write
     def _writer(self):  # noqa: ANN202 - pooled DB-API connection

@@ -82,6 +82,7 @@ commands = Table(
     Column("client_id", String(64), nullable=False),
     Column("created_at", String(40), nullable=False),
     Column("reply", Text, nullable=False),
+    Index("ix_commands_created", "created_at"),
 )
 
 # The upstream outbox and scans are defined by the forwarder's module (one definition).
