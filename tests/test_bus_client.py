@@ -246,12 +246,13 @@ def test_tablet_sees_only_its_window_and_kiosk_gets_its_cards(hall):
 
 def test_wait_for_event_sees_recent_events_and_times_out(hall):
     kiosk = hall.client("kiosk-1")
+    display = hall.client("display-1")
     ticket = kiosk.request("issue_ticket", service="consult")["ticket"]
     time.sleep(0.1)  # the event is already in; waiting afterwards must still find it
-    event = kiosk.wait_for_event(lambda e: e["ticket"]["id"] == ticket["id"])
+    event = display.wait_for_event(lambda e: e["ticket"]["id"] == ticket["id"])
     assert event["type"] == "ticket_issued"
     with pytest.raises(RequestTimeout):
-        kiosk.wait_for_event(lambda e: e["no such key"], timeout=0.1)
+        display.wait_for_event(lambda e: e["no such key"], timeout=0.1)
 
 
 def test_request_from_a_callback_is_refused_instead_of_deadlocking(hall):

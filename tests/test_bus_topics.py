@@ -95,7 +95,8 @@ def test_every_client_writes_only_its_own_cmd_and_status_and_reads_its_own_reply
         assert not rules.may_write("hall/demo/event/ticket_called")
         assert not rules.may_write("hall/demo/status")
         assert rules.may_read("hall/demo/reply/me") and not rules.may_read("hall/demo/reply/other")
-        assert rules.may_read("hall/demo/status") and rules.may_read("hall/demo/event/+")
+        assert rules.may_read("hall/demo/status")
+        assert rules.may_read("hall/demo/event/+") == (role != "kiosk")
         assert not rules.may_read("hall/demo/cmd/+")
         assert not rules.may_read("hall/demo/#")
 
@@ -120,3 +121,12 @@ def test_access_rules_refuse_unknown_roles_and_tablets_without_window():
         access_rules(T, "x", "superuser")
     with pytest.raises(ValueError):
         access_rules(T, "tablet-9", "tablet")
+
+
+def test_a_public_kiosk_reads_queue_counts_and_its_own_card_only():
+    rules = access_rules(T, "kiosk-1", "kiosk")
+    assert rules.may_read("hall/demo/state/queues") and rules.may_read("hall/demo/kiosk/kiosk-1/card")
+    assert rules.may_read("hall/demo/device/printer-1")
+    for topic in ("hall/demo/event/ticket_called", "hall/demo/state/window/3", "hall/demo/state/calls",
+                  "hall/demo/kiosk/kiosk-2/card", "hall/demo/client/window-3/status"):
+        assert not rules.may_read(topic), topic

@@ -144,10 +144,14 @@ def access_rules(topics: HallTopics, client_id: str, role: str, window: int | No
         everything = (f"{topics.root}/#",)
         return AccessRules(read=everything, write=everything)
     own_write = (topics.cmd(client_id), topics.client_status(client_id))
-    read = [topics.reply(client_id), topics.status, f"{topics.root}/event/#"]
+    read = [topics.reply(client_id), topics.status]
     if role == "kiosk":
-        read += [f"{topics.root}/state/#", f"{topics.root}/device/#", topics.kiosk_card(client_id)]
-    elif role == "window":
+        # A public machine: waiting counts, devices and its own card reads; no events (they carry
+        # tickets of every window), which also spares the broker copying every event to each kiosk.
+        read += [topics.state_queues, f"{topics.root}/device/#", topics.kiosk_card(client_id)]
+        return AccessRules(read=tuple(read), write=own_write)
+    read.append(f"{topics.root}/event/#")
+    if role == "window":
         read += [f"{topics.root}/state/#", f"{topics.root}/device/#"]
     elif role == "tablet":
         if window is None:
