@@ -154,6 +154,8 @@ class QueueMachine(RuleBasedStateMachine):
         if not hasattr(self, "service"):
             return
         state = self.service.engine.state
+        indexed = {tid for queue in self.service.engine._waiting.values() for tid in queue}  # noqa: SLF001
+        assert indexed == {t.id for t in state.tickets.values() if t.status == "waiting"}
         busy: dict[int, list[str]] = {}
         for t in state.tickets.values():
             assert t.status in STATUSES
@@ -185,6 +187,6 @@ class QueueMachine(RuleBasedStateMachine):
                     tr["staff_id"] == t["first_officer"] for tr in t["transfers"])
 
 
-QueueMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
+QueueMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow])
 TestQueueMachine = QueueMachine.TestCase

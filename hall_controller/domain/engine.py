@@ -81,6 +81,20 @@ class QueueEngine:
         for number in self._windows:
             self.state.windows.setdefault(number, WindowState(number))
         self._out: Outcome | None = None
+        # Derived index: waiting tickets per service, so calling and queue counts do not scan the
+        # tickets that are being served or wait for their rating.
+        self._waiting: dict[str, dict[str, Ticket]] = {code: {} for code in self._services}
+        for t in self.state.tickets.values():
+            if t.status == WAITING:
+                self._waiting.setdefault(t.service, {})[t.id] = t
+
+    def _set_waiting(self, ticket: Ticket, waiting: bool) -> None:
+        """Every change into or out of WAITING (or of a waiting ticket's service) goes through here."""
+        for queue in self._waiting.values():
+            queue.pop(ticket.id, None)
+        if waiting:
+            ticket.status = WAITING
+            self._waiting.setdefault(ticket.service, {})[ticket.id] = ticket
 
     # ------------------------------------------------------------------ plumbing
     def _begin(self) -> tuple[Outcome, datetime]:
@@ -134,6 +148,7 @@ class QueueEngine:
             if ticket.status in (WAITING, CALLED, NO_SHOW):
                 if ticket.status == CALLED and ticket.window is not None:
                     self._touch_window(ticket.window).current = None
+                self._set_waiting(ticket, False)
                 ticket.status = CANCELLED
                 ticket.outcome = ticket.outcome or ("no_show" if ticket.skipped_at else "cancelled")
                 cancelled += 1
@@ -254,6 +269,7 @@ class QueueEngine:
             green_reason=green_reason if priority == "green" else None,
         )
         self.state.tickets[ticket.id] = ticket
+        self._set_waiting(ticket, True)
         out.new_tickets.add(ticket.id)
         if appointment is not None:
             appointment.status, appointment.ticket_id = "checked_in", ticket.id
@@ -281,9 +297,8 @@ class QueueEngine:
         return appt
 
     def _waiting_before(self, ticket: Ticket) -> int:
-        return sum(1 for t in self.state.tickets.values()
-                   if t.status == WAITING and t.service == ticket.service and t.id != ticket.id
-                   and (t.arrival_at, t.seq_no) < (ticket.arrival_at, ticket.seq_no))
+        """People already waiting for the same service (printed on the ticket as 前面等候人数)."""
+        return len(self._waiting.get(ticket.service, {})) - 1
 
     def reprint(self, ref: Any) -> Outcome:
         out, now = self._begin()
@@ -370,9 +385,10 @@ class QueueEngine:
         win = self.state.windows[window]
         best = best_normal = None
         best_key = best_normal_key = None
-        for t in self.state.tickets.values():
-            if t.status != WAITING:
-                continue
+        candidates = [t for ws in win_cfg.services for t in self._waiting.get(ws.service, {}).values()]
+        candidates += [t for code, queue in self._waiting.items() if win_cfg.weight_of(code) is None
+                       for t in queue.values() if t.target_window == window]
+        for t in candidates:
             weight = self._eligible(win_cfg, t)
             if weight is None:
                 continue
@@ -413,6 +429,7 @@ class QueueEngine:
         win = self._touch_window(win.number)
         win.priority_streak = 0 if rank == PRIORITY_RANK["normal"] else win.priority_streak + 1
         win.current = ticket.id
+        self._set_waiting(ticket, False)
         ticket.status, ticket.window, ticket.staff_id = CALLED, win.number, win.staff_id
         ticket.target_window = None
         ticket.called_at = ticket.called_at or now
@@ -537,7 +554,8 @@ class QueueEngine:
             raise DomainError("conflict", f"{ticket.number}号不是过号状态")
         if now - ticket.skipped_at > timedelta(minutes=self.config.rules.reinstate_minutes):
             raise DomainError("conflict", f"{ticket.number}号过号已超过{self.config.rules.reinstate_minutes}分钟，请重新取号")
-        ticket.status, ticket.window, ticket.skipped_at = WAITING, None, None
+        self._set_waiting(ticket, True)
+        ticket.window, ticket.skipped_at = None, None
         self._emit("ticket_reinstated", now, ticket, window)
         out.result = {"ticket": ticket.public()}
         return out
@@ -571,7 +589,8 @@ class QueueEngine:
             record["to_window"] = target.number
         self._end_segment(ticket, now)
         self._touch_window(win.number).current = None
-        ticket.status, ticket.window = WAITING, None
+        self._set_waiting(ticket, True)
+        ticket.window = None
         ticket.warned = ticket.overdue = False
         ticket.transfers.append(record)
         self._emit("ticket_transferred", now, ticket, win.number, transfer=record)
@@ -724,11 +743,7 @@ class QueueEngine:
         }
 
     def queues_view(self) -> dict[str, Any]:
-        counts = {code: 0 for code in self._services}
-        for t in self.state.tickets.values():
-            if t.status == WAITING:
-                counts[t.service] += 1
-        return {code: {"name": s.name, "prefix": s.prefix, "waiting": counts[code]}
+        return {code: {"name": s.name, "prefix": s.prefix, "waiting": len(self._waiting.get(code, {}))}
                 for code, s in self._services.items()}
 
     def snapshot(self) -> dict[str, Any]:
