@@ -7,7 +7,7 @@ transaction; if that fails it rebuilds the engine from the store, so the engine 
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -68,13 +68,18 @@ class Outcome:
                     or self.dirty_appointments or self.dirty_hall)
 
 
+def _random_id() -> str:
+    """128 random bits as hex: ticket and event ids (cheaper than building a UUID object)."""
+    return secrets.token_hex(16)
+
+
 class QueueEngine:
     def __init__(self, config: HallConfig, clock: Clock, state: EngineState | None = None, *,
                  secret: bytes = b"", new_id: Callable[[], str] | None = None):
         self.config = config
         self.clock = clock
         self.secret = secret
-        self.new_id = new_id or (lambda: uuid.uuid4().hex)
+        self.new_id = new_id or _random_id
         self.state = state or EngineState()
         self._services = {s.code: s for s in config.services}
         self._windows = {w.number: w for w in config.windows}
@@ -592,7 +597,7 @@ class QueueEngine:
         self._set_waiting(ticket, True)
         ticket.window = None
         ticket.warned = ticket.overdue = False
-        ticket.transfers.append(record)
+        ticket.transfers = [*ticket.transfers, record]
         self._emit("ticket_transferred", now, ticket, win.number, transfer=record)
 
     def return_to_first(self, window: int, note: Any = None) -> Outcome:

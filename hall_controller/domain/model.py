@@ -106,9 +106,23 @@ class Ticket:
     scans: list[dict[str, Any]] = field(default_factory=list)
     warned: bool = False
     overdue: bool = False
+    _public: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Any change invalidates the cached public view (lists are replaced, never mutated in place).
+        object.__setattr__(self, "_public", None)
+        object.__setattr__(self, name, value)
 
     def public(self) -> dict[str, Any]:
-        """The ticket as it travels on MQTT and in events: masked holder only."""
+        """The ticket as it travels on MQTT and in events: masked holder only.
+
+        Cached until the next change: one command serialises the same ticket several times
+        (events, reply, row). Callers must not mutate the returned dict."""
+        if self._public is None:
+            object.__setattr__(self, "_public", self._build_public())
+        return self._public  # type: ignore[return-value]
+
+    def _build_public(self) -> dict[str, Any]:
         holder = None
         if self.holder:
             holder = {"name_masked": self.holder.name_masked, "id_masked": self.holder.id_masked}
@@ -128,7 +142,7 @@ class Ticket:
 
     def to_record(self) -> dict[str, Any]:
         """Full persisted form (includes the holder's keyed hash and birth date)."""
-        data = self.public()
+        data = dict(self.public())
         data.update(prefix=self.prefix, seq_no=self.seq_no, last_called_at=iso(self.last_called_at),
                     segment_started_at=iso(self.segment_started_at),
                     holder=self.holder.to_dict() if self.holder else None)
