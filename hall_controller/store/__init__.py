@@ -248,10 +248,13 @@ class Store:
         try:
             cur = raw.cursor()
             p = self._prepared
+            # One statement per kind for the whole group, in WRITE_ORDER: inserts of a ticket precede
+            # its updates and rows of one kind keep command order, so the last state wins.
+            for name in WRITE_ORDER:
+                rows = [row for ws in writesets for row in ws.rows[name]]
+                if rows:
+                    p[name].many(cur, rows)
             for ws in writesets:
-                for name in WRITE_ORDER:
-                    if ws.rows[name]:
-                        p[name].many(cur, ws.rows[name])
                 for row in ws.appointments:
                     if p["upd_appointment"].one(cur, row) == 0:
                         p["ins_appointment"].one(cur, {"id": row["b_id"], **{k: v for k, v in row.items()
