@@ -17,6 +17,18 @@ from hall_controller.bus.client import HallClient
 from hall_controller.cli import main as hallctl
 
 
+def wait_until(predicate, timeout: float = 5.0, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (returned) or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ The sample hall runs without devices, so nothing but MQTT clients drives the que
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,11 @@ from hall_controller.bus.mosquitto import write_mosquitto_config
 from hall_controller.config import HallConfig, load_config
 from hall_controller.daemon import DaemonOptions, HallDaemon
 
-from .daemonkit import init_hall, passwords
+from .daemonkit import (
+    init_hall,
+    passwords,
+    wait_until,  # noqa: F401 - re-exported for the tests
+)
 from .test_bus_support import Mosquitto, free_port, have_mosquitto
 
 BROKERS = ["embedded", pytest.param("mosquitto", marks=[
@@ -34,18 +37,6 @@ def no_devices(data: dict[str, Any]) -> None:
     data["devices"] = []
     for window in data["windows"]:
         window["devices"] = []
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy (returned) or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def error_code(call: Callable[[], Any]) -> str:

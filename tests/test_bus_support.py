@@ -18,6 +18,8 @@ from hall_controller.bus.credentials import CredentialStore
 from hall_controller.domain import DomainError
 from hall_controller.service import Actor
 
+from .daemonkit import free_port, wait_until  # noqa: F401 - re-exported for the tests
+
 MOSQUITTO = "/usr/sbin/mosquitto"
 HALL = "demo"
 FAST_HASH = 1000  # PBKDF2 iterations for test stores: the format is the same, connects are faster
@@ -39,20 +41,6 @@ def make_store(path: Path) -> CredentialStore:
     for client_id, (role, window) in ROLES.items():
         store.add_or_reset(client_id, role, window, PASSWORDS[client_id])
     return store
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Mosquitto:

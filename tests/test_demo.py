@@ -8,12 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import yaml
 
 from hall_controller.bus.client import HallClient
+
+from .daemonkit import wait_until
 
 
 def _http(method: str, url: str, body: dict | None = None) -> dict:
@@ -23,16 +24,6 @@ def _http(method: str, url: str, body: dict | None = None) -> dict:
         return json.loads(resp.read())
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir", str(tmp_path / "hall"),
                              "--no-ui"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -40,7 +31,7 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
     lines: list[str] = []
     threading.Thread(target=lambda: [lines.append(line.rstrip()) for line in proc.stdout], daemon=True).start()
     try:
-        _wait(lambda: any(line.endswith(": ready") for line in lines), 60, "demo ready")
+        wait_until(lambda: any(line.endswith(": ready") for line in lines), 60, "demo ready")
         summary = dict(line.split(None, 1) for line in lines if line.startswith("  ") and len(line.split(None, 1)) == 2)
         control = summary["emulator_control"].rstrip("/")
         host, port = summary["mqtt"].rsplit(":", 1)
@@ -54,10 +45,10 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
         kiosk.close()
 
         # The clerk at window 3 logs in with job number 1003 and presses "next" on the keypad.
-        _wait(lambda: _http("GET", f"{control}/led/3")["text"], 10, "LED 3 initialised")
+        wait_until(lambda: _http("GET", f"{control}/led/3")["text"], 10, "LED 3 initialised")
         assert _http("POST", f"{control}/keypad/3/press", {"key": "function", "digits": "1003"})["acked"]
         assert _http("POST", f"{control}/keypad/3/press", {"key": "next"})["acked"]
-        _wait(lambda: _http("GET", f"{control}/led/3")["text"] == number, 10, f"LED 3 showing {number}")
+        wait_until(lambda: _http("GET", f"{control}/led/3")["text"] == number, 10, f"LED 3 showing {number}")
 
         # The visit reaches the management-system emulator once finished and rated.
         assert _http("POST", f"{control}/keypad/3/press", {"key": "start"})["acked"]
@@ -69,7 +60,7 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
         tablet.request("rate", ticket=asked["ticket"]["id"], score=5)
         tablet.close()
         mgmt = summary["management_system"].rstrip("/")
-        received = _wait(lambda: _http("GET", f"{mgmt}/_received/service-records"), 15, "record upstream")
+        received = wait_until(lambda: _http("GET", f"{mgmt}/_received/service-records"), 15, "record upstream")
         assert received[0]["body"]["ticket_number"] == number and received[0]["body"]["rating"]["score"] == 5
     finally:
         proc.send_signal(signal.SIGINT)

@@ -15,23 +15,16 @@ from hall_controller.daemon import DaemonOptions, HallDaemon
 from hall_controller.service import Actor
 from hw_emulators.hall import EmulatedHall
 
-from .daemonkit import init_hall, passwords
+from .daemonkit import (
+    init_hall,
+    passwords,
+    wait_until,  # noqa: F401 - re-exported for the tests
+)
 
 KIOSK = Actor("kiosk-1", "kiosk")
 WINDOWS = (3, 6)  # the windows whose LED screens and keypads the tests keep on the bus
 REPEAT_GUARD_S = load_profile("dory-keypad").quirks["repeat_guard_ms"] / 1000 + 0.05
 BUS_DEVICES = ("bus-1", *(f"{kind}-{n}" for kind in ("led", "keypad") for n in WINDOWS))
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
 
 
 def two_windows(data: dict[str, Any]) -> None:
