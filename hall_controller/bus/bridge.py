@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 
 from ..service import Actor
-from .client import AuthenticationFailed
+from .client import AuthenticationFailed, set_nodelay
 from .credentials import CredentialStore
 from .topics import HallTopics, is_segment
 
@@ -169,6 +169,7 @@ class MqttBridge:
         self._mqtt.will_set(self.topics.status, _dumps({"state": "offline", **self._status}), qos=1, retain=True)
         self._mqtt.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
         self._mqtt.max_queued_messages_set(_MAX_PAHO_QUEUE)
+        self._mqtt.on_socket_open = set_nodelay
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_subscribe = self._on_subscribe
         self._mqtt.on_disconnect = self._on_disconnect
@@ -400,11 +401,12 @@ class MqttBridge:
                     self._published[topic] = payload
 
     def _publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
-        """QoS 1 while connected; while not, drop: replies and events would be stale when they arrive,
-        and the retained state is republished on reconnect."""
+        """QoS 0 while connected; while not, drop: replies and events would be stale when they arrive,
+        and the retained state is republished on reconnect. (Subscribers take QoS 0 anyway, so QoS 1
+        on this leg would only add a PUBACK per message to the broker's work.)"""
         if not self.connected:
             log.debug("bridge: not connected, dropped message on %s", topic)
             return
-        info = self._mqtt.publish(topic, payload, qos=1, retain=retain)
+        info = self._mqtt.publish(topic, payload, qos=0, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             log.warning("bridge: publish on %s failed: %s", topic, mqtt.error_string(info.rc))

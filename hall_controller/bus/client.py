@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -33,6 +34,15 @@ StateListener = Callable[[str, "str | int | None", Any], None]
 _OFFLINE = json.dumps({"state": "offline"})
 _ONLINE = json.dumps({"state": "online"})
 _EVENT_HISTORY = 256  # recent events wait_for_event() can still match
+
+
+def set_nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's `on_socket_open`: commands, replies and events are tiny, and with Nagle's algorithm on
+    the kernel holds each one back up to ~40 ms waiting for an ACK."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        log.debug("TCP_NODELAY not available on %r", sock)
 
 
 class BusError(Exception):
@@ -151,6 +161,7 @@ class HallClient:
         self._mqtt.username_pw_set(client_id, password)
         self._mqtt.will_set(self._status_topic, _OFFLINE, qos=1, retain=True)
         self._mqtt.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
+        self._mqtt.on_socket_open = set_nodelay
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_disconnect = self._on_disconnect
         self._mqtt.on_subscribe = self._on_subscribe
