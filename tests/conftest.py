@@ -88,3 +88,20 @@ def pg_url():
         yield url
     finally:
         _drop_pg(name)
+
+
+@pytest.fixture
+def emu():
+    """The management-system emulator on an ephemeral port (token "tok")."""
+    from hw_emulators.mgmt import MgmtEmulator
+
+    with MgmtEmulator(token="tok") as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def client(emu):
+    """An upstream client for `emu`; test modules with a client of another kind define their own."""
+    from hall_controller.upstream.client import UpstreamClient
+
+    return UpstreamClient(emu.url, "tok", timeout=2.0)

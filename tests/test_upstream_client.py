@@ -10,18 +10,6 @@ from datetime import date
 import pytest
 
 from hall_controller.upstream.client import UpstreamClient, UpstreamError, classify_status
-from hw_emulators.mgmt import MgmtEmulator
-
-
-@pytest.fixture
-def emu():
-    with MgmtEmulator(token="tok") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def client(emu):
-    return UpstreamClient(emu.url, "tok", timeout=2.0)
 
 
 @pytest.mark.parametrize(

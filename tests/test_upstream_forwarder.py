@@ -21,7 +21,6 @@ from sqlalchemy.pool import StaticPool
 from hall_controller.upstream.client import DeliveryResult, UpstreamClient
 from hall_controller.upstream.forwarder import Forwarder
 from hall_controller.upstream.outbox import db_time, enqueue, metadata, outbox_table, scans_table, store_scan
-from hw_emulators.mgmt import MgmtEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,17 +31,6 @@ def engine():
     metadata.create_all(eng)
     yield eng
     eng.dispose()
-
-
-@pytest.fixture
-def emu():
-    with MgmtEmulator(token="tok") as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def client(emu):
-    return UpstreamClient(emu.url, "tok", timeout=2.0)
 
 
 def add_record(engine, clock, i: int, scans: list[dict[str, Any]] | None = None) -> str:
