@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from hall_controller.bus.client import HallClient
+from hall_controller.bus.topics import ALL_EVENTS
 from hall_controller.cli import main as hallctl
 
 
@@ -95,6 +96,6 @@ class DaemonProcess:
 
     def client(self, client_id: str, role: str | None = None, window: int | None = None) -> HallClient:
         c = HallClient(client_id, passwords(self.config)[client_id], "127.0.0.1", self.port, "demo",
-                       role=role, window=window)
+                       role=role, window=window, events=ALL_EVENTS if role == "display" else None)
         c.connect(timeout=10)
         return c

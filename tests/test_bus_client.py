@@ -18,6 +18,7 @@ from hall_controller.bus.client import (
     HallClient,
     RequestTimeout,
 )
+from hall_controller.bus.topics import ALL_EVENTS
 
 from .test_bus_support import (
     HALL,
@@ -47,7 +48,7 @@ class Hall:
     def client(self, client_id: str, *, connect: bool = True) -> HallClient:
         role, window = ROLES[client_id]
         client = HallClient(client_id, PASSWORDS[client_id], "127.0.0.1", self.broker.port, HALL,
-                            role=role, window=window, **FAST)
+                            role=role, window=window, events=ALL_EVENTS if role == "display" else None, **FAST)
         self.clients.append(client)
         if connect:
             client.connect(timeout=5)
@@ -198,7 +199,7 @@ def test_malformed_messages_from_the_broker_are_dropped(hall):
 
 def test_duplicate_memory_is_bounded(hall):
     display = HallClient("display-1", PASSWORDS["display-1"], "127.0.0.1", hall.broker.port, HALL,
-                         role="display", event_memory=3)
+                         role="display", event_memory=3, events=ALL_EVENTS)
     hall.clients.append(display)
     display.connect(timeout=5)
     seen: list[str] = []
@@ -312,3 +313,45 @@ def test_client_and_bridge_reconnect_after_the_embedded_broker_restarts(hall):
     fresh = hall.client("admin")
     wait_until(lambda: fresh.state.windows.get(4) == {"status": "closed", "ticket": None}, what="republished state")
     assert fresh.state.hall["state"] == "online"
+
+
+def test_each_role_listens_only_to_what_its_app_needs(hall):
+    """Busy events (ticket_issued, service_started) reach no window, tablet or display by default: each
+    copy costs the broker and the client; a client may ask for every event its ACL allows."""
+    window = hall.client("window-3")
+    tablet = hall.client("tablet-3")
+    display = HallClient("display-1", PASSWORDS["display-1"], "127.0.0.1", hall.broker.port, HALL, role="display")
+    observer = HallClient("admin", PASSWORDS["admin"], "127.0.0.1", hall.broker.port, HALL, role="admin")
+    seen: dict[str, list[str]] = {"window": [], "tablet": [], "display": [], "admin": []}
+    for client in (display, observer):
+        hall.clients.append(client)
+        client.connect(timeout=5)
+    for name, client in (("window", window), ("tablet", tablet), ("display", display), ("admin", observer)):
+        client.subscribe_events(lambda e, name=name: seen[name].append(e["type"]))
+    sent = ["ticket_issued", "service_started", "ticket_called", "ticket_transferred", "rating_requested",
+            "time_limit_warning", "ticket_recalled", "rating_received"]
+    for event_type in sent:
+        hall.service.emit(event_type)
+    wait_until(lambda: seen["admin"] == sent, what="every event at the admin")
+    wait_until(lambda: seen["window"] == ["ticket_transferred", "time_limit_warning", "rating_received"],
+               what="the window's events")
+    wait_until(lambda: seen["tablet"] == ["rating_requested", "rating_received"], what="the tablet's events")
+    wait_until(lambda: seen["display"] == ["ticket_called", "ticket_recalled"], what="the display's events")
+    # a window terminal keeps its own window's state, not its neighbours'
+    wait_until(lambda: window.state.windows == {3: {"status": "idle", "ticket": None}}, what="window 3 state")
+    time.sleep(0.1)
+    assert set(window.state.windows) == {3} and set(display.state.windows) == {3, 4}
+    assert seen["window"] == ["ticket_transferred", "time_limit_warning", "rating_received"]
+    assert seen["display"] == ["ticket_called", "ticket_recalled"]
+
+
+def test_asking_for_events_beyond_the_acl_is_refused_by_the_broker(hall):
+    kiosk = HallClient("kiosk-1", PASSWORDS["kiosk-1"], "127.0.0.1", hall.broker.port, HALL, role="kiosk",
+                       events=ALL_EVENTS)
+    hall.clients.append(kiosk)
+    kiosk.connect(timeout=5)
+    seen: list[str] = []
+    kiosk.subscribe_events(lambda e: seen.append(e["type"]))
+    hall.service.emit("ticket_called")
+    time.sleep(0.2)
+    assert seen == []  # a kiosk is a public machine: no events, whatever it asks for

@@ -16,6 +16,7 @@ import pytest
 from hall_controller.bus.client import CommandError, HallClient
 from hall_controller.bus.credentials import DAEMON_CLIENT_ID, CredentialStore
 from hall_controller.bus.mosquitto import write_mosquitto_config
+from hall_controller.bus.topics import ALL_EVENTS
 from hall_controller.config import HallConfig, load_config
 from hall_controller.daemon import DaemonOptions, HallDaemon
 
@@ -137,7 +138,8 @@ class FlowHall:
     def client(self, client_id: str, *, connect: bool = True) -> HallClient:
         role, window = self.roles[client_id]
         client = HallClient(client_id, self.passwords[client_id], "127.0.0.1", self.port, self.config.hall_id,
-                            role=role, window=window, **FAST_RECONNECT)
+                            role=role, window=window, events=ALL_EVENTS if role == "display" else None,
+                            **FAST_RECONNECT)
         self.clients.append(client)
         if connect:
             client.connect(timeout=10)

@@ -10,6 +10,7 @@ import pytest
 
 from hall_controller.bus.client import HallClient
 from hall_controller.bus.mosquitto import write_mosquitto_config
+from hall_controller.bus.topics import ALL_EVENTS
 
 from .test_bus_support import (
     HALL,
@@ -119,7 +120,7 @@ def test_client_id_is_forced_to_the_username_so_sessions_cannot_be_taken_over(br
 def test_hall_client_reconnects_and_resubscribes_after_mosquitto_restarts(broker):
     proc, port, connect = broker
     client = HallClient("display-1", PASSWORDS["display-1"], "127.0.0.1", port, HALL, role="display",
-                        reconnect_min_delay=0.05, reconnect_max_delay=0.2)
+                        events=ALL_EVENTS, reconnect_min_delay=0.05, reconnect_max_delay=0.2)
     client.connect(timeout=5)
     try:
         daemon = connect("hall-daemon")

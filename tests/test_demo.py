@@ -25,13 +25,15 @@ def _http(method: str, url: str, body: dict | None = None) -> dict:
 
 
 def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
+    # The log goes to its own file: on a shared pipe a log line can land inside the summary lines.
+    log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir", str(tmp_path / "hall"),
-                             "--no-ui"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             "--no-ui"], stdout=subprocess.PIPE, stderr=log, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
     threading.Thread(target=lambda: [lines.append(line.rstrip()) for line in proc.stdout], daemon=True).start()
     try:
-        wait_until(lambda: any(line.endswith(": ready") for line in lines), 60, "demo ready")
+        wait_until(lambda: any(line.startswith("Ctrl-C") for line in lines), 60, "demo ready")
         summary = dict(line.split(None, 1) for line in lines if line.startswith("  ") and len(line.split(None, 1)) == 2)
         control = summary["emulator_control"].rstrip("/")
         host, port = summary["mqtt"].rsplit(":", 1)
@@ -65,4 +67,5 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
+        log.close()
 

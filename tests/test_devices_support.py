@@ -10,6 +10,7 @@ from typing import Any
 
 from device_profiles import load_profile
 from hall_controller.bus.client import HallClient
+from hall_controller.bus.topics import ALL_EVENTS
 from hall_controller.config import load_config
 from hall_controller.daemon import DaemonOptions, HallDaemon
 from hall_controller.service import Actor
@@ -117,7 +118,7 @@ class DeviceHall:
         assert self.daemon.mqtt_address is not None
         host, port = self.daemon.mqtt_address
         client = HallClient(client_id, passwords(self.config_path)[client_id], host, port,
-                            self.config.hall_id, role=role)
+                            self.config.hall_id, role=role, events=ALL_EVENTS if role == "display" else None)
         client.connect(timeout=10)
         self._clients.append(client)
         return client

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import paho.mqtt.client as mqtt
 
 from ..service import Actor
-from .client import AuthenticationFailed, set_nodelay
+from .client import AuthenticationFailed, DirectWriteClient, set_nodelay
 from .credentials import CredentialStore
 from .topics import HallTopics, is_segment
 
@@ -162,7 +162,7 @@ class MqttBridge:
         self._published_seq = -1
         self._client_states: dict[str, str] = {}
 
-        self._mqtt = mqtt.Client(
+        self._mqtt = DirectWriteClient(
             mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311, clean_session=True
         )
         self._mqtt.username_pw_set(username, password)

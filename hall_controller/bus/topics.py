@@ -164,6 +164,47 @@ def access_rules(topics: HallTopics, client_id: str, role: str, window: int | No
     return AccessRules(read=tuple(read), write=own_write)
 
 
+# Event types each role's app acts on. Events go out on one topic per type, so a client that listens
+# only to these keeps the busy ones (ticket_issued, service_started, …) off its connection: every
+# event costs the broker a copy per subscriber, and the hall has a kiosk and a window per counter.
+ROLE_EVENTS: dict[str, tuple[str, ...]] = {
+    # the hall display calls numbers; window states and recent calls come from retained state
+    "display": ("ticket_called", "ticket_recalled", "day_reset"),
+    # a window terminal: tickets sent to it, its time limits, its ratings
+    "window": ("ticket_transferred", "ticket_reinstated", "time_limit_warning", "time_limit_exceeded",
+               "rating_received", "day_reset"),
+    # the rating tablet: asked to rate, rated
+    "tablet": ("rating_requested", "rating_received", "day_reset"),
+}
+ALL_EVENTS = "all"
+
+
+def subscriptions(topics: HallTopics, client_id: str, role: str, window: int | None = None,
+                  events: str | tuple[str, ...] | list[str] | None = None) -> tuple[str, ...]:
+    """The topic filters a client of `role` subscribes to: what its app needs, within `access_rules`.
+
+    `events`: None for the role's ROLE_EVENTS, ALL_EVENTS for every event (a supervisor, a test
+    observer), or a list of event types. A kiosk reads no events at all; an admin reads everything.
+    """
+    rules = access_rules(topics, client_id, role, window)
+    if role in ("kiosk", "admin"):
+        return rules.read
+    event_all = f"{topics.root}/event/#"
+    if events == ALL_EVENTS:
+        event_filters: list[str] = [event_all]
+    else:
+        types = ROLE_EVENTS.get(role, ()) if events is None else tuple(events)
+        event_filters = [topics.event(t) for t in types]
+    wanted = [topics.reply(client_id), topics.status, *event_filters]
+    if role == "window":
+        wanted += [topics.state_queues, f"{topics.root}/device/#"]
+        # its own window; a window terminal not bound to a number (a supervisor's) sees them all
+        wanted.append(topics.state_window(window) if window is not None else f"{topics.root}/state/window/+")
+    else:
+        wanted += [f for f in rules.read if f not in wanted and not f.startswith(event_all[:-1])]
+    return tuple(f for f in wanted if rules.may_read(f))
+
+
 def pattern_covers(pattern: str, topic_filter: str) -> bool:
     """True if every topic `topic_filter` can match (or the topic itself) is matched by `pattern`.
 
