@@ -154,6 +154,22 @@ def test_appointment_early_window_due_time_and_late_arrival(hall, clock):
         hall.issue("consult", appointment_code="E1")
 
 
+def test_a_due_appointment_goes_first_whatever_the_check_in_order(hall, clock):
+    hall.engine.add_appointment(code="LATE", service="consult", start_at=datetime(2026, 11, 23, 10, 30, tzinfo=TZ),
+                                source="online")
+    hall.engine.add_appointment(code="SOON", service="consult", start_at=datetime(2026, 11, 23, 10, 0, tzinfo=TZ),
+                                source="online")
+    clock.set(datetime(2026, 11, 23, 10, 0, tzinfo=TZ))
+    later_slot = hall.issue("consult", appointment_code="LATE")     # checked in first, slot not due yet
+    clock.set(datetime(2026, 11, 23, 10, 1, tzinfo=TZ))
+    normal = hall.issue("consult")
+    due = hall.issue("consult", appointment_code="SOON")            # checked in last, slot due
+    hall.login(3, "S003")
+    assert hall.next(3) == due
+    assert hall.next(3) == later_slot      # not due: waits like a normal ticket, by its check-in time
+    assert hall.next(3) == normal
+
+
 def test_no_show_can_be_reinstated_within_the_period_only(hall, clock):
     a1, a2, a3 = (hall.issue("consult") for _ in range(3))
     hall.login(3, "S003")

@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from hall_controller.clock import ManualClock
 from hall_controller.config import parse_config
 from hall_controller.domain import FINAL, STATUSES, DomainError
+from hall_controller.domain.model import PRIORITY_RANK
 from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 
@@ -25,6 +26,25 @@ WINDOWS = [w.number for w in CONFIG.windows]
 STAFF = [s.id for s in CONFIG.staff]
 PEOPLE = [card(f"人{i}", birth=b, serial=f"{i:03d}") for i, b in enumerate(["19400101", "19800101", "20000101"])]
 windows = st.sampled_from(WINDOWS)
+
+
+def full_scan_pick(engine, number, now):
+    """DESIGN §4 by brute force: rank, window weight, effective arrival; the normal-ratio rule."""
+    win_cfg = next(w for w in CONFIG.windows if w.number == number)
+    keyed = []
+    for t in engine.state.tickets.values():
+        weight = engine._eligible(win_cfg, t)  # noqa: SLF001
+        if weight is not None:
+            rank, when = engine._rank(t, now)  # noqa: SLF001
+            keyed.append(((rank, -weight, when, t.seq_no, t.id), t))
+    if not keyed:
+        return None
+    best_key, best = min(keyed, key=lambda kt: kt[0])
+    normal = [kt for kt in keyed if kt[0][0] == PRIORITY_RANK["normal"]]
+    if (best_key[0] < PRIORITY_RANK["normal"] and normal
+            and engine.state.windows[number].priority_streak >= CONFIG.rules.priority_ratio):
+        return min(normal, key=lambda kt: kt[0])[1]
+    return best
 
 
 class QueueMachine(RuleBasedStateMachine):
@@ -173,6 +193,16 @@ class QueueMachine(RuleBasedStateMachine):
                 assert mem.status == t["status"]
             else:
                 assert t["closed_at"] is not None, f"{t['number']} vanished without being closed"
+
+    @invariant()
+    def calling_order_matches_a_full_scan(self):
+        """pick_next uses per-class sorted lines; a scan of every waiting ticket must agree."""
+        if not hasattr(self, "service"):
+            return
+        engine = self.service.engine
+        now = self.clock.now()
+        for number in WINDOWS:
+            assert engine.pick_next(number, now) is full_scan_pick(engine, number, now)
 
     @invariant()
     def transfers_keep_arrival_and_first_officer(self):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
 import paho.mqtt.client as mqtt
 
 from ..service import Actor
@@ -120,7 +121,9 @@ def _check_values(value: Any, depth: int) -> str | None:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON (orjson: the bridge serialises every event and state topic of every commit).
+    Raises TypeError (orjson.JSONEncodeError) for what JSON cannot carry."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 class MqttBridge:

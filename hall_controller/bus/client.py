@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 
 from .topics import HallTopics, subscriptions
@@ -415,11 +416,12 @@ class HallClient:
         if info is None:
             return
         try:
-            value = json.loads(message.payload) if message.payload else None
+            raw = message.payload
+            value = orjson.loads(raw) if raw else None
             if info.kind == "reply":
                 self._handle_reply(value)
             elif info.kind == "event":
-                self._handle_event(value)
+                self._handle_event(value, raw)
             elif info.kind == "kiosk_card":
                 self._handle_card(value)
             elif info.kind in _STATE_KINDS:
@@ -442,7 +444,7 @@ class HallClient:
         pending.reply = reply
         pending.done.set()
 
-    def _handle_event(self, event: Any) -> None:
+    def _handle_event(self, event: Any, raw: bytes) -> None:
         if not isinstance(event, dict):
             log.warning("%s: dropped malformed event %r", self.client_id, event)
             return
@@ -459,8 +461,8 @@ class HallClient:
             self._history.append((self._event_count, event))
             self._cond.notify_all()
             callbacks = [cb for cb, types in self._event_callbacks if types is None or event.get("type") in types]
-        for callback in callbacks:
-            _call("event callback", callback, copy.deepcopy(event))
+        for callback in callbacks:  # each its own copy: parsing again is cheaper than deepcopy
+            _call("event callback", callback, orjson.loads(raw))
 
     def _handle_card(self, card: Any) -> None:
         if not isinstance(card, dict):
@@ -484,7 +486,7 @@ class HallClient:
                 self._state_json[(section, key)] = text
             listeners = list(self._state_listeners)
         for listener in listeners:
-            _call("state listener", listener, section, key, copy.deepcopy(value))
+            _call("state listener", listener, section, key, orjson.loads(raw) if raw else None)
 
 
 def _safe_match(predicate: Callable[[dict[str, Any]], bool], event: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ transaction; if that fails it rebuilds the engine from the store, so the engine 
 from __future__ import annotations
 
 import secrets
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -89,17 +90,35 @@ class QueueEngine:
         # Derived index: waiting tickets per service, so calling and queue counts do not scan the
         # tickets that are being served or wait for their rating.
         self._waiting: dict[str, dict[str, Ticket]] = {code: {} for code in self._services}
+        # Calling order within one service and priority class is (arrival, seq_no, id) whatever the
+        # window, so each class is kept sorted and `pick_next` looks at the first eligible ticket of
+        # each instead of scanning the queue. Entries: (arrival_at, seq_no, id, ticket).
+        self._lines: dict[tuple[str, str], list[tuple[datetime, int, str, Ticket]]] = {}
+        self._line_of: dict[str, tuple[tuple[str, str], tuple[datetime, int, str, Ticket]]] = {}
+        self._targeted: dict[int, dict[str, Ticket]] = {}  # waiting tickets sent to one window
         for t in self.state.tickets.values():
             if t.status == WAITING:
-                self._waiting.setdefault(t.service, {})[t.id] = t
+                self._set_waiting(t, True)
 
     def _set_waiting(self, ticket: Ticket, waiting: bool) -> None:
-        """Every change into or out of WAITING (or of a waiting ticket's service) goes through here."""
+        """Every change into or out of WAITING (or of a waiting ticket's service, priority, arrival or
+        target window) goes through here: it keeps the waiting indexes."""
         for queue in self._waiting.values():
             queue.pop(ticket.id, None)
+        for targeted in self._targeted.values():
+            targeted.pop(ticket.id, None)
+        placed = self._line_of.pop(ticket.id, None)
+        if placed is not None:
+            line = self._lines[placed[0]]
+            del line[bisect_left(line, placed[1])]
         if waiting:
             ticket.status = WAITING
             self._waiting.setdefault(ticket.service, {})[ticket.id] = ticket
+            if ticket.target_window is not None:
+                self._targeted.setdefault(ticket.target_window, {})[ticket.id] = ticket
+            key, entry = (ticket.service, ticket.priority), (ticket.arrival_at, ticket.seq_no, ticket.id, ticket)
+            insort(self._lines.setdefault(key, []), entry)
+            self._line_of[ticket.id] = (key, entry)
 
     # ------------------------------------------------------------------ plumbing
     def _begin(self) -> tuple[Outcome, datetime]:
@@ -390,10 +409,7 @@ class QueueEngine:
         win = self.state.windows[window]
         best = best_normal = None
         best_key = best_normal_key = None
-        candidates = [t for ws in win_cfg.services for t in self._waiting.get(ws.service, {}).values()]
-        candidates += [t for code, queue in self._waiting.items() if win_cfg.weight_of(code) is None
-                       for t in queue.values() if t.target_window == window]
-        for t in candidates:
+        for t in self._candidates(win_cfg):
             weight = self._eligible(win_cfg, t)
             if weight is None:
                 continue
@@ -407,6 +423,22 @@ class QueueEngine:
                 and best_normal is not None and win.priority_streak >= self.config.rules.priority_ratio):
             return best_normal
         return best
+
+    def _candidates(self, win_cfg: Window) -> list[Ticket]:
+        """The tickets that can be best for this window: per service it serves and priority class, the
+        first eligible one in arrival order (every appointment: theirs rank by the slot time), and
+        the tickets sent to this window from services it does not serve."""
+        found: list[Ticket] = []
+        for ws in win_cfg.services:
+            for priority in PRIORITY_RANK:
+                for entry in self._lines.get((ws.service, priority), ()):
+                    ticket = entry[3]
+                    if ticket.target_window is None or ticket.target_window == win_cfg.number:
+                        found.append(ticket)
+                        if priority != "appointment":
+                            break
+        found += [t for t in self._targeted.get(win_cfg.number, {}).values() if win_cfg.weight_of(t.service) is None]
+        return found
 
     def call_next(self, window: int, *, finish_current: bool = False) -> Outcome:
         out, now = self._begin()
