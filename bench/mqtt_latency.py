@@ -6,19 +6,23 @@ For each broker it prints:
 (a) bare broker round trip: a paho publisher (the daemon account) → the broker → a paho subscriber
     (the display account), one message at a time, QoS 1 in and QoS 0 out as events travel, with an
     event-sized payload; no daemon running. p50/p99 over ``--messages`` messages.
-(b) call → display: 8 window clients (HallClient) call concurrently, each ``call_next`` with
+(b) call → display: 8 window clients (HallClient), all busy, each calling ``call_next`` with
     ``finish_current`` (the keypad's "next": finish the visitor, call the next one), from just before
     ``request("call_next")`` to the display client (HallClient, role display) receiving that ticket's
-    ``ticket_called`` event, matched by ticket id. p50/p99 over ``--calls`` calls; the tickets are
-    the ones issued in (d), so the queue holds ``--tickets`` tickets when calling starts. Then, for
-    comparison, one window calls alone (the latency without contention).
+    ``ticket_called`` event, matched by ticket id. p50/p99 over ``--calls`` calls. Each window calls
+    on its own random schedule (exponential gaps, ``--call-rate`` calls/s over the 8 windows; a window
+    whose reply comes late calls at once), so calls of different windows overlap as they do in a hall,
+    at a rate thousands of times a real hall's (8 windows calling every few minutes). The tickets
+    are the ones issued in (d). Then, for capacity: the same 8 windows calling back to back with no
+    gap (``--saturated-calls``; the latency there is queueing: 8 calls in flight wait for each
+    other), and one window calling alone (the floor without contention).
 (c) (b)/(a) at p50.
 (d) ticket issue throughput: 8 kiosk clients (kiosk-1..8; kiosk-3..8 are added to the hall)
     issuing ``--tickets`` tickets in parallel, and the p99 of one ``issue_ticket`` request, with
     ``sqlite_sync: full`` (the default: fsync per commit) and again with ``sqlite_sync: normal``.
 
-Every client subscribes to what its role may read (kiosks and windows get every event and state
-update, as in the hall), so the broker fans each message out to all 17 clients.
+Every client subscribes to what its role's app listens to (``topics.subscriptions``): kiosks the
+waiting counts, windows the counts and their own window, the display the calls and window states.
 The daemon (with its embedded broker) runs in a child process, as on the hall PC, and the kiosk and
 window clients in ``--client-procs`` worker processes (they are other machines in the hall; in one
 process their message handling would saturate its GIL and throttle the measurement). Times taken in
@@ -36,6 +40,7 @@ import contextlib
 import math
 import multiprocessing
 import os
+import random
 import shutil
 import signal
 import socket
@@ -163,11 +168,12 @@ class ChildServer:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != "ready":
+        if len(line) not in (2, 3) or line[0] != "ready":
             self.stop()
             raise RuntimeError(f"{' '.join(args)}: server did not start ({line})")
         self.port = int(line[1])
         self.pid: int | None = self.proc.pid
+        self.broker_pid = int(line[2]) if len(line) == 3 else None  # the daemon's embedded broker child
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -185,6 +191,7 @@ class InProcessServer:
         self.part = start_server(kind, path, mqtt_url)
         self.port = server_port(self.part)
         self.pid: int | None = None  # this process
+        self.broker_pid = broker_pid(self.part)
 
     def stop(self) -> None:
         self.part.stop()
@@ -210,6 +217,11 @@ def start_server(kind: str, path: str, mqtt_url: str | None) -> Any:
     return daemon
 
 
+def broker_pid(part: Any) -> int | None:
+    """The pid of the daemon's embedded broker child process, if it has one."""
+    return getattr(getattr(part, "broker", None), "pid", None)
+
+
 def server_port(part: Any) -> int:
     return int(part.port) if hasattr(part, "port") else int(part.mqtt_address[1])
 
@@ -223,7 +235,7 @@ def serve(kind: str, path: str, mqtt_url: str | None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds through the `finally` below
     part = start_server(kind, path, mqtt_url)
-    print(f"ready {server_port(part)}", flush=True)
+    print(f"ready {server_port(part)} {broker_pid(part) or ''}".strip(), flush=True)
     try:
         sys.stdin.read()  # until the parent closes our stdin (or dies)
     finally:
@@ -383,16 +395,25 @@ def issue_load(kiosks: dict[str, HallClient], counts: dict[str, int]) -> dict[st
     return {"start": start, "end": end, "latencies": [x for lat in latencies.values() for x in lat]}
 
 
-def call_load(windows: dict[str, HallClient], per_window: int) -> dict[str, Any]:
-    """Each window calls `per_window` times (finishing the previous visitor), all windows at once."""
+def call_load(windows: dict[str, HallClient], per_window: int, mean_gap: float) -> dict[str, Any]:
+    """Each window calls `per_window` times (finishing the previous visitor), all windows at once:
+    with `mean_gap` > 0 on its own schedule of exponential gaps (random phase), else back to back."""
     lock = threading.Lock()
     sent: dict[str, float] = {}
     replies: list[float] = []
     empty = [0]
 
     def worker(client: HallClient) -> Callable[[], None]:
+        rng = random.Random(client.client_id)  # reproducible schedules
+
         def work() -> None:
+            due = time.perf_counter() + (rng.uniform(0, mean_gap) if mean_gap > 0 else 0.0)
             for _ in range(per_window):
+                if mean_gap > 0:
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    due += rng.expovariate(1 / mean_gap)
                 start = time.perf_counter()
                 ticket = client.request("call_next", timeout=30, finish_current=True)["ticket"]
                 done = time.perf_counter()
@@ -417,9 +438,9 @@ def run_command(cs: dict[str, HallClient], command: str, arg: Any) -> Any:
     if command == "issue":
         return issue_load({k: c for k, c in cs.items() if k in arg}, arg)
     if command == "call":
-        per_window, only = arg
+        per_window, only, mean_gap = arg
         return call_load({k: c for k, c in cs.items() if k.startswith("window-") and (not only or k in only)},
-                         per_window)
+                         per_window, mean_gap)
     raise ValueError(command)
 
 
@@ -546,10 +567,13 @@ class CallResult:
     latencies: list[float]   # call_next sent -> display got ticket_called
     replies: list[float]     # call_next sent -> reply
     empty: int
+    rate: float              # calls/s achieved
 
 
-def call_tickets(groups: list[ClientGroup], display: HallClient, total: int, only: str | None = None) -> CallResult:
-    """`total` calls over the 8 windows at once, or by the window client `only` alone."""
+def call_tickets(groups: list[ClientGroup], display: HallClient, total: int, only: str | None = None,
+                 rate: float = 0.0) -> CallResult:
+    """`total` calls over the 8 windows at once (at `rate` calls/s in all, 0: back to back), or by the
+    window client `only` alone."""
     per_window = total if only else math.ceil(total / len(WINDOWS))
     lock = threading.Lock()
     received: dict[str, float] = {}
@@ -562,15 +586,19 @@ def call_tickets(groups: list[ClientGroup], display: HallClient, total: int, onl
 
     unsubscribe = display.subscribe_events(on_called, types=["ticket_called"])
     try:
+        mean_gap = len(WINDOWS) / rate if rate > 0 and not only else 0.0
+        started = time.perf_counter()
         results = broadcast([g for g in groups if not only or only in g.ids], "call",
-                            lambda g: (per_window, [only] if only else []))
+                            lambda g: (per_window, [only] if only else [], mean_gap))
+        seconds = time.perf_counter() - started
         sent = {t: s for r in results for t, s in r["sent"].items()}
         wait_for(lambda: all(t in received for t in sent), 30, "every ticket_called at the display")
     finally:
         unsubscribe()
     with lock:
         latencies = [received[t] - s for t, s in sent.items()]
-    return CallResult(latencies, [x for r in results for x in r["replies"]], sum(r["empty"] for r in results))
+    return CallResult(latencies, [x for r in results for x in r["replies"]], sum(r["empty"] for r in results),
+                      len(sent) / seconds)
 
 
 # ---------------------------------------------------------------------------------------- one broker
@@ -611,6 +639,8 @@ def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bo
             processes: dict[str, int | None] = {} if daemon.pid is None else {"daemon": daemon.pid}
             if mosquitto:
                 processes["mosquitto"] = broker.pid
+            elif daemon.broker_pid is not None:
+                processes["broker"] = daemon.broker_pid
             processes["bench" if daemon.pid is not None else "bench + daemon"] = None
             with clients(port, hall.passwords, hall.roles, ["display-1"]) as cs, \
                     client_groups(port, hall, args.client_procs) as groups:
@@ -626,18 +656,23 @@ def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bo
                 print(f"    cpu: {meter.report()}")
                 if sync == "full":
                     meter = CpuMeter(processes)
-                    calls = call_tickets(groups, cs["display-1"], args.calls)
+                    calls = call_tickets(groups, cs["display-1"], args.calls, rate=args.call_rate)
                     empty = f", {calls.empty} found the queue empty" if calls.empty else ""
                     print(f"(b) call_next → display event    {len(calls.latencies):5d} calls    "
                           f"p50 {ms(pct(calls.latencies, 50))}  p99 {ms(pct(calls.latencies, 99))}", flush=True)
+                    print(f"    (8 busy windows on random schedules, {args.call_rate:g} calls/s offered, "
+                          f"{calls.rate:.0f} made{empty}; call_next reply p50 {ms(pct(calls.replies, 50)).strip()})")
                     print(f"    cpu: {meter.report()}")
-                    print(f"    (8 windows calling at once, {args.tickets} tickets queued at the start{empty}; "
-                          f"call_next reply p50 {ms(pct(calls.replies, 50)).strip()})")
+                    meter = CpuMeter(processes)
+                    rush = call_tickets(groups, cs["display-1"], args.saturated_calls)
+                    print(f"    capacity: 8 windows back to back, {len(rush.latencies)} calls, {rush.rate:.0f} calls/s, "
+                          f"p50 {ms(pct(rush.latencies, 50)).strip()}, p99 {ms(pct(rush.latencies, 99)).strip()} "
+                          f"(8 calls always in flight queue behind each other)")
+                    print(f"    cpu: {meter.report()}")
                     alone = call_tickets(groups, cs["display-1"], ALONE_CALLS, only="window-1")
-                    print(f"    for comparison, window 1 alone: {len(alone.latencies)} calls, "
+                    print(f"    floor: window 1 alone, {len(alone.latencies)} calls, "
                           f"p50 {ms(pct(alone.latencies, 50)).strip()}, p99 {ms(pct(alone.latencies, 99)).strip()} "
-                          f"(the idle-hall floor; (b)/(a) from it: "
-                          f"{pct(alone.latencies, 50) / pct(bare, 50):.1f})", flush=True)
+                          f"((b)/(a) from it: {pct(alone.latencies, 50) / pct(bare, 50):.1f})", flush=True)
         finally:
             for part in (daemon, broker):
                 if part is not None:
@@ -657,8 +692,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--messages", type=int, default=2000, help="(a) messages (default %(default)s)")
     p.add_argument("--calls", type=int, default=1000, help="(b) calls over the 8 windows (default %(default)s)")
-    p.add_argument("--tickets", type=int, default=1500, help="(d) tickets over the 8 kiosks (default %(default)s)")
+    p.add_argument("--call-rate", type=float, default=80.0,
+                   help="(b) calls per second offered by the 8 windows together (default %(default)s)")
+    p.add_argument("--saturated-calls", type=int, default=500,
+                   help="(b) capacity run: calls over the 8 windows back to back (default %(default)s)")
+    p.add_argument("--tickets", type=int, default=2000, help="(d) tickets over the 8 kiosks (default %(default)s)")
     p.add_argument("--mosquitto", action="store_true", help="also run against a private Mosquitto")
+    p.add_argument("--mosquitto-only", action="store_true", help="run against a private Mosquitto only")
     p.add_argument("--mosquitto-nodelay", action="store_true",
                    help="add `set_tcp_nodelay true` to the generated Mosquitto conf (implies --mosquitto)")
     p.add_argument("--in-process", action="store_true", help="run the daemon in this process")
@@ -671,9 +711,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.serve:
         return serve(args.serve[0], args.serve[1], args.mqtt_url)
-    args.mosquitto = args.mosquitto or args.mosquitto_nodelay
-    if args.tickets < args.calls * 1.2:
-        p.error("--tickets must be at least 1.2 × --calls: (b) calls the tickets (d) issued")
+    args.mosquitto = args.mosquitto or args.mosquitto_nodelay or args.mosquitto_only
+    if args.tickets < (args.calls + args.saturated_calls + ALONE_CALLS) * 1.2:
+        p.error("--tickets must be at least 1.2 × the calls of (b) (--calls, --saturated-calls and the "
+                f"{ALONE_CALLS} alone): (b) calls the tickets (d) issued")
     if args.mosquitto and not os.access(MOSQUITTO, os.X_OK):
         p.error(f"--mosquitto: {MOSQUITTO} not found")
     work = Path(tempfile.mkdtemp(prefix="hall-mqtt-bench-", dir=args.dir))
@@ -682,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'in this process' if args.in_process else 'in a child process'}, kiosk and window clients in "
           f"{args.client_procs or 'no'} worker process(es), {os.cpu_count()} CPUs")
     try:
-        bench_broker("embedded broker (amqtt, in the daemon)", work, args, mosquitto=False)
+        if not args.mosquitto_only:
+            bench_broker("embedded broker (amqtt, the daemon's child process)", work, args, mosquitto=False)
         if args.mosquitto:
             nodelay = " + set_tcp_nodelay" if args.mosquitto_nodelay else ""
             bench_broker(f"Mosquitto (generated password file + ACL{nodelay})", work, args, mosquitto=True)

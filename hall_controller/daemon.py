@@ -94,13 +94,14 @@ class HallDaemon:
             log.warning("no MQTT broker configured: the daemon serves no clients")
             return
         from .bus.bridge import MqttBridge
-        from .bus.broker import EmbeddedBroker
+        from .bus.broker_process import BrokerProcess
         from .bus.credentials import DAEMON_CLIENT_ID, CredentialStore
 
         credentials = CredentialStore(self.config.credentials_path)
         if listen:
             host, port = split_hostport(listen)
-            self.broker = EmbeddedBroker(host, port, credentials, hall_id=self.config.hall_id)
+            # A child process: amqtt is pure Python and would share the hall service's GIL.
+            self.broker = BrokerProcess(host, port, self.config.credentials_path, hall_id=self.config.hall_id)
             self.broker.start()
             self.mqtt_address = (host, self.broker.port)
             # The daemon's own account on its own broker: a fresh password each start.

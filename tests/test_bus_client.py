@@ -80,7 +80,7 @@ def test_request_returns_the_result_and_the_actor_comes_from_the_credential_stor
                                                    "window": 3}
     (actor, op, args, command_id, thread), = hall.service.executed
     assert (op, args) == ("echo", {"note": "你好"}) and len(command_id) == 36
-    assert thread.startswith("mqtt-bridge-worker-")
+    assert thread == "paho-mqtt-client-hall-daemon"  # alone in flight: run without waking a worker
 
 
 def test_errors_from_the_service_raise_command_error(hall):
@@ -355,3 +355,23 @@ def test_asking_for_events_beyond_the_acl_is_refused_by_the_broker(hall):
     hall.service.emit("ticket_called")
     time.sleep(0.2)
     assert seen == []  # a kiosk is a public machine: no events, whatever it asks for
+
+
+def test_waiting_counts_are_throttled_under_a_rush_and_the_last_one_always_arrives(hall):
+    kiosk = hall.raw("kiosk-1")
+    kiosk.subscribe(f"hall/{HALL}/state/queues")
+    wait_until(lambda: kiosk.received(f"hall/{HALL}/state/queues"), what="the retained counts")
+    started = time.monotonic()
+    for n in range(1, 201):      # 200 changes as fast as the bridge takes them
+        with hall.service.lock:
+            hall.service.queues = {"consult": n}
+        hall.service.emit("ticket_issued")
+    elapsed = time.monotonic() - started
+    wait_until(lambda: json.loads(kiosk.received(f"hall/{HALL}/state/queues")[-1]) == {"consult": 200},
+               what="the final count")
+    time.sleep(0.3)
+    sent = kiosk.received(f"hall/{HALL}/state/queues")
+    assert json.loads(sent[-1]) == {"consult": 200}
+    # at most one per interval (100 ms), plus the first and the trailing one
+    assert len(sent) - 1 <= elapsed / 0.1 + 3, (len(sent), elapsed)
+    assert len(sent) - 1 < 200

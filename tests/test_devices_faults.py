@@ -107,7 +107,7 @@ def test_emulated_bus_is_found_through_the_control_api_once_it_is_up(tmp_path):
     try:
         wait_until(lambda: hall.device_events("device_offline", "bus-1"), 3, "bus offline while no emulator")
         hall.emu.serve_control("127.0.0.1", port)
-        hall.wait_online(timeout=5.0)
+        hall.wait_online(timeout=10.0)  # the link retries at most every 4 s
         assert len(hall.device_events("device_offline", "led-3")) == 1
         assert hall.daemon.devices.links["bus-1"].bus.url == hall.emu.device_urls()["bus-1"]
     finally:

@@ -2,8 +2,9 @@
 
 Every command is validated here before it reaches the service, and answered: `bad_request` for a
 malformed payload (when the topic names a known client to reply to), otherwise dropped with a log
-line. Nothing a client sends can stop the bridge. Commands run one at a time, in arrival order, on
-a worker thread, never on paho's network thread.
+line. Nothing a client sends can stop the bridge. A client's commands run in arrival order: on
+paho's network thread when nothing else is in flight, else on worker threads (a client's commands
+always on the same one; commands of several clients running at once share a database commit).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import logging
 import queue
 import re
+import socket
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +39,9 @@ _MAX_QUEUED_COMMANDS = 1000
 # (the service's group commit); one client's commands always go to the same worker, in order.
 _WORKERS = 4
 _MAX_PAHO_QUEUE = 10_000  # a bound on what paho may buffer; we do not publish while disconnected
+# Waiting counts change with every ticket and go to every kiosk, window and display: under a rush
+# they are sent at most this often (the first change at once, the last one always).
+QUEUE_STATE_INTERVAL = 0.1
 
 
 class HallServiceLike(Protocol):
@@ -144,6 +150,7 @@ class MqttBridge:
         keepalive: int = 30,
         reconnect_min_delay: float = 0.5,
         reconnect_max_delay: float = 10.0,
+        queue_state_interval: float = QUEUE_STATE_INTERVAL,
     ) -> None:
         self.service = service
         self.topics = HallTopics(hall_id)
@@ -163,7 +170,11 @@ class MqttBridge:
         self._state_lock = threading.Lock()  # orders state publishing; never held while calling the service
         self._published: dict[str, bytes] = {}  # retained state topic -> last payload sent
         self._published_seq = -1
+        self._queue_state_interval = queue_state_interval
+        self._queues_sent_at = float("-inf")
+        self._queues_timer: threading.Timer | None = None
         self._client_states: dict[str, str] = {}
+        self._in_flight = 0  # commands queued or running
 
         self._mqtt = DirectWriteClient(
             mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311, clean_session=True
@@ -220,6 +231,10 @@ class MqttBridge:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
                 log.warning("bridge: offline status not sent")
+        with self._state_lock:
+            if self._queues_timer is not None:
+                self._queues_timer.cancel()
+                self._queues_timer = None
         self._mqtt.disconnect()
         self._mqtt.loop_stop()
         for q in self._queues:
@@ -282,8 +297,37 @@ class MqttBridge:
         if sum(q.qsize() for q in self._queues) >= _MAX_QUEUED_COMMANDS:
             log.warning("bridge: %d commands waiting, dropped one on %s", _MAX_QUEUED_COMMANDS, topic)
             return
+        with self._lock:
+            idle = self._in_flight == 0
+            self._in_flight += 1
+        if idle and not self._more_incoming():
+            # Nothing running and nothing behind it: run it here rather than wake a worker (a thread
+            # wake-up on an idle machine costs more than the queue saves). Order is kept: no
+            # command of any client is in flight.
+            self._run_command(topic, payload)
+            return
         key = str(info.key) if info is not None and info.kind == "cmd" else ""
-        self._queues[zlib.crc32(key.encode()) % _WORKERS].put(lambda: self._handle_command(topic, payload))
+        self._queues[zlib.crc32(key.encode()) % _WORKERS].put(lambda: self._run_command(topic, payload))
+
+    def _more_incoming(self) -> bool:
+        """True if more bytes wait on the broker connection (more commands are coming: let the
+        workers take this one, so that paho reads on and the commands share a commit)."""
+        sock = self._mqtt.socket()
+        try:
+            return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))  # type: ignore[union-attr]
+        except BlockingIOError:
+            return False
+        except (OSError, AttributeError, TypeError):
+            return True
+
+    def _run_command(self, topic: str, payload: bytes) -> None:
+        try:
+            self._handle_command(topic, payload)
+        except Exception:  # the network thread and the workers must survive anything
+            log.exception("bridge: command on %s failed", topic)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _on_client_status(self, client_id: str, payload: bytes) -> None:
         try:
@@ -399,9 +443,31 @@ class MqttBridge:
                 self._publish(topic, b"", retain=True)
                 del self._published[topic]
             for topic, payload in wanted.items():
-                if self._published.get(topic) != payload:
-                    self._publish(topic, payload, retain=True)
-                    self._published[topic] = payload
+                if self._published.get(topic) == payload:
+                    continue
+                if topic == self.topics.state_queues and not self._queue_state_due():
+                    continue
+                self._publish(topic, payload, retain=True)
+                self._published[topic] = payload
+
+    def _queue_state_due(self) -> bool:
+        """Throttle for state/queues (state lock held): True to send now, else a flush is scheduled."""
+        now = time.monotonic()
+        due = self._queues_sent_at + self._queue_state_interval
+        if now >= due:
+            self._queues_sent_at = now
+            return True
+        if self._queues_timer is None:
+            self._queues_timer = threading.Timer(due - now, self._flush_queue_state)
+            self._queues_timer.daemon = True
+            self._queues_timer.start()
+        return False
+
+    def _flush_queue_state(self) -> None:
+        with self._state_lock:
+            self._queues_timer = None
+        if self.connected:
+            self._sync_state()
 
     def _publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
         """QoS 0 while connected; while not, drop: replies and events would be stale when they arrive,
