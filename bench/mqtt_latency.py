@@ -23,8 +23,8 @@ For each broker it prints:
 
 Every client subscribes to what its role's app listens to (``topics.subscriptions``): kiosks the
 waiting counts, windows the counts and their own window, the display the calls and window states.
-The daemon (with its embedded broker) runs in a child process, as on the hall PC, and the kiosk and
-window clients in ``--client-procs`` worker processes (they are other machines in the hall; in one
+The daemon runs in a child process, its embedded broker in a child of the daemon (as `hallctl run`
+starts them; (a) measures that same broker process alone), and the kiosk and window clients in ``--client-procs`` worker processes (they are other machines in the hall; in one
 process their message handling would saturate its GIL and throttle the measurement). Times taken in
 different processes compare because ``perf_counter`` is CLOCK_MONOTONIC on Linux. The CPU each
 process used (in cores) is printed per phase: on a small machine the load generators compete with
@@ -58,6 +58,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import yaml
 
+from hall_controller.bus.broker_process import BrokerProcess
 from hall_controller.bus.client import HallClient
 from hall_controller.bus.credentials import DAEMON_CLIENT_ID, CredentialStore
 from hall_controller.bus.mosquitto import write_mosquitto_config
@@ -198,13 +199,9 @@ class InProcessServer:
 
 
 def start_server(kind: str, path: str, mqtt_url: str | None) -> Any:
-    """`broker`: the embedded broker alone, with the hall's credentials and ACL; `daemon`: the daemon."""
-    if kind == "broker":
-        from hall_controller.bus.broker import EmbeddedBroker
-
-        broker = EmbeddedBroker("127.0.0.1", 0, CredentialStore(path), hall_id=HALL)
-        broker.start()
-        return broker
+    """`daemon`: the hall daemon (its embedded broker, without `mqtt_url`, in a child of its own)."""
+    if kind != "daemon":
+        raise ValueError(kind)
     from hall_controller.config import load_config
     from hall_controller.daemon import DaemonOptions, HallDaemon
 
@@ -621,8 +618,9 @@ def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bo
                 if sync == "full" and broker.nagle:
                     print("    (the generated conf has no `set_tcp_nodelay true`: Nagle's algorithm is on; "
                           "compare --mosquitto-nodelay)")
-            else:
-                broker = make_server("broker", str(hall.directory / "credentials.yaml"), None)
+            else:  # the process the daemon starts as its embedded broker (BrokerProcess), alone
+                broker = BrokerProcess("127.0.0.1", 0, hall.directory / "credentials.yaml", hall_id=HALL)
+                broker.start()
             port = broker.port
             if sync == "full":
                 bare = bare_round_trip(port, hall, daemon_password, args.messages)
