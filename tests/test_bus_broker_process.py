@@ -82,3 +82,24 @@ def test_the_child_exits_when_the_daemon_is_killed(tmp_path):
             parent.wait(5)
         if child is not None and not _gone(child):  # the test failed: do not leave it behind
             os.kill(child, signal.SIGKILL)
+
+
+def test_a_killed_child_is_restarted_on_the_same_port(tmp_path):
+    make_store(tmp_path / "credentials.yaml")
+    broker = BrokerProcess("127.0.0.1", 0, tmp_path / "credentials.yaml", hall_id=HALL)
+    broker.start()
+    try:
+        first, port = broker.pid, broker.port
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: broker.pid not in (None, first) and broker.restarts == 1, 10, "a new broker process")
+        assert broker.port == port
+        window = RawClient(port, "window-3", PASSWORDS["window-3"])
+        assert window.connect()
+        window.close()
+        second = broker.pid
+    finally:
+        broker.stop()
+    assert second is not None
+    wait_until(lambda: _gone(second), 5, "the restarted broker to stop with the daemon")
+    assert _gone(first)

@@ -1,4 +1,5 @@
-"""The hall bus through a broker outage, and a command delivered twice (DESIGN §5).
+"""The hall bus through a broker outage (Mosquitto restarted, the embedded broker's process killed),
+and a command delivered twice (DESIGN §5).
 
 Mosquitto is stopped and restarted on its own port while the daemon and the clients keep running:
 requests fail fast while it is down, the daemon republishes its retained status and state when it
@@ -9,6 +10,8 @@ clients resubscribe and pick the queue up where it was.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -100,6 +103,32 @@ def test_daemon_and_clients_ride_out_a_mosquitto_restart(hall: FlowHall) -> None
     wait_until(lambda: display.state.queues["consult"]["waiting"] == 1, what="A003 waiting")
     seqs = [e["seq"] for e in events.events]
     assert seqs == sorted(set(seqs)), "events out of order or duplicated"
+
+
+@pytest.mark.parametrize("hall", ["embedded"], indirect=True)
+def test_a_killed_embedded_broker_comes_back_and_the_flow_goes_on(hall: FlowHall) -> None:
+    """The embedded broker is the daemon's child process: killed, it is started again on the same
+    port; the daemon republishes its state and the clients reconnect and resync."""
+    broker = hall.daemon.broker
+    assert broker is not None and broker.pid is not None
+    display, kiosk, w3 = hall.client("display-1"), hall.client("kiosk-1"), hall.client("window-3")
+    hall.login(w3, "S003")
+    a001 = kiosk.request("issue_ticket", service="consult")["ticket"]
+    first = broker.pid
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: not kiosk.connected, what="the kiosk to notice")
+    with pytest.raises(BusUnavailable):
+        kiosk.request("issue_ticket", service="consult")
+    wait_until(lambda: broker.pid not in (None, first), timeout=10, what="a new broker process")
+    assert hall.daemon.bridge is not None
+    wait_until(lambda: hall.daemon.bridge.connected and kiosk.connected and w3.connected and display.connected,
+               timeout=15, what="everyone to reconnect")
+    wait_until(lambda: display.state.hall and display.state.hall["state"] == "online"
+               and display.state.queues and display.state.queues["consult"]["waiting"] == 1,
+               what="the republished state")
+    assert w3.request("call_next")["ticket"]["id"] == a001["id"]
+    display.wait_for_event(lambda e: e["type"] == "ticket_called" and e["ticket"]["id"] == a001["id"])
+    assert kiosk.request("issue_ticket", service="consult")["ticket"]["number"] == "A002"
 
 
 @pytest.mark.parametrize("hall", BROKERS, indirect=True)

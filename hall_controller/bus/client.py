@@ -53,7 +53,9 @@ class DirectWriteClient(mqtt.Client):
     runs only once the publisher blocks: a reply or event waited for all the work its sender did
     after publishing it (measured: 0.5-1 ms per command in the daemon). Here the publisher writes
     the packet itself; one lock keeps the writers (the publisher and paho's loop) from interleaving
-    bytes on the socket, and the FIFO packet queue keeps the order.
+    bytes on the socket, and the FIFO packet queue keeps the order. paho also wakes its network
+    thread for every packet (a byte on its socket pair), which then competes for the GIL to find
+    nothing to write: it is woken only when part of a packet is left for it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -65,9 +67,19 @@ class DirectWriteClient(mqtt.Client):
             return super().loop_write()
 
     def publish(self, *args: Any, **kwargs: Any) -> mqtt.MQTTMessageInfo:  # type: ignore[override]
-        info = super().publish(*args, **kwargs)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            self.loop_write()
+        with self._write_lock:
+            wake, self._sockpairW = self._sockpairW, None  # paho skips its wake-up without it
+            try:
+                info = super().publish(*args, **kwargs)
+            finally:
+                self._sockpairW = wake
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                super().loop_write()
+            if wake is not None and self.want_write():  # the socket is full: the rest is paho's
+                try:
+                    wake.send(b"0")
+                except OSError:  # BlockingIOError: a wake-up is already pending
+                    pass
         return info
 
 
