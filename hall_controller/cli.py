@@ -13,17 +13,11 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, HallConfig, hash_pin, load_config, sample_config_text
+from .logsetup import setup_logging
 
 log = logging.getLogger("hallctl")
 
 DEFAULT_CONFIG = os.environ.get("HALL_CONFIG", "hall.yaml")
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions", "alembic"):       # their INFO lines drown the hall's own
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def passwords_path(config: HallConfig) -> Path:

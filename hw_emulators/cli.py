@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 
 from device_profiles import ProfileError
+from hall_controller.logsetup import setup_logging
 
 from .hall import EmulatedHall, HallSetupError, read_hall_config
 
@@ -83,6 +84,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_mgmt(argv[1:])
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging("DEBUG" if args.verbose else "INFO")
     return _run(args)

@@ -28,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from hall_controller.logsetup import setup_logging
+
 logger = logging.getLogger(__name__)
 
 FAULT_MODES = ("5xx", "4xx", "slow", "hang", "reset")
@@ -636,7 +638,7 @@ def main_mgmt(argv: list[str] | None = None) -> int:
     parser.add_argument("--appointments", default=None, help="JSON or YAML file with a list of appointments")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
 
     try:
         appointments = load_appointments(args.appointments) if args.appointments else []

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import random
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from ..backoff import Backoff
+from ..logsetup import setup_logging
 from .broker import EmbeddedBroker
 from .credentials import CredentialStore
 
@@ -160,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hall", required=True)
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.WARNING), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    setup_logging(args.log_level)
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C on the daemon's terminal: the daemon stops us
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:  # libuv's loop: amqtt's socket writes and task switches cost a good part less
@@ -188,5 +185,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())
