@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import insort
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ class DeviceHall:
         self.daemon = HallDaemon(self.config, DaemonOptions(db_url=f"sqlite:///{tmp_path}/h.db",
                                                             mqtt_listen="127.0.0.1:0", device_urls=device_urls),
                                  config_path=str(self.config_path))
-        self.events: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []  # in seq order
+        self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._clients: list[HallClient] = []
         self._last_press: dict[int, tuple[tuple[str, str], float]] = {}
@@ -62,10 +64,17 @@ class DeviceHall:
         assert self.daemon.service is not None
         self.service = self.daemon.service
         self.service.subscribe(self._record)
+        # The device links start inside daemon.start(): what they logged before we subscribed is in
+        # the event log (a race with the subscription is settled by the event id).
+        for event in self.service.store.iter_events():
+            self._record(event)
 
     def _record(self, event: dict[str, Any]) -> None:
         with self._lock:
-            self.events.append(event)
+            if event["event_id"] in self._seen:
+                return
+            self._seen.add(event["event_id"])
+            insort(self.events, event, key=lambda e: e["seq"])
 
     def close(self) -> None:
         for client in self._clients:
