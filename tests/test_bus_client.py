@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from hall_controller.bus.bridge import MqttBridge
@@ -15,6 +17,7 @@ from hall_controller.bus.client import (
     AuthenticationFailed,
     BusUnavailable,
     CommandError,
+    DirectWriteClient,
     HallClient,
     RequestTimeout,
 )
@@ -375,3 +378,43 @@ def test_waiting_counts_are_throttled_under_a_rush_and_the_last_one_always_arriv
     # at most one per interval (100 ms), plus the first and the trailing one
     assert len(sent) - 1 <= elapsed / 0.1 + 3, (len(sent), elapsed)
     assert len(sent) - 1 < 200
+
+
+def test_direct_write_client_sends_from_the_publishing_thread_and_paho_finishes_big_packets(tmp_path):
+    """DirectWriteClient: a publish is on the wire when publish() returns, written by the caller (not
+    paho's network thread); a packet larger than the socket buffer is finished by paho's loop."""
+    store = make_store(tmp_path / "credentials.yaml")
+    broker = EmbeddedBroker("127.0.0.1", 0, store)  # no hall ACL: any account may use test/ topics
+    broker.start()
+    reader = RawClient(broker.port, "display-1", PASSWORDS["display-1"])
+    pub = DirectWriteClient(mqtt.CallbackAPIVersion.VERSION2, client_id="window-4", protocol=mqtt.MQTTv311)
+    pub.username_pw_set("window-4", PASSWORDS["window-4"])
+    senders: list[str] = []
+    send = pub._sock_send  # noqa: SLF001 - the one place paho writes to the socket
+
+    def recording_send(data: bytes) -> int:
+        senders.append(threading.current_thread().name)
+        return send(data)
+
+    pub._sock_send = recording_send  # type: ignore[method-assign]  # noqa: SLF001
+    # a small send buffer: the big packet cannot go out in one go from the publishing thread
+    pub.on_socket_open = lambda client, userdata, sock: sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    try:
+        assert reader.connect()
+        reader.subscribe("test/#")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        wait_until(pub.is_connected, what="the publisher to connect")
+        senders.clear()
+        assert pub.publish("test/small", b"x" * 100, qos=0).rc == mqtt.MQTT_ERR_SUCCESS
+        assert not pub.want_write() and senders == [threading.current_thread().name]
+        big = bytes(range(256)) * (1024 * 1024 // 256)   # 1 MiB
+        assert pub.publish("test/big", big, qos=0).rc == mqtt.MQTT_ERR_SUCCESS
+        wait_until(lambda: reader.received("test/big"), 20, "the big packet")
+        assert reader.received("test/big")[0] == big and reader.received("test/small") == [b"x" * 100]
+        assert any(name.startswith("paho-mqtt-client-") for name in senders), senders  # paho wrote the rest
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        reader.close()
+        broker.stop()
