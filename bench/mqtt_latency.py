@@ -169,16 +169,18 @@ def make_hall(directory: Path, sqlite_sync: str) -> Hall:
 
 # ---------------------------------------------------------------------------------------- servers
 class ChildServer:
-    """This script in `--serve` mode in a child process: prints `ready PORT`, stops when stdin closes."""
+    """The daemon in a child process (this script in `--serve` mode): prints `ready PORT [BROKER_PID]`,
+    stops when its stdin closes."""
 
-    def __init__(self, *args: str) -> None:
-        cmd = [sys.executable, os.path.abspath(__file__), "--serve", *args]
+    def __init__(self, config_path: str, mqtt_url: str | None) -> None:
+        cmd = [sys.executable, os.path.abspath(__file__), "--serve", config_path,
+               *(["--mqtt-url", mqtt_url] if mqtt_url else [])]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().split()
         if len(line) not in (2, 3) or line[0] != "ready":
             self.stop()
-            raise RuntimeError(f"{' '.join(args)}: server did not start ({line})")
+            raise RuntimeError(f"daemon for {config_path} did not start ({line})")
         self.port = int(line[1])
         self.pid: int | None = self.proc.pid
         self.broker_pid = int(line[2]) if len(line) == 3 else None  # the daemon's embedded broker child
@@ -195,25 +197,25 @@ class ChildServer:
 
 
 class InProcessServer:
-    def __init__(self, kind: str, path: str, mqtt_url: str | None) -> None:
-        self.part = start_server(kind, path, mqtt_url)
-        self.port = server_port(self.part)
+    """The daemon in this process (`--in-process`)."""
+
+    def __init__(self, config_path: str, mqtt_url: str | None) -> None:
+        self.daemon = start_daemon(config_path, mqtt_url)
+        self.port = daemon_port(self.daemon)
         self.pid: int | None = None  # this process
-        self.broker_pid = broker_pid(self.part)
+        self.broker_pid = broker_pid(self.daemon)
 
     def stop(self) -> None:
-        self.part.stop()
+        self.daemon.stop()
 
 
-def start_server(kind: str, path: str, mqtt_url: str | None) -> Any:
-    """`daemon`: the hall daemon (its embedded broker, without `mqtt_url`, in a child of its own)."""
-    if kind != "daemon":
-        raise ValueError(kind)
+def start_daemon(config_path: str, mqtt_url: str | None) -> Any:
+    """The hall daemon; without `mqtt_url` its embedded broker runs in a child of its own."""
     from hall_controller.config import load_config
     from hall_controller.daemon import DaemonOptions, HallDaemon
 
     options = DaemonOptions(mqtt_url=mqtt_url) if mqtt_url else DaemonOptions(mqtt_listen="127.0.0.1:0")
-    daemon = HallDaemon(load_config(path), options, config_path=path)
+    daemon = HallDaemon(load_config(config_path), options, config_path=config_path)
     daemon.start()
     if daemon.bridge is None or not daemon.bridge.connected:
         daemon.stop()
@@ -221,16 +223,16 @@ def start_server(kind: str, path: str, mqtt_url: str | None) -> Any:
     return daemon
 
 
-def broker_pid(part: Any) -> int | None:
+def broker_pid(daemon: Any) -> int | None:
     """The pid of the daemon's embedded broker child process, if it has one."""
-    return getattr(getattr(part, "broker", None), "pid", None)
+    return daemon.broker.pid if daemon.broker is not None else None
 
 
-def server_port(part: Any) -> int:
-    return int(part.port) if hasattr(part, "port") else int(part.mqtt_address[1])
+def daemon_port(daemon: Any) -> int:
+    return int(daemon.mqtt_address[1])
 
 
-def serve(kind: str, path: str, mqtt_url: str | None) -> int:
+def serve(config_path: str, mqtt_url: str | None) -> int:
     """Child-process mode."""
     import logging
 
@@ -238,12 +240,12 @@ def serve(kind: str, path: str, mqtt_url: str | None) -> int:
     for noisy in ("amqtt", "transitions", "alembic", "hall_controller"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # unwinds through the `finally` below
-    part = start_server(kind, path, mqtt_url)
-    print(f"ready {server_port(part)} {broker_pid(part) or ''}".strip(), flush=True)
+    daemon = start_daemon(config_path, mqtt_url)
+    print(f"ready {daemon_port(daemon)} {broker_pid(daemon) or ''}".strip(), flush=True)
     try:
         sys.stdin.read()  # until the parent closes our stdin (or dies)
     finally:
-        part.stop()
+        daemon.stop()
     return 0
 
 
@@ -613,8 +615,7 @@ def call_tickets(groups: list[ClientGroup], display: HallClient, total: int, onl
 # ---------------------------------------------------------------------------------------- one broker
 def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bool) -> None:
     print(f"\n== {label} ==", flush=True)
-    make_server: Callable[..., Any] = InProcessServer if args.in_process else (
-        lambda kind, path, url: ChildServer(kind, path, *(["--mqtt-url", url] if url else [])))
+    make_server: Callable[..., Any] = InProcessServer if args.in_process else ChildServer
     issue: dict[str, IssueResult] = {}
     bare: list[float] = []
     bare_paced: list[float] = []
@@ -644,11 +645,11 @@ def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bo
                       f"p50 {ms(pct(bare_paced, 50))}  p99 {ms(pct(bare_paced, 99))}", flush=True)
             if mosquitto:
                 url = f"mqtt://{DAEMON_CLIENT_ID}:{daemon_password}@127.0.0.1:{port}"
-                daemon = make_server("daemon", str(hall.config_path), url)
+                daemon = make_server(str(hall.config_path), url)
             else:
                 broker.stop()          # the daemon brings its own embedded broker
                 broker = None
-                daemon = make_server("daemon", str(hall.config_path), None)
+                daemon = make_server(str(hall.config_path), None)
                 port = daemon.port
             processes: dict[str, int | None] = {} if daemon.pid is None else {"daemon": daemon.pid}
             if mosquitto:
@@ -722,11 +723,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="worker processes for the 8 kiosk and 8 window clients; 0: threads of this process "
                         "(default %(default)s; the display client always runs here)")
     p.add_argument("--dir", help="where to make the temporary halls (default: the system temp dir)")
-    p.add_argument("--serve", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    p.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     p.add_argument("--mqtt-url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        return serve(args.serve[0], args.serve[1], args.mqtt_url)
+        return serve(args.serve, args.mqtt_url)
     args.mosquitto = args.mosquitto or args.mosquitto_nodelay or args.mosquitto_only
     if args.tickets < (args.calls + args.saturated_calls + ALONE_CALLS) * 1.2:
         p.error("--tickets must be at least 1.2 × the calls of (b) (--calls, --saturated-calls and the "

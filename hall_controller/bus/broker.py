@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import struct
 import threading
@@ -34,7 +35,7 @@ from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from .credentials import CredentialStore
+from .credentials import ClientCredential, CredentialStore
 from .topics import AccessRules, HallTopics, access_rules
 
 log = logging.getLogger(__name__)
@@ -180,28 +181,12 @@ class TopicAclPlugin(BaseTopicPlugin):
         credentials: Any = None  # CredentialStore
         hall_id: str = ""
 
-    _cache: dict[str, tuple[Any, AccessRules]] | None = None
-
-    def _rules(self, username: str | None) -> AccessRules | None:
-        """The client's rules, rebuilt only when its credential changes (every PUBLISH is checked)."""
-        store = self.config.credentials
-        cred = store.get(username) if username else None
-        if cred is None:
-            return None
-        if self._cache is None:
-            self._cache = {}
-        cached = self._cache.get(cred.client_id)
-        if cached is None or cached[0] is not cred:
-            cached = (cred, access_rules(HallTopics(self.config.hall_id), cred.client_id, cred.role, cred.window))
-            self._cache[cred.client_id] = cached
-        return cached[1]
-
     async def topic_filtering(
         self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
     ) -> bool:
         if session is None or not topic:
             return False
-        rules = self._rules(session.username)
+        rules = _rules_for(self.config.credentials, self.config.hall_id, session.username)
         if rules is None:
             allowed = False
         elif action == Action.SUBSCRIBE:
@@ -255,11 +240,16 @@ class _HallBroker(Broker):
                     running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
 
 
-def _rules_for(store: CredentialStore, topics: HallTopics, username: str | None) -> AccessRules | None:
+def _rules_for(store: CredentialStore, hall_id: str, username: str | None) -> AccessRules | None:
     cred = store.get(username) if username else None
-    if cred is None:
-        return None
-    return access_rules(topics, cred.client_id, cred.role, cred.window)
+    return None if cred is None else _credential_rules(hall_id, cred)
+
+
+@functools.lru_cache(maxsize=1024)
+def _credential_rules(hall_id: str, cred: ClientCredential) -> AccessRules:
+    """Every PUBLISH is checked: the rules are built once per credential (a changed role, window or
+    password is another key)."""
+    return access_rules(HallTopics(hall_id), cred.client_id, cred.role, cred.window)
 
 
 class EmbeddedBroker:
@@ -431,7 +421,7 @@ class EmbeddedBroker:
             log.warning("broker: refused %s from %s:%s: bad username or password", username, *peer)
             return _NOT_AUTHORIZED
         if connect.will_topic is not None and self.topics is not None:
-            rules = _rules_for(self.credentials, self.topics, username)
+            rules = _rules_for(self.credentials, self.topics.hall_id, username)
             if rules is None or not rules.may_write(connect.will_topic):
                 log.warning("broker: refused %s: last will on %r not allowed", username, connect.will_topic)
                 return _NOT_AUTHORIZED

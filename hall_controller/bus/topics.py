@@ -189,9 +189,9 @@ def subscriptions(topics: HallTopics, client_id: str, role: str, window: int | N
     rules = access_rules(topics, client_id, role, window)
     if role in ("kiosk", "admin"):
         return rules.read
-    event_all = f"{topics.root}/event/#"
+    event_prefix = f"{topics.root}/event/"
     if events == ALL_EVENTS:
-        event_filters: list[str] = [event_all]
+        event_filters: list[str] = [event_prefix + "#"]
     else:
         types = ROLE_EVENTS.get(role, ()) if events is None else tuple(events)
         event_filters = [topics.event(t) for t in types]
@@ -201,7 +201,7 @@ def subscriptions(topics: HallTopics, client_id: str, role: str, window: int | N
         # its own window; a window terminal not bound to a number (a supervisor's) sees them all
         wanted.append(topics.state_window(window) if window is not None else f"{topics.root}/state/window/+")
     else:
-        wanted += [f for f in rules.read if f not in wanted and not f.startswith(event_all[:-1])]
+        wanted += [f for f in rules.read if f not in wanted and not f.startswith(event_prefix)]
     return tuple(f for f in wanted if rules.may_read(f))
 
 
