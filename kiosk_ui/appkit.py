@@ -1,0 +1,91 @@
+"""Start-up shared by every Qt app: command line, QApplication, placing the window, clean exit.
+
+An app's `main()` is `run_app(name, description, build, role=...)` where `build(options, bus)`
+returns the top-level widget. The bus connects in the background, so the window shows at once
+(with its offline screen) even when the hall PC is not up yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QWidget
+
+from hall_controller.logsetup import setup_logging
+
+from .qtbus import AppOptions, QtHallBus, UsageError, add_common_arguments, options_from_args
+from .style import apply_style
+
+log = logging.getLogger(__name__)
+
+Builder = Callable[[AppOptions, QtHallBus, argparse.Namespace], QWidget]
+
+
+def application(argv: Sequence[str] | None = None) -> QApplication:
+    """The process's QApplication (created once)."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv is not None else [sys.argv[0]])
+    assert isinstance(app, QApplication)
+    return app
+
+
+def place_window(widget: QWidget, options: AppOptions, size: tuple[int, int]) -> None:
+    """Full screen on screen N (the default for public screens), or a window of `size` with --windowed."""
+    screens = QApplication.screens()
+    if options.screen is not None and not 0 <= options.screen < len(screens):
+        log.warning("screen %s not found (%d screens): using the first", options.screen, len(screens))
+    screen = screens[options.screen] if options.screen is not None and 0 <= options.screen < len(screens) else (
+        QApplication.primaryScreen())
+    if options.windowed:
+        widget.resize(*size)
+        if screen is not None:
+            widget.move(screen.availableGeometry().topLeft())
+        widget.show()
+        return
+    if screen is not None:
+        widget.setGeometry(screen.geometry())
+    widget.showFullScreen()
+
+
+def run_app(prog: str, description: str, build: Builder, *, role: str, default_client: str,
+            size: tuple[int, int], events: str | list[str] | tuple[str, ...] | None = None,
+            add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+            argv: Sequence[str] | None = None) -> int:
+    """Parse the common command line, connect the bus, show the widget, run until closed or signalled."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_common_arguments(parser, default_client)
+    parser.add_argument("--log-level", default="INFO")
+    if add_arguments:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        options = options_from_args(args)
+    except UsageError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    app = application([prog])
+    apply_style(app)
+    bus = QtHallBus.from_options(options, role=role, events=events)
+    widget = build(options, bus, args)
+    bus.fatal.connect(lambda message: log.error("%s", message))
+    place_window(widget, options, size)
+    bus.start()
+    # Python handles SIGINT/SIGTERM only when it runs: a timer lets it in every 200 ms.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: app.quit())
+    wake = QTimer()
+    wake.start(200)
+    wake.timeout.connect(lambda: None)
+    app.aboutToQuit.connect(bus.close)
+    log.info("%s: started as %s on %s:%s (hall %s)", prog, options.client_id, options.host, options.port,
+             options.hall_id)
+    code = app.exec()
+    bus.close()
+    return code

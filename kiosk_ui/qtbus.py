@@ -1,0 +1,309 @@
+"""The Qt side of HallClient, shared by every Qt app (kiosk, display, tablet, window terminal).
+
+paho runs HallClient's callbacks on its network thread; widgets may only be touched from the UI
+thread. `QtHallBus` turns every callback into a Qt signal (delivered queued to the UI thread, since
+the bus object lives there), runs requests on a small worker pool and hands their outcome back to
+the UI thread by signal, and tracks whether the hall is reachable: the broker connection AND the
+daemon's retained `hall/{h}/status`. Nothing here blocks the UI thread on the network.
+
+`AppOptions` / `add_common_arguments` / `options_from_args` are the common command line of DESIGN §9:
+`APP --mqtt-url mqtt://CLIENT_ID:PASSWORD@HOST:PORT --hall HALL_ID` or
+`APP --config hall.yaml --client CLIENT_ID` (password from the hall's client-passwords file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from hall_controller.bus.client import (
+    AuthenticationFailed,
+    BusError,
+    BusUnavailable,
+    CommandError,
+    HallClient,
+    RequestTimeout,
+)
+from hall_controller.config import ConfigError, HallConfig, load_config
+
+log = logging.getLogger(__name__)
+
+ReplyCallback = Callable[[dict[str, Any]], None]
+ErrorCallback = Callable[["RequestFailure"], None]
+
+
+# ------------------------------------------------------------------------------------------- options
+
+
+class UsageError(ValueError):
+    """A bad command line or config; the message is shown to the person starting the app."""
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """Who the app is on the bus and how it shows itself."""
+
+    client_id: str
+    password: str
+    host: str
+    port: int
+    hall_id: str
+    windowed: bool = False
+    screen: int | None = None
+    config: HallConfig | None = None   # only with --config: services, opening hours, display notice …
+    role: str | None = None            # from the config's clients list when known
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, default_client: str | None = None) -> None:
+    """The options every Qt app takes (DESIGN §9); apps add their own after these."""
+    parser.add_argument("--mqtt-url", help="mqtt://CLIENT_ID:PASSWORD@HOST:PORT")
+    parser.add_argument("--hall", help="hall id (with --mqtt-url)")
+    parser.add_argument("--config", help="the hall's config file (hall.yaml)")
+    parser.add_argument("--client", default=default_client,
+                        help=f"client id with --config (default {default_client})" if default_client else "client id")
+    parser.add_argument("--windowed", action="store_true", help="a normal window instead of full screen")
+    parser.add_argument("--screen", type=int, default=None, help="show on screen N (0 = first)")
+
+
+def options_from_args(args: argparse.Namespace) -> AppOptions:
+    """Resolve the connection from either form of the command line; UsageError says what is wrong."""
+    if args.mqtt_url and args.config:
+        raise UsageError("--mqtt-url 与 --config 只能二选一 (use either --mqtt-url or --config)")
+    if args.mqtt_url:
+        client_id, password, host, port = parse_mqtt_url(args.mqtt_url)
+        if not args.hall:
+            raise UsageError("使用 --mqtt-url 时必须指定 --hall (the hall id)")
+        return AppOptions(client_id, password, host, port, args.hall, args.windowed, args.screen)
+    if not args.config:
+        raise UsageError("请指定 --mqtt-url mqtt://ID:密码@主机:端口 --hall 大厅 或 --config hall.yaml --client ID")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    if not args.client:
+        raise UsageError("使用 --config 时必须指定 --client (client id)")
+    from hall_controller.cli import passwords_path  # the file `hallctl init` / `client add` write
+
+    pw_file = passwords_path(config)
+    try:
+        passwords = yaml.safe_load(Path(pw_file).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"无法读取客户端密码文件 {pw_file}: {exc}") from exc
+    password = passwords.get(args.client) if isinstance(passwords, dict) else None
+    if not isinstance(password, str):
+        raise UsageError(f"密码文件 {pw_file} 中没有客户端 {args.client}（请先运行 hallctl client add）")
+    host, port = _broker_address(config)
+    role = next((c.role for c in config.clients if c.id == args.client), None)
+    return AppOptions(args.client, password, host, port, config.hall_id, args.windowed, args.screen, config, role)
+
+
+def parse_mqtt_url(url: str) -> tuple[str, str, str, int]:
+    """mqtt://CLIENT_ID:PASSWORD@HOST:PORT -> (client id, password, host, port)."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.username or parts.password is None or not parts.hostname:
+        raise UsageError(f"MQTT 地址格式应为 mqtt://客户端ID:密码@主机:端口，而不是 {url!r}")
+    try:
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise UsageError(f"MQTT 地址端口无效: {url!r}") from exc
+    return unquote(parts.username), unquote(parts.password), parts.hostname, port
+
+
+def _broker_address(config: HallConfig) -> tuple[str, int]:
+    """Where the hall's broker is: the config's mqtt.url (its credentials are the daemon's, not ours)
+    or mqtt.listen."""
+    if config.mqtt_url:
+        parts = urlsplit(config.mqtt_url)
+        return parts.hostname or "127.0.0.1", parts.port or 1883
+    listen = config.mqtt_listen or "127.0.0.1:1883"
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    return ("127.0.0.1" if host in ("", "0.0.0.0", "::") else host), int(port)
+
+
+# ------------------------------------------------------------------------------------------- the bus
+
+
+@dataclass(frozen=True)
+class RequestFailure:
+    """Why a request failed, for the UI: `code` is the daemon's error code or one of
+    `offline` (no broker connection), `timeout` (the daemon did not answer) or `error`."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> RequestFailure:
+        if isinstance(exc, CommandError):
+            return cls(exc.code, exc.message)
+        if isinstance(exc, BusUnavailable):
+            return cls("offline", str(exc))
+        if isinstance(exc, RequestTimeout):
+            return cls("timeout", str(exc))
+        return cls("error", str(exc))
+
+
+class QtHallBus(QObject):
+    """HallClient behind Qt signals. Create it in the UI thread, then call `start()`.
+
+    Signals (all delivered in the UI thread):
+    - `event(dict)`: every new event (duplicates already dropped by HallClient);
+    - `state_changed(section, key, value)`: retained state (sections of HallClient.add_state_listener);
+    - `card(dict)`: a card read at this kiosk;
+    - `connection_changed(broker_online, daemon_online)`: whenever either changes;
+    - `online_changed(bool)`: broker and daemon both reachable;
+    - `fatal(str)`: the broker refused our credentials (the client stops retrying).
+    """
+
+    event = Signal(dict)
+    state_changed = Signal(str, object, object)
+    card = Signal(dict)
+    connection_changed = Signal(bool, bool)
+    online_changed = Signal(bool)
+    fatal = Signal(str)
+    _request_done = Signal(int, object, object)   # token, result, error
+
+    def __init__(self, client: HallClient, parent: QObject | None = None, *, poll_ms: int = 200,
+                 workers: int = 4) -> None:
+        super().__init__(parent)
+        self.client = client
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"bus-{client.client_id}")
+        self._callbacks: dict[int, tuple[ReplyCallback | None, ErrorCallback | None]] = {}
+        self._tokens = itertools.count(1)
+        self._broker = False
+        self._daemon = False
+        self._closed = False
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._request_done.connect(self._deliver)
+        self.state_changed.connect(self._track_status)
+        # HallClient has no connect/disconnect callback: poll its flag (a lock and a bool, cheap).
+        self._poll = QTimer(self)
+        self._poll.setInterval(poll_ms)
+        self._poll.timeout.connect(self._check_connection)
+
+    @classmethod
+    def from_options(cls, options: AppOptions, *, role: str, window: int | None = None,
+                     events: str | list[str] | tuple[str, ...] | None = None,
+                     parent: QObject | None = None) -> QtHallBus:
+        client = HallClient(options.client_id, options.password, options.host, options.port, options.hall_id,
+                            role=options.role or role, window=window, events=events)
+        return cls(client, parent)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Connect in the background (HallClient keeps retrying on its own after the first try)."""
+        self._unsubscribe = [
+            self.client.subscribe_events(self.event.emit),
+            self.client.add_state_listener(self._on_state),
+            self.client.subscribe_cards(self.card.emit),
+        ]
+        self._poll.start()
+        threading.Thread(target=self._connect, args=(timeout,), name=f"connect-{self.client.client_id}",
+                         daemon=True).start()
+
+    def _connect(self, timeout: float) -> None:
+        try:
+            self.client.connect(timeout=timeout)
+        except AuthenticationFailed as exc:
+            log.error("%s", exc)
+            self.fatal.emit(f"MQTT 服务器拒绝了客户端 {self.client.client_id} 的登录（密码错误？）")
+        except BusUnavailable as exc:
+            log.warning("%s (still trying)", exc)
+
+    def close(self) -> None:
+        """Stop polling, drop callbacks, publish our offline status and disconnect. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._poll.stop()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._callbacks.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.client.close()
+
+    # ------------------------------------------------------------------ connection state
+
+    @property
+    def broker_online(self) -> bool:
+        return self._broker
+
+    @property
+    def daemon_online(self) -> bool:
+        return self._daemon
+
+    @property
+    def online(self) -> bool:
+        """True when a request can be answered: connected to the broker and the daemon says online."""
+        return self._broker and self._daemon
+
+    @Slot()
+    def _check_connection(self) -> None:
+        self._set_connection(self.client.connected, self._daemon)
+
+    def _on_state(self, section: str, key: Any, value: Any) -> None:
+        """paho's thread: forward as a signal; the slot that updates `_daemon` runs in the UI thread."""
+        self.state_changed.emit(section, key, value)
+
+    def _set_connection(self, broker: bool, daemon: bool) -> None:
+        if (broker, daemon) == (self._broker, self._daemon):
+            return
+        was = self.online
+        self._broker, self._daemon = broker, daemon
+        self.connection_changed.emit(broker, daemon)
+        if was != self.online:
+            self.online_changed.emit(self.online)
+
+    @Slot(str, object, object)
+    def _track_status(self, section: str, key: Any, value: Any) -> None:
+        """The daemon's retained status (its last will says offline when it dies)."""
+        if section == "hall":
+            self._set_connection(self._broker, isinstance(value, dict) and value.get("state") == "online")
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, op: str, on_reply: ReplyCallback | None = None, on_error: ErrorCallback | None = None,
+                *, timeout: float = 5.0, **args: Any) -> int:
+        """Send `op` on a worker thread; `on_reply(result)` or `on_error(RequestFailure)` run later in the
+        UI thread. Returns a token. Never blocks: while offline `on_error` gets code `offline`."""
+        token = next(self._tokens)
+        self._callbacks[token] = (on_reply, on_error)
+        if self._closed:
+            self._deliver(token, None, BusUnavailable("closed"))
+            return token
+        self._pool.submit(self._run_request, token, op, timeout, args)
+        return token
+
+    def _run_request(self, token: int, op: str, timeout: float, args: dict[str, Any]) -> None:
+        try:
+            result = self.client.request(op, timeout=timeout, **args)
+        except BusError as exc:
+            self._request_done.emit(token, None, exc)
+        except Exception as exc:   # a bug must still reach the UI as a failure, not vanish in the pool
+            log.exception("request %s failed", op)
+            self._request_done.emit(token, None, exc)
+        else:
+            self._request_done.emit(token, result, None)
+
+    @Slot(int, object, object)
+    def _deliver(self, token: int, result: Any, error: Any) -> None:
+        on_reply, on_error = self._callbacks.pop(token, (None, None))
+        if error is not None:
+            failure = RequestFailure.from_error(error)
+            log.info("%s: request failed: %s %s", self.client.client_id, failure.code, failure.message)
+            if on_error is not None:
+                on_error(failure)
+        elif on_reply is not None:
+            on_reply(result or {})
