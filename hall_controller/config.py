@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,7 @@ class HallConfig:
     secret_path: str
     source: str = "<memory>"
     upstream_report_day: int = 25      # the 月报表 of the previous month is due upstream by this day
+    display_notice: str = ""           # the hall display's scrolling notice line (display.notice)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -174,6 +175,12 @@ class HallConfig:
             if s.id == staff_id or s.job_number == staff_id:
                 return s
         return None
+
+    def is_open(self, now: datetime) -> bool:
+        """Within the opening hours at `now` (the engine refuses tickets outside; kiosks show 暂停取号)."""
+        local = now.astimezone(self.tz)
+        spans = self.opening_hours[WEEKDAYS[local.weekday()]]
+        return any(start <= local.time() <= end for start, end in spans)
 
 
 # --- PIN hashing -------------------------------------------------------------------------------
@@ -326,7 +333,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     root = chk.mapping(data, "(top level)")
     chk.unknown_keys(root, {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database",
                             "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file",
-                            "sqlite_sync"}, "")
+                            "sqlite_sync", "display"}, "")
 
     hall = chk.mapping(root.get("hall"), "hall")
     if "hall" not in root:
@@ -544,6 +551,9 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     if mqtt.get("listen") is not None:
         _check_hostport(mqtt["listen"], "mqtt.listen", chk)
     opening_hours = _opening_hours(hall.get("opening_hours"), chk)
+    display = chk.mapping(root.get("display"), "display")
+    chk.unknown_keys(display, {"notice"}, "display")
+    notice = chk.string(display, "notice", "display", required=False) or ""
     if chk.problems:
         raise ConfigError(source, chk.problems)
 
@@ -563,7 +573,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         profiles_dir=rel(root["profiles_dir"]) if root.get("profiles_dir") else None,
         credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
         secret_path=rel(str(root.get("secret_file") or "hall.secret")),
-        source=source, upstream_report_day=report_day,
+        source=source, upstream_report_day=report_day, display_notice=notice,
     )
 
 
