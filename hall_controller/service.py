@@ -24,7 +24,7 @@ from .upstream.records import record_builder_for
 
 log = logging.getLogger(__name__)
 
-KIOSK_OPS = {"issue_ticket", "reprint", "print_notice"}
+KIOSK_OPS = {"issue_ticket", "reprint", "print_notice", "service_guide"}
 WINDOW_OPS = {"login", "logout", "call_next", "call_number", "recall", "start", "finish", "skip", "transfer",
               "return_to_first", "pause", "resume", "reinstate", "print_notice", "attach_scan",
               "request_rating"}
@@ -35,7 +35,7 @@ ROLE_OPS: dict[str, set[str]] = {
     "display": set(), "admin": ADMIN_OPS | KIOSK_OPS, "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
 }
 ALL_OPS = set().union(*ROLE_OPS.values())
-READ_ONLY_OPS = {"status", "print_notice"}
+READ_ONLY_OPS = {"status", "print_notice", "service_guide"}
 CARD_TTL_SECONDS = 120
 
 
@@ -297,6 +297,9 @@ class HallService:
     def _read_only(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         if op == "status":
             return self.engine.snapshot()
+        if op == "service_guide":   # the kiosk's 办事指南: what each service needs, without printing
+            return {"services": [{"code": s.code, "name": s.name, "prefix": s.prefix, "category": s.category,
+                                  "materials": list(s.materials)} for s in self.config.services]}
         return {"notice": self.engine.notice(args.get("service"))}
 
     def _reload_config(self) -> Outcome:
