@@ -35,6 +35,9 @@ ROLE_OPS: dict[str, set[str]] = {
     "display": set(), "admin": ADMIN_OPS | KIOSK_OPS, "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
 }
 ALL_OPS = set().union(*ROLE_OPS.values())
+# 前台统一受理: a window client may issue tickets for visitors while its clerk holds this position.
+RECEPTION_POSITION = "综合接待岗"
+RECEPTION_OPS = {"issue_ticket"}
 READ_ONLY_OPS = {"status", "print_notice", "service_guide"}
 CARD_TTL_SECONDS = 120
 
@@ -221,6 +224,9 @@ class HallService:
     def _authorise(self, actor: Actor, op: str, args: dict[str, Any]) -> None:
         if not isinstance(op, str) or op not in ALL_OPS:
             raise DomainError("bad_request", f"未知操作 {op!r}")
+        if op in RECEPTION_OPS and actor.role == "window":
+            self._authorise_reception(actor)
+            return
         if op not in ROLE_OPS.get(actor.role, set()):
             raise DomainError("forbidden", f"{actor.role} 无权执行 {op}")
         if actor.role in ("window", "device", "tablet"):
@@ -228,6 +234,17 @@ class HallService:
                 raise DomainError("forbidden", "该终端未绑定窗口")
             if op != "transfer" and "window" in args and args["window"] != actor.window:
                 raise DomainError("forbidden", f"{actor.window}号窗口不能代替{args['window']}号窗口操作")
+
+    def _authorise_reception(self, actor: Actor) -> None:
+        """The logged-in clerk's position authorises reception work, not the window number."""
+        win = self.engine.state.windows.get(actor.window) if actor.window is not None else None
+        if win is None:
+            raise DomainError("forbidden", "该终端未绑定窗口")
+        staff = self.config.staff_member(win.staff_id) if win.staff_id else None
+        if staff is None:
+            raise DomainError("not_logged_in", f"{actor.window}号窗口未登录")
+        if staff.position != RECEPTION_POSITION:
+            raise DomainError("forbidden", f"{staff.name}（{staff.position}）不能代为取号，仅限{RECEPTION_POSITION}")
 
     def _window_of(self, actor: Actor, args: dict[str, Any], op: str = "") -> int:
         """The acting window: bound to the client, else `window` (`at_window` for transfer)."""
@@ -247,8 +264,19 @@ class HallService:
             green = args.get("green", False)
             if not isinstance(green, bool):
                 raise DomainError("bad_request", "green 必须是布尔值")
+            priority = args.get("priority", "normal")
+            if priority not in ("normal", "green", "elderly"):
+                raise DomainError("bad_request", "priority 须为 normal、green 或 elderly")
+            reception = actor.role == "window"
+            if priority == "elderly" and not reception:
+                raise DomainError("forbidden", "老年人优先请刷身份证取号")
+            green = green or priority == "green"
+            green_reason = _opt_str(args, "green_reason")
+            if reception and green and not (green_reason or "").strip():
+                raise DomainError("bad_request", "绿色通道请填写事由（如农民工欠薪）")
             return e.issue_ticket(args.get("service"), card=card, appointment_code=args.get("appointment_code"),
-                                  green=green, green_reason=_opt_str(args, "green_reason"), kiosk=actor.client_id)
+                                  green=green, green_reason=green_reason, kiosk=actor.client_id,
+                                  elderly=priority == "elderly")
         if op == "reprint":
             return e.reprint(args.get("ticket") or args.get("number"))
         if op == "add_appointment":

@@ -254,7 +254,9 @@ class QueueEngine:
                       parsed.birth_date, parsed.sex)
 
     def issue_ticket(self, service: Any, *, card: CardData | None = None, appointment_code: Any = None,
-                     green: bool = False, green_reason: str | None = None, kiosk: str | None = None) -> Outcome:
+                     green: bool = False, green_reason: str | None = None, kiosk: str | None = None,
+                     elderly: bool = False) -> Outcome:
+        """`elderly`: age checked by a reception clerk from the visitor's papers (no card read)."""
         out, now = self._begin()
         svc = self._service(service)
         if not self.is_open(now):
@@ -283,6 +285,8 @@ class QueueEngine:
         if priority == "normal" and holder is not None and svc.priority.elderly:
             if holder.age_on(now.astimezone(self.config.tz).date()) >= self.config.rules.elderly_age:
                 priority = "elderly"
+        if priority == "normal" and elderly and svc.priority.elderly:
+            priority = "elderly"
         seq_no = self.state.counters.get(svc.prefix, 0) + 1
         self.state.counters[svc.prefix] = seq_no
         ticket = Ticket(
@@ -777,7 +781,15 @@ class QueueEngine:
             if staff else None,
             "ticket": current.public() if current else None, "paused_reason": win.paused_reason,
             "services": [ws.service for ws in cfg.services],
+            "time_limit": self._time_limit(current),
         }
+
+    def _time_limit(self, ticket: Ticket | None) -> dict[str, Any] | None:
+        """What the window terminal needs for its 限时办结 countdown (the limit runs per serving segment)."""
+        if ticket is None or ticket.status != SERVING or ticket.segment_started_at is None:
+            return None
+        return {"minutes": self._services[ticket.service].time_limit_minutes,
+                "warn_ratio": self.config.rules.time_limit_warn_ratio, "since": iso(ticket.segment_started_at)}
 
     def queues_view(self) -> dict[str, Any]:
         return {code: {"name": s.name, "prefix": s.prefix, "waiting": len(self._waiting.get(code, {}))}
@@ -786,9 +798,9 @@ class QueueEngine:
     def snapshot(self) -> dict[str, Any]:
         return {
             "day": self.state.day, "epoch": self.state.epoch, "seq": self.state.seq,
+            "counters": dict(self.state.counters),
             "queues": self.queues_view(),
             "windows": {str(n): self.window_view(n) for n in sorted(self.state.windows)},
             "calls": list(self.state.recent_calls),
             "devices": {k: dict(v) for k, v in self.state.devices.items()},
         }
-
