@@ -7,12 +7,9 @@ is optional so the core runs on its own.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import signal
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,24 +17,12 @@ from . import __version__
 from .clock import SystemClock
 from .config import HallConfig, load_config
 from .service import HallService
+from .setup_hall import load_or_create_secret
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
-
-
-def load_or_create_secret(path: str) -> bytes:
-    """Per-hall key for hashing ID numbers; created once, readable by the daemon only."""
-    p = Path(path)
-    if p.exists():
-        return bytes.fromhex(p.read_text().strip())
-    p.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
-    return key
 
 
 @dataclass

@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .cli import init_hall, passwords_path
 from .config import sample_config_text
 from .daemon import DaemonOptions, HallDaemon, split_hostport
+from .setup_hall import init_hall, passwords_path
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from hall_controller.bus.credentials import CredentialStore
+from hall_controller.clock import ManualClock
 from hall_controller.domain import DomainError
 from hall_controller.service import Actor
 
@@ -144,11 +146,15 @@ class RawClient:
         self.mqtt.loop_stop()
 
 
+STARTED = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # the FakeService's clock: the bridge's `started_at`
+
+
 class FakeService:
     """Implements the HallService interface the bridge is written against, with a few test ops."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()  # the real service calls subscribers while holding its lock
+        self.clock = ManualClock(STARTED)
         self.subscribers: list[Callable[[dict[str, Any]], None]] = []
         self.card_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
         self.executed: list[tuple[Actor, str, dict[str, Any], str | None, str]] = []

@@ -21,9 +21,9 @@ from openpyxl import load_workbook
 from hall_controller.cli import main as hallctl
 from hall_controller.clock import ManualClock
 from hall_controller.config import HallConfig, load_config
-from hall_controller.daemon import load_or_create_secret
 from hall_controller.domain import DomainError
 from hall_controller.service import Actor, HallService
+from hall_controller.setup_hall import load_or_create_secret
 from hall_controller.store import Store
 from hall_controller.upstream.service import UpstreamService, build_month_report, month_records
 from hw_emulators.mgmt import MgmtEmulator
@@ -350,9 +350,13 @@ def test_appointment_check_in_works_while_the_upstream_is_down(tmp_path, emu):
         hall.service.execute(kiosk, "issue_ticket", {"service": "legal_aid", "appointment_code": "Y101"})
     assert refused.value.code == "not_found"
 
-    # hallctl appointment add works on the database while no daemon runs.
+    # hallctl appointment add works on the database while no daemon runs, on the hall's clock: with the
+    # wall clock its stand-in service would roll the business day under the running one.
     assert hallctl(["appointment", "add", "--config", str(hall.config_path), "--code", "P1", "--service",
-                    "notary", "--start", "2026-11-23T15:00", "--source", "phone", "--name", "李四"]) == 0
+                    "notary", "--start", "2026-11-23T15:00", "--source", "phone", "--name", "李四"],
+                   clock=hall.clock) == 0
+    with hall.store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM events WHERE type = 'day_reset'")).scalar_one() == 0
     with hall.store.engine.connect() as conn:
         stored = json.loads(conn.execute(sa.text("SELECT data FROM appointments WHERE code = 'P1'")).scalar_one())
     assert (stored["start_at"], stored["source"], stored["name_masked"]) == ("2026-11-23T15:00:00.000+08:00",
@@ -368,6 +372,9 @@ def test_hallctl_appointment_list(tmp_path, emu, capsys):
     assert hallctl(["appointment", "list", "--config", str(hall.config_path), "--from", "2026-11-23"]) == 0
     out = capsys.readouterr().out
     assert "Y100  2026-11-23 10:00:00  法律咨询  网上(12348)  王*" in out and "已预约" in out
+    # Without --from the list starts "today" by the clock hallctl is given, not by the wall clock.
+    assert hallctl(["appointment", "list", "--config", str(hall.config_path)], clock=hall.clock) == 0
+    assert "2026-11-23 起的预约" in capsys.readouterr().out
 
 
 # -- (e) a dead letter: alert, hallctl outbox, --retry -----------------------------------------------

@@ -7,21 +7,21 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect, select
+from sqlalchemy import create_engine, inspect, select
 
+from hall_controller.store import upgrade
+from hall_controller.store.schema import db_time, outbox, scans
 from hall_controller.upstream.client import UpstreamClient
 from hall_controller.upstream.forwarder import Forwarder
-from hall_controller.upstream.outbox import db_time, define_outbox_tables, enqueue, store_scan
+from hall_controller.upstream.outbox import enqueue, store_scan
 from hw_emulators.mgmt import MgmtEmulator
 
 
 @pytest.fixture
 def store(db_url):
-    """The tables defined on a store's own metadata, as the lead's migration will have them."""
+    """The tables as the store's migrations create them."""
+    upgrade(db_url)
     engine = create_engine(db_url)
-    meta = MetaData()
-    outbox, scans = define_outbox_tables(meta)
-    meta.create_all(engine)
     yield engine, outbox, scans
     engine.dispose()
 
@@ -49,14 +49,13 @@ def test_db_time_is_utc_fixed_width_and_orders_as_text():
 def test_enqueue_and_store_scan_are_idempotent(store, clock):
     engine, outbox, scans = store
     with engine.begin() as conn:
-        ref = store_scan(conn, data=b"jpeg", content_type="image/jpeg", ticket_id="t1", now=clock.now(), table=scans)
-        assert store_scan(conn, data=b"jpeg", content_type="image/jpeg", ticket_id="t2", now=clock.now(),
-                          table=scans) == ref
+        ref = store_scan(conn, data=b"jpeg", content_type="image/jpeg", ticket_id="t1", now=clock.now())
+        assert store_scan(conn, data=b"jpeg", content_type="image/jpeg", ticket_id="t2", now=clock.now()) == ref
         assert enqueue(conn, record_key="r1", kind="service_record", payload={"scans": [ref], "名": "张*"},
-                       now=clock.now(), table=outbox)
-        assert not enqueue(conn, record_key="r1", kind="service_record", payload={}, now=clock.now(), table=outbox)
+                       now=clock.now())
+        assert not enqueue(conn, record_key="r1", kind="service_record", payload={}, now=clock.now())
         with pytest.raises(ValueError):
-            enqueue(conn, record_key="r2", kind="other", payload={}, now=clock.now(), table=outbox)
+            enqueue(conn, record_key="r2", kind="other", payload={}, now=clock.now())
     assert ref == {"sha256": hashlib.sha256(b"jpeg").hexdigest(), "size": 4, "type": "image/jpeg"}
     with engine.connect() as conn:
         [row] = conn.execute(select(outbox)).all()
@@ -69,15 +68,14 @@ def test_enqueue_and_store_scan_are_idempotent(store, clock):
 def test_forwarder_round_on_each_database(store, clock):
     engine, outbox, scans = store
     with engine.begin() as conn:
-        ref = store_scan(conn, data=b"png", content_type="image/png", ticket_id="t1", now=clock.now(), table=scans)
+        ref = store_scan(conn, data=b"png", content_type="image/png", ticket_id="t1", now=clock.now())
         for i in range(3):
             enqueue(conn, record_key=f"r{i}", kind="service_record", payload={"i": i, "scans": [ref]},
-                    now=clock.now(), table=outbox)
+                    now=clock.now())
     with MgmtEmulator() as emu:
         emu.set_fault("4xx", count=2)  # the scan PUT of r0, then that of r1
         dead: list[str] = []
-        fwd = Forwarder(engine, UpstreamClient(emu.url, "tok"), clock, tables=(outbox, scans),
-                        on_dead=lambda row: dead.append(row["record_key"]))
+        fwd = Forwarder(engine, UpstreamClient(emu.url, "tok"), clock, on_dead=lambda row: dead.append(row["record_key"]))
         assert fwd.run_once() == 3
         assert dead == ["r0", "r1"]
         assert [r["idempotency_key"] for r in emu.received_records()] == ["r2"]

@@ -18,7 +18,6 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -51,6 +50,8 @@ class HallServiceLike(Protocol):
     def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> None: ...
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None: ...
     def snapshot(self) -> dict[str, Any]: ...
+    @property
+    def clock(self) -> Any: ...  # the hall's injected clock (`now()`): the status's `started_at`
 
 
 class BadRequest(Exception):
@@ -157,7 +158,7 @@ class MqttBridge:
         self.host, self.port, self.keepalive = host, port, keepalive
         self.credentials = credentials
         self.max_payload = max_payload
-        started_at = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+        started_at = service.clock.now().isoformat(timespec="seconds")
         self._status = {"version": version, "started_at": started_at}
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)

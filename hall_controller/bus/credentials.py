@@ -37,6 +37,28 @@ _UNREADABLE = (-1, -1, -1)  # file stamp of a file that cannot even be stat()ed
 _NONE_BAD = object()
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically and durably with a file only its owner can read (0600): password
+    hashes, clear passwords, ACLs. A crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 class CredentialError(ValueError):
     """A bad argument, or an unreadable / malformed credential file (the message names the file)."""
 
@@ -207,23 +229,7 @@ class CredentialStore:
             data[cred.client_id] = entry
         text = "# MQTT clients of this hall: hashes only (hallctl client add ID --role ROLE).\n"
         text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True) if data else ""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                os.fchmod(fh.fileno(), 0o600)
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_private(self.path, text)
         self._clients = clients
         self._stamp = self._file_stamp()
 

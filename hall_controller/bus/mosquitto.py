@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from .credentials import CredentialStore
+from .credentials import CredentialStore, write_private
 from .topics import HallTopics, access_rules
 
 log = logging.getLogger(__name__)
@@ -64,17 +63,6 @@ def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: s
     ])
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_mosquitto_config(
     directory: str | os.PathLike[str],
     hall_id: str,
@@ -87,8 +75,8 @@ def write_mosquitto_config(
     out = Path(directory).resolve()
     out.mkdir(parents=True, exist_ok=True)
     files = MosquittoFiles(out / "passwd", out / "acl", out / "hall.conf")
-    _write_private(files.password_file, password_file_text(credentials))
-    _write_private(files.acl_file, acl_file_text(hall_id, credentials))
-    _write_private(files.conf_file, conf_text(files.password_file, files.acl_file, port=port, bind_address=bind_address))
+    write_private(files.password_file, password_file_text(credentials))
+    write_private(files.acl_file, acl_file_text(hall_id, credentials))
+    write_private(files.conf_file, conf_text(files.password_file, files.acl_file, port=port, bind_address=bind_address))
     log.info("mosquitto config for hall %s written to %s (%d clients)", hall_id, out, len(credentials.clients()))
     return files

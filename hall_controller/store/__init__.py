@@ -18,11 +18,10 @@ import orjson
 from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from ..domain.engine import Outcome
+from ..domain.engine import BAD_RATING_EVENTS, Outcome, bad_rating_summary
 from ..domain.model import Appointment, EngineState, Ticket, WindowState
-from ..upstream.outbox import db_time
 from . import schema
-from .schema import appointments, commands, events, hall_state, outbox, tickets, windows
+from .schema import appointments, commands, db_time, events, hall_state, outbox, tickets, windows
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +161,13 @@ class Store:
                 for (data,) in conn.execute(select(appointments.c.data).where(appointments.c.day >= since)):
                     a = Appointment.from_record(json.loads(data))
                     state.appointments[a.id] = a
+            for ev in map(json.loads, conn.execute(select(events.c.payload)
+                                                   .where(events.c.type.in_(BAD_RATING_EVENTS))
+                                                   .order_by(events.c.seq)).scalars()):
+                if ev["type"] == "bad_rating":
+                    state.bad_ratings[ev["ticket"]["id"]] = bad_rating_summary(ev)
+                else:
+                    state.bad_ratings.pop(ev["ticket"]["id"], None)
             calls = conn.execute(select(events.c.payload)
                                  .where(events.c.type.in_(("ticket_called", "ticket_recalled")))
                                  .order_by(events.c.seq.desc()).limit(50)).scalars()

@@ -1,20 +1,25 @@
-"""Tables of the hall database (SQLAlchemy Core). Alembic migrations create them."""
+"""Tables of the hall database (SQLAlchemy Core). Alembic migrations create them.
+
+Every table has its one definition here, the upstream outbox included: the store writes outbox rows
+in the transaction that closes a visit, and the forwarder (hall_controller.upstream) reads them.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
-
-from ..upstream.outbox import define_outbox_tables
 
 metadata = MetaData()
 
@@ -85,5 +90,38 @@ commands = Table(
     Index("ix_commands_created", "created_at"),
 )
 
-# The upstream outbox and scans are defined by the forwarder's module (one definition).
-outbox, scans = define_outbox_tables(metadata)
+# Rows waiting to be sent upstream, and the scan images they reference. Times are `db_time` text.
+outbox = Table(
+    "outbox", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_key", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),
+    Column("created_at", Text),
+    Column("payload", Text),
+    Column("status", Text, nullable=False, default="pending"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Text),
+    Column("last_error", Text),
+    Column("delivered_at", Text),
+    Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    sqlite_autoincrement=True,  # ids are never reused, so id order stays creation order
+)
+
+scans = Table(
+    "scans", metadata,
+    Column("sha256", Text, primary_key=True),
+    Column("ticket_id", Text),
+    Column("content_type", Text),
+    Column("size", Integer),
+    Column("data", LargeBinary),
+    Column("created_at", Text),
+    Column("uploaded_at", Text),
+)
+
+
+def db_time(moment: datetime) -> str:
+    """The stored form of an outbox time: UTC ISO-8601 with microseconds, fixed width, so that text
+    order is time order on SQLite and PostgreSQL alike. Write outbox times only through this."""
+    if moment.tzinfo is None:
+        raise ValueError("outbox times must be timezone-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

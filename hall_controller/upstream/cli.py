@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from hall_controller.clock import SystemClock
+from hall_controller.admin import admin_op
 from hall_controller.config import HallConfig, load_config
 from hall_controller.store import make_engine
-from hall_controller.store.schema import appointments, outbox, scans
+from hall_controller.store.schema import appointments
 from hall_controller.upstream.client import UpstreamClient
-from hall_controller.upstream.forwarder import IDLE_POLL_SECONDS, Forwarder
+from hall_controller.upstream.forwarder import IDLE_POLL_SECONDS, Clock, Forwarder
 from hall_controller.upstream.reports import write_html, write_xlsx
 from hall_controller.upstream.service import KIND_LABELS, build_month_report, month_bounds, report_key
 
@@ -32,12 +32,12 @@ STATUS_LABELS = {"booked": "已预约", "checked_in": "已签到", "cancelled": 
 # The operator view never sends, so its client only has to be constructible.
 _UNUSED_URL = "http://127.0.0.1"
 
-ConfigAdder = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+ConfigAdder = Callable[..., argparse.ArgumentParser]   # (parser, *, db=False): adds --config (and --db)
 
 
 def add_commands(sub: argparse._SubParsersAction, with_config: ConfigAdder) -> None:
     """Register the upstream commands on `hallctl`."""
-    sp = with_config(sub.add_parser("outbox", help="upstream outbox: counts, dead letters, retry"))
+    sp = with_config(sub.add_parser("outbox", help="upstream outbox: counts, dead letters, retry"), db=True)
     retry = sp.add_mutually_exclusive_group()
     retry.add_argument("--retry", metavar="KEY", help="re-queue one dead record")
     retry.add_argument("--retry-all", action="store_true", help="re-queue every dead record")
@@ -46,20 +46,20 @@ def add_commands(sub: argparse._SubParsersAction, with_config: ConfigAdder) -> N
 
     appt = sub.add_parser("appointment", help="appointments (预约)").add_subparsers(dest="appointment_command",
                                                                                   required=True)
-    sp = with_config(appt.add_parser("add", help="add a booking (phone, letter, in person)"))
+    sp = with_config(appt.add_parser("add", help="add a booking (phone, letter, in person)"), db=True)
     sp.add_argument("--code", required=True)
     sp.add_argument("--service", required=True, help="service code, e.g. consult")
     sp.add_argument("--start", required=True, metavar="ISO", help="slot start, e.g. 2026-11-23T10:00 (hall time)")
     sp.add_argument("--source", choices=SOURCES, default="in_person")
     sp.add_argument("--name")
     sp.set_defaults(func=cmd_appointment_add)
-    sp = with_config(appt.add_parser("list", help="bookings from a day on"))
+    sp = with_config(appt.add_parser("list", help="bookings from a day on"), db=True)
     sp.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="first day (default today)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_appointment_list)
 
     report = sub.add_parser("report", help="statistics reports").add_subparsers(dest="report_command", required=True)
-    sp = with_config(report.add_parser("month", help="the monthly report (月报表) as JSON, XLSX and HTML"))
+    sp = with_config(report.add_parser("month", help="the monthly report (月报表) as JSON, XLSX and HTML"), db=True)
     sp.add_argument("month", metavar="YYYY-MM")
     sp.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     sp.set_defaults(func=cmd_report_month)
@@ -74,16 +74,21 @@ def _local(config: HallConfig, stamp: str | None) -> str:
 
 # -- outbox -----------------------------------------------------------------------------------------
 
-def _forwarder(engine: Engine, config: HallConfig) -> Forwarder:
+def _forwarder(engine: Engine, config: HallConfig, clock: Clock) -> Forwarder:
     client = UpstreamClient(config.upstream_url or _UNUSED_URL, config.upstream_token or "")
-    return Forwarder(engine, client, SystemClock(), tables=(outbox, scans))
+    return Forwarder(engine, client, clock)
+
+
+def _engine(args: argparse.Namespace, config: HallConfig) -> Engine:
+    """The hall database: `--db`, else the config's."""
+    return make_engine(args.db or config.database)
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    engine = make_engine(config.database)
+    engine = _engine(args, config)
     try:
-        forwarder = _forwarder(engine, config)
+        forwarder = _forwarder(engine, config, args.clock)
         if args.retry or args.retry_all:
             count = forwarder.retry_dead(None if args.retry_all else args.retry)
             if args.retry and not count:
@@ -115,7 +120,6 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 def cmd_appointment_add(args: argparse.Namespace) -> int:
     from hall_controller.bus.client import CommandError
-    from hall_controller.cli import _admin_op
     from hall_controller.domain import DomainError
 
     config = load_config(args.config)
@@ -129,7 +133,7 @@ def cmd_appointment_add(args: argparse.Namespace) -> int:
     if args.name:
         op_args["name"] = args.name
     try:
-        result = _admin_op(config, "add_appointment", op_args)
+        result = admin_op(config, "add_appointment", op_args, clock=args.clock, db_url=args.db)
     except (DomainError, CommandError) as exc:
         print(f"预约未添加 / not added: {exc.message}", file=sys.stderr)
         return 1
@@ -141,8 +145,8 @@ def cmd_appointment_add(args: argparse.Namespace) -> int:
 
 def cmd_appointment_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    since = args.since or datetime.now(config.tz).date().isoformat()
-    engine = make_engine(config.database)
+    since = args.since or args.clock.now().astimezone(config.tz).date().isoformat()
+    engine = _engine(args, config)
     try:
         with engine.connect() as conn:
             rows = conn.execute(select(appointments.c.data).where(appointments.c.day >= since)).scalars().all()
@@ -172,7 +176,7 @@ def cmd_report_month(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"月份须为 YYYY-MM / month must be YYYY-MM: {args.month}", file=sys.stderr)
         return 2
-    engine = make_engine(config.database)
+    engine = _engine(args, config)
     try:
         report = build_month_report(engine, config, args.month)
     finally:

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Engine, Row, Table, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Row, and_, func, or_, select, update
 
 from hall_controller.backoff import Backoff
+from hall_controller.store.schema import db_time, outbox, scans
 from hall_controller.upstream.client import DeliveryResult, UpstreamClient
-from hall_controller.upstream.outbox import db_time, outbox_table, scans_table
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ class Forwarder:
         batch: int = 50,
         rng: random.Random | None = None,
         backoff: Backoff | None = None,
-        tables: tuple[Table, Table] | None = None,
     ) -> None:
         if batch < 1:
             raise ValueError("batch must be at least 1")
@@ -67,7 +66,7 @@ class Forwarder:
         self._batch = batch
         self._rng = rng or random.Random()
         self._backoff = backoff or Backoff()
-        self._outbox, self._scans = tables or (outbox_table, scans_table)
+        self._outbox, self._scans = outbox, scans
         self._run_lock = threading.Lock()
         self._paused_until: datetime | None = None
         self._down_rounds = 0
@@ -290,13 +289,17 @@ class Forwarder:
         }
 
     def retry_dead(self, record_key: str | None = None) -> int:
-        """Put a dead row (or every dead row when `record_key` is None) back in the queue, due now."""
+        """Put a dead row (or every dead row when `record_key` is None) back in the queue, due at once.
+
+        Due at once means no `next_attempt_at` at all, not "now" by this process's clock: the CLI
+        and the daemon may read different clocks, and a stamp from one is not "due" to the other.
+        """
         t = self._outbox
         stmt = update(t).where(t.c.status == "dead")
         if record_key is not None:
             stmt = stmt.where(t.c.record_key == record_key)
         with self._engine.begin() as conn:
-            count = conn.execute(stmt.values(status="pending", next_attempt_at=db_time(self._clock.now()))).rowcount
+            count = conn.execute(stmt.values(status="pending", next_attempt_at=None)).rowcount
         if count:
             logger.info("re-queued %d dead outbox row(s)", count)
             self.wake()

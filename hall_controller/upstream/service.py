@@ -33,7 +33,7 @@ from hall_controller.config import HallConfig
 from hall_controller.domain import DomainError
 from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
-from hall_controller.store.schema import outbox, scans, tickets
+from hall_controller.store.schema import outbox, tickets
 from hall_controller.upstream.client import UpstreamClient, UpstreamError
 from hall_controller.upstream.forwarder import Clock, Forwarder
 from hall_controller.upstream.outbox import enqueue
@@ -108,7 +108,7 @@ class UpstreamService:
         self._sync_interval = sync_interval
         self._token_missing = not token
         self.client = UpstreamClient(url, token or "")
-        self.forwarder = Forwarder(store.engine, self.client, clock, on_dead=self._on_dead, tables=(outbox, scans))
+        self.forwarder = Forwarder(store.engine, self.client, clock, on_dead=self._on_dead)
         self._refused: set[str] = set()     # booking codes already reported as unusable
         self._sync_failing = False
         self._stopping = threading.Event()
@@ -229,8 +229,7 @@ class UpstreamService:
             return None
         report = build_month_report(engine, self._config, month)
         with engine.begin() as conn:
-            queued = enqueue(conn, record_key=key, kind="monthly_report", payload=report, now=self._clock.now(),
-                             table=outbox)
+            queued = enqueue(conn, record_key=key, kind="monthly_report", payload=report, now=self._clock.now())
         if not queued:
             return None
         logger.info("monthly report %s queued for the management system", key)
