@@ -31,8 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from device_profiles import led_framing, load_profile
-from drivers.codecs.window_bus import encode_led, led_text_frame
+from device_profiles import load_profile
+from drivers.codecs.window_bus import encode_led, led_framing, led_text_frame
 from hall_controller.clock import SystemClock
 from hall_controller.config import parse_config, sample_config_text
 from hall_controller.devices import DeviceManager

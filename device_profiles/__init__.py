@@ -16,16 +16,15 @@ from typing import Any
 
 import yaml
 
-from drivers.codecs.window_bus import KEY_CODES, KeypadFraming, LedFraming
-
 __all__ = [
     "PACKAGE_DIR",
+    "device_errors",
     "Profile",
     "ProfileError",
-    "keypad_framing",
-    "led_framing",
     "list_profiles",
     "load_profile",
+    "make_framing",
+    "require_kind",
     "transport_options",
 ]
 
@@ -299,50 +298,49 @@ def list_profiles(site_dir: Path | str | None = None) -> list[str]:
     return sorted(name for name, path in names.items() if _read(path).get("abstract") is not True)
 
 
-def transport_options(profile: Profile) -> dict[str, Any]:
-    """The profile's transport defaults as keyword arguments for ``drivers.transport.open_transport``."""
-    return {key: profile.transport[key] for key in _TRANSPORT_KWARGS if key in profile.transport}
-
-
-def _require_kind(profile: Profile, kind: str) -> None:
+def require_kind(profile: Profile, kind: str) -> None:
+    """A codec's framing builder refuses a profile of another kind."""
     if profile.kind != kind:
         raise ProfileError(profile.source, "kind", f"需要 {kind} 类设备档案，实际为 {profile.kind}")
 
 
-def _build(profile: Profile, cls: type, values: dict[str, Any]) -> Any:
+def device_errors(profile_name: str, kind: str, address: int | None, options: dict[str, Any],
+                  site_dir: Path | str | None = None) -> list[tuple[str, str]]:
+    """What is wrong with a hall config's device entry against its profile and the schema.
+
+    ``(field, message)`` pairs: the profile must load and be of the device's kind, a bus address
+    must lie in the profile's ``addressing`` range, and ``options`` may only use the keys the
+    schema's ``device_options`` lists for the kind (so a typo is reported, not ignored).
+    """
+    try:
+        profile = load_profile(profile_name, site_dir)
+    except ProfileError as exc:
+        return [("profile", str(exc))]
+    errors: list[tuple[str, str]] = []
+    if profile.kind != kind:
+        errors.append(("profile", f"profile {profile_name!r} is for a {profile.kind}, not a {kind}"))
+    low, high = profile.addressing.get("min"), profile.addressing.get("max")
+    if address is not None and low is not None and high is not None and not low <= address <= high:
+        errors.append(("address", f"{address} is outside {low}–{high} of profile {profile_name!r}"))
+    allowed = _schema().get("device_options", {}).get(kind, {})
+    for key, value in options.items():
+        spec = allowed.get(key)
+        if spec is None:
+            known = ", ".join(allowed) or "none"
+            errors.append((f"options.{key}", f"unknown option for a {kind} (known: {known})"))
+        elif spec.get("type") == "str" and not isinstance(value, str):
+            errors.append((f"options.{key}", f"must be a string, got {value!r}"))
+    return errors
+
+
+def make_framing(profile: Profile, cls: type, values: dict[str, Any]) -> Any:
+    """Build a codec's framing object; a value the codec refuses names the profile file."""
     try:
         return cls(**values)
     except (ValueError, LookupError) as exc:
         raise ProfileError(profile.source, "framing", str(exc)) from exc
 
 
-def led_framing(profile: Profile) -> LedFraming:
-    """Codec parameters of an LED screen profile."""
-    _require_kind(profile, "led")
-    f = profile.framing
-    values: dict[str, Any] = {
-        key: f[key]
-        for key in ("checksum", "cmd_text", "encoding", "colour", "max_chars", "max_data")
-        if key in f
-    }
-    if "preamble" in f:
-        values["preamble"] = bytes(f["preamble"])
-    if "broadcast" in profile.addressing:
-        values["broadcast"] = profile.addressing["broadcast"]
-    return _build(profile, LedFraming, values)
-
-
-def keypad_framing(profile: Profile) -> KeypadFraming:
-    """Codec parameters of a call keypad profile."""
-    _require_kind(profile, "keypad")
-    f = profile.framing
-    values: dict[str, Any] = {
-        key: f[key]
-        for key in ("start", "end", "checksum", "func_key", "func_display", "max_data")
-        if key in f
-    }
-    if "preamble" in f:
-        values["preamble"] = bytes(f["preamble"])
-    if "keys" in f:
-        values["key_codes"] = {**KEY_CODES, **f["keys"]}
-    return _build(profile, KeypadFraming, values)
+def transport_options(profile: Profile) -> dict[str, Any]:
+    """The profile's transport defaults as keyword arguments for ``drivers.transport.open_transport``."""
+    return {key: profile.transport[key] for key in _TRANSPORT_KWARGS if key in profile.transport}

@@ -1,39 +1,73 @@
-"""Device kind → driver factory, plug-in style (like python-can's interfaces).
+"""Device kinds: the one list of them, and per kind its driver factory, interface and codec.
+
+Everything that handles devices by kind — the daemon's device manager, the emulated hall, the
+emulator control API, the config loader and the profile schema — asks this module instead of
+branching on kind names (like python-can's interface table).
 
 A factory is called as ``factory(url, profiles, **options)``: ``url`` is the transport URL from the
 hall config, ``profiles`` the :class:`device_profiles.Profile` objects of every configured device
-reached through that URL, and ``options`` driver-specific callbacks/settings. Kinds registered to the
-*same* factory share one driver per URL: the LED screens, keypads and communication controller on
-one RS-485 line are all served by a single window bus.
+reached through that URL, and ``options`` the kind's callbacks (``on_error``, ``on_key``,
+``on_card``, ...). It returns an unopened :class:`drivers.base.DeviceDriver` of the kind's interface.
 
-Built-in drivers register themselves when first needed; third-party packages can add kinds through
-the ``hall_controller.drivers`` entry-point group (name = kind, value = ``module:factory``).
+A kind with a ``host`` has no link of its own: LED screens and keypads are reached through their
+communication controller's window bus, so one driver serves the whole line.
+
+Built-in drivers register themselves when first needed; third-party packages add kinds through the
+``hall_controller.drivers`` entry-point group (value = a module that calls :func:`register`).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Protocol
+
+from drivers.base import DeviceDriver
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DEVICE_KINDS",
     "ENTRY_POINT_GROUP",
+    "PENDING_KINDS",
     "DriverFactory",
+    "KindSpec",
     "UnknownDeviceKind",
     "get_factory",
+    "link_kind",
     "register",
     "registered_kinds",
+    "spec",
 ]
 
 ENTRY_POINT_GROUP = "hall_controller.drivers"
-DriverFactory = Callable[..., Any]
+
+#: Every device kind the hall knows, in the order IT staff see them listed.
+DEVICE_KINDS: tuple[str, ...] = ("controller", "led", "keypad", "card_reader", "printer", "speaker", "camera")
+#: Kinds whose codec, driver, profile and emulator are not all there yet (the conformance test
+#: checks both ways: a pending kind must really lack something, a complete one must not be listed).
+PENDING_KINDS: frozenset[str] = frozenset({"card_reader", "printer", "speaker", "camera"})
 
 _BUILTIN_MODULES = ("drivers.window_bus",)
-_factories: dict[str, DriverFactory] = {}
+
+
+class DriverFactory(Protocol):
+    def __call__(self, url: str, profiles: Sequence[Any], **options: Any) -> DeviceDriver: ...
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: str
+    factory: DriverFactory
+    interface: type[DeviceDriver]
+    codec: str  # dotted name of the kind's sans-IO codec module
+    host: str | None = None  # kind whose driver carries this one (led/keypad -> controller)
+
+
+_specs: dict[str, KindSpec] = {}
 _loaded = False
 
 
@@ -41,17 +75,19 @@ class UnknownDeviceKind(LookupError):
     """No driver is registered for a device kind."""
 
 
-def register(*kinds: str) -> Callable[[DriverFactory], DriverFactory]:
-    """Class/function decorator registering a factory for one or more device kinds."""
-    if not kinds:
-        raise ValueError("register() needs at least one device kind")
+def register(kind: str, *, interface: type[DeviceDriver], codec: str,
+             host: str | None = None) -> Callable[[DriverFactory], DriverFactory]:
+    """Decorator registering ``factory`` as the driver of ``kind``."""
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"unknown device kind {kind!r} (one of {', '.join(DEVICE_KINDS)})")
+    if host is not None and host not in DEVICE_KINDS:
+        raise ValueError(f"unknown host kind {host!r}")
 
     def decorate(factory: DriverFactory) -> DriverFactory:
-        for kind in kinds:
-            previous = _factories.get(kind)
-            if previous is not None and previous is not factory:
-                log.warning("driver for kind %r replaced: %r -> %r", kind, previous, factory)
-            _factories[kind] = factory
+        previous = _specs.get(kind)
+        if previous is not None and previous.factory is not factory:
+            log.warning("driver for kind %r replaced: %r -> %r", kind, previous.factory, factory)
+        _specs[kind] = KindSpec(kind, factory, interface, codec, host)
         return factory
 
     return decorate
@@ -67,22 +103,31 @@ def _load() -> None:
         importlib.import_module(module)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
-            register(ep.name)(ep.load())
+            ep.load()
         except Exception:
             # A broken plug-in must not take the built-in drivers down with it.
             log.exception("cannot load driver plug-in %s = %s", ep.name, ep.value)
 
 
-def get_factory(kind: str) -> DriverFactory:
-    """The factory for ``kind``; :class:`UnknownDeviceKind` if none is registered."""
+def spec(kind: str) -> KindSpec:
+    """The registration of ``kind``; :class:`UnknownDeviceKind` if it has no driver."""
     _load()
     try:
-        return _factories[kind]
+        return _specs[kind]
     except KeyError:
-        known = "、".join(sorted(_factories)) or "无"
+        known = "、".join(sorted(_specs)) or "无"
         raise UnknownDeviceKind(f"没有设备类型 {kind!r} 的驱动（已注册：{known}）") from None
+
+
+def get_factory(kind: str) -> DriverFactory:
+    return spec(kind).factory
+
+
+def link_kind(kind: str) -> str:
+    """The kind whose driver owns the link a device of ``kind`` is reached through."""
+    return spec(kind).host or kind
 
 
 def registered_kinds() -> list[str]:
     _load()
-    return sorted(_factories)
+    return sorted(_specs)

@@ -9,7 +9,8 @@ bus is slower than the events. Keypad acknowledgements jump the queue.
 A reader thread decodes keypad frames, acknowledges each key event by echoing it, and calls
 ``on_key(addr, key_name, digits)`` on the reader thread (keep it short or hand off). A transport
 failure stops both threads and is reported once through ``on_error(exc)``; reopening (with backoff)
-and restoring what the screens should show is the device manager's job, not this driver's.
+and restoring what the screens should show is the daemon's job (``hall_controller.devices``).
+The driver follows ``drivers.base``: nothing happens before :meth:`WindowBus.open`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from device_profiles import Profile, keypad_framing, led_framing, transport_options
+from device_profiles import Profile, transport_options
+from drivers.base import WindowBusDriver
 from drivers.codecs.window_bus import (
     DEFAULT_KEYPAD_FRAMING,
     DEFAULT_LED_FRAMING,
@@ -34,6 +36,8 @@ from drivers.codecs.window_bus import (
     encode_led,
     fit_led_text,
     keypad_display_frame,
+    keypad_framing,
+    led_framing,
     led_text_frame,
     parse_key_press,
 )
@@ -69,12 +73,15 @@ class BusStats:
     last_write_end: float | None = None  # time.perf_counter() when the last write returned
 
 
-class WindowBus:
-    """Owns one transport; serialises writes, decodes keypad frames, acknowledges key presses."""
+class WindowBus(WindowBusDriver):
+    """Owns one transport; serialises writes, decodes keypad frames, acknowledges key presses.
+
+    ``transport`` is an open :class:`Transport` or a function that opens one when the bus opens.
+    """
 
     def __init__(
         self,
-        transport: Transport,
+        transport: Transport | Callable[[], Transport],
         led_framing: LedFraming = DEFAULT_LED_FRAMING,
         keypad_framing: KeypadFraming = DEFAULT_KEYPAD_FRAMING,
         baudrate: int = 9600,
@@ -91,14 +98,20 @@ class WindowBus:
     ) -> None:
         if baudrate <= 0 or queue_size < 1:
             raise ValueError("baudrate and queue_size must be positive")
-        self.transport = transport
+        if isinstance(transport, Transport):
+            self.transport: Transport | None = transport
+            self._opener: Callable[[], Transport] | None = None
+            url = transport.url
+        else:
+            self.transport, self._opener = None, transport
+            url = getattr(transport, "url", "window-bus")
+        super().__init__(url, on_error=on_error)
         self.led_framing = led_framing
         self.keypad_framing = keypad_framing
         self.char_time = bits_per_char / baudrate
         self.gap = max(min_gap, gap_chars * self.char_time)
         self.stats = BusStats()
         self._on_key = on_key
-        self._on_error = on_error
         self._clock = clock
         self._queue_size = queue_size
         self._local_echo = local_echo
@@ -119,21 +132,23 @@ class WindowBus:
         self._echo_lock = threading.Lock()
         self._decoder = KeypadDecoder(keypad_framing)
         self._last_key: dict[int, tuple[bytes, float]] = {}
-
-        self._writer = threading.Thread(
-            target=self._write_loop, name=f"bus-writer {transport.url}", daemon=True
-        )
-        self._reader = threading.Thread(
-            target=self._read_loop, name=f"bus-reader {transport.url}", daemon=True
-        )
-        self._writer.start()
-        self._reader.start()
+        self._threads: tuple[threading.Thread, ...] = ()
 
     # ------------------------------------------------------------------------------ public API
 
-    @property
-    def url(self) -> str:
-        return self.transport.url
+    def open(self) -> None:
+        """Open the transport (if not given open) and start the writer and reader threads."""
+        if self._threads:
+            return
+        if self.transport is None:
+            assert self._opener is not None
+            self.transport = self._opener()
+            self.url = self.transport.url
+        self._writer = threading.Thread(target=self._write_loop, name=f"bus-writer {self.url}", daemon=True)
+        self._reader = threading.Thread(target=self._read_loop, name=f"bus-reader {self.url}", daemon=True)
+        self._threads = (self._writer, self._reader)
+        self._writer.start()
+        self._reader.start()
 
     @property
     def failed(self) -> Exception | None:
@@ -182,21 +197,20 @@ class WindowBus:
             self._closing = True
             self._cond.notify_all()
         current = threading.current_thread()
-        if self._writer is not current:
+        if self._threads and self._writer is not current:
             self._writer.join(timeout)
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        for thread in (self._writer, self._reader):
+        for thread in self._threads:
             if thread is not current:
                 thread.join(timeout + 1.0)
-        self.transport.close()
+        if self.transport is not None:
+            self.transport.close()
 
     def __enter__(self) -> WindowBus:
+        self.open()
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------------------ writer side
 
@@ -371,7 +385,7 @@ def _single(profiles: Sequence[Profile], kind: str) -> Profile | None:
     return next(iter(chosen.values()), None)
 
 
-@register("led", "keypad", "controller")
+@register("controller", interface=WindowBusDriver, codec="drivers.codecs.window_bus")
 def open_window_bus(
     url: str,
     profiles: Sequence[Profile],
@@ -380,8 +394,9 @@ def open_window_bus(
     on_error: ErrorCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> WindowBus:
-    """Registry factory: open ``url`` with the profiles of the controller, screens and keypads on it.
+    """Registry factory: a bus on ``url`` with the profiles of the controller, screens and keypads on it.
 
+    The transport is opened by :meth:`WindowBus.open`, not here.
     Line settings come from the controller profile (else the LED, else the keypad profile); wire
     formats from the LED and keypad profiles; the gap and local echo from the controller profile.
     """
@@ -404,22 +419,33 @@ def open_window_bus(
             )
     bits = 1 + options.get("bytesize", 8) + (options.get("parity", "N") != "N") + options.get("stopbits", 1)
     bus_framing = controller.framing if controller else {}
-    transport = open_transport(url, **options)
-    try:
-        return WindowBus(
-            transport,
-            led_framing(led) if led else DEFAULT_LED_FRAMING,
-            keypad_framing(keypad) if keypad else DEFAULT_KEYPAD_FRAMING,
-            baudrate,
-            on_key=on_key,
-            on_error=on_error,
-            clock=clock,
-            bits_per_char=bits,
-            gap_chars=bus_framing.get("gap_chars", 3.5),
-            min_gap=bus_framing.get("min_gap_ms", 1) / 1000,
-            local_echo=bool(controller and controller.quirks.get("local_echo", False)),
-            repeat_guard=(keypad.quirks.get("repeat_guard_ms", 500) / 1000) if keypad else 0.5,
-        )
-    except Exception:
-        transport.close()
-        raise
+    return WindowBus(
+        _TransportOpener(url, options),
+        led_framing(led) if led else DEFAULT_LED_FRAMING,
+        keypad_framing(keypad) if keypad else DEFAULT_KEYPAD_FRAMING,
+        baudrate,
+        on_key=on_key,
+        on_error=on_error,
+        clock=clock,
+        bits_per_char=bits,
+        gap_chars=bus_framing.get("gap_chars", 3.5),
+        min_gap=bus_framing.get("min_gap_ms", 1) / 1000,
+        local_echo=bool(controller and controller.quirks.get("local_echo", False)),
+        repeat_guard=(keypad.quirks.get("repeat_guard_ms", 500) / 1000) if keypad else 0.5,
+    )
+
+
+# Screens and keypads have no link of their own: the controller's window bus carries them.
+register("led", interface=WindowBusDriver, codec="drivers.codecs.window_bus", host="controller")(open_window_bus)
+register("keypad", interface=WindowBusDriver, codec="drivers.codecs.window_bus", host="controller")(open_window_bus)
+
+
+class _TransportOpener:
+    """Opens the bus's transport when the bus opens (and knows its URL before that)."""
+
+    def __init__(self, url: str, options: dict[str, object]) -> None:
+        self.url = url
+        self._options = options
+
+    def __call__(self) -> Transport:
+        return open_transport(self.url, **self._options)  # type: ignore[arg-type]

@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from device_profiles import device_errors
+from drivers.registry import DEVICE_KINDS
+
 ROLES = ("kiosk", "window", "tablet", "display", "admin")
-DEVICE_KINDS = ("controller", "led", "keypad", "card_reader", "printer", "speaker", "camera")
 PRIORITY_CLASSES = ("appointment", "green", "elderly", "normal")
 POSITIONS = ("综合接待岗", "法律咨询岗", "法律援助岗", "人民调解岗", "公证岗", "司法鉴定岗", "值班律师岗", "其他")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -439,6 +441,9 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     for dev in devices:
         if dev.bus and (dev.bus not in device_ids or device_ids[dev.bus].kind != "controller"):
             chk.add(f"devices ({dev.id}).bus", f"{dev.bus!r} is not a controller device in this config")
+        site_profiles = (base_dir / str(root["profiles_dir"])) if root.get("profiles_dir") else None
+        for field_name, message in device_errors(dev.profile, dev.kind, dev.address, dev.options, site_profiles):
+            chk.add(f"devices ({dev.id}).{field_name}", message)
 
     windows: list[Window] = []
     seen_windows: set[int] = set()

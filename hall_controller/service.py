@@ -317,7 +317,7 @@ class HallService:
         if op == "return_to_first":
             return e.return_to_first(window, args.get("note"))
         if op == "pause":
-            return e.pause(window, args.get("reason"))
+            return e.pause(window, args.get("reason"), finish_current=bool(args.get("finish_current", False)))
         if op == "reinstate":
             return e.reinstate(window, args.get("number"))
         raise DomainError("bad_request", f"操作 {op} 尚未支持")

@@ -5,11 +5,13 @@ Routes::
     GET    /                          dashboard page (dashboard.html)
     GET    /state                     everything the dashboard shows
     GET    /devices                   [{"id","kind","url","address"?,"window"?,"kiosk"?}]
-    GET    /led/{addr}[?bus=ID]       {"text", "history": [{"text","at"}]}
-    GET    /keypad/{addr}[?bus=ID]    {"display"}
-    POST   /keypad/{addr}/press       {"key", "digits"?} -> {"acked","attempts","frame"}
-    POST   /{kind}/{id}/fault         {"mode": disconnect|silent|corrupt|delay, "ms"?}
+    POST   /{kind}/{id}/fault         {"mode": disconnect|silent|corrupt|delay|…, "ms"?}
     DELETE /{kind}/{id}/fault
+    *      /{kind}/{ref}[/{action}[/…]]   the routes the kind's emulator class declares, e.g.
+           GET /led/{addr}[?bus=ID], POST /keypad/{addr}/press, POST /card-reader/{id}/insert
+
+``{kind}`` is the device kind with ``-`` for ``_``; ``{ref}`` is the device id, or its bus address
+for kinds looked up by address. Nothing here names a kind: the emulator classes carry their routes.
 
 Errors are JSON ``{"error": {"code": ..., "message": ...}}`` with status 400, 404, 405 or 501.
 """
@@ -25,7 +27,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from .device import AmbiguousDevice, DeviceNotFound, FaultError
+from .device import AmbiguousDevice, DeviceNotFound, FaultError, RawResponse, Request
+from .registry import emulator_for
 
 if TYPE_CHECKING:
     from .hall import EmulatedHall
@@ -40,12 +43,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _address(text: str) -> int:
-    if not text.isdigit() or int(text) > 255:
-        raise ApiError(HTTPStatus.BAD_REQUEST, f"地址须为 0–255 的整数，收到 {text!r}")
-    return int(text)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -73,7 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and not parts:
                 self._send(HTTPStatus.OK, self.server.dashboard, "text/html; charset=utf-8")
                 return
-            self._json(HTTPStatus.OK, self._route(method, parts, query, body))
+            result = self._route(method, parts, query, body)
+            if isinstance(result, RawResponse):
+                self._send(HTTPStatus.OK, result.data, result.content_type)
+            else:
+                self._json(HTTPStatus.OK, result)
         except ApiError as exc:
             self._json(exc.status, {"error": {"code": exc.status.phrase.lower().replace(" ", "_"),
                                               "message": exc.message}})
@@ -84,23 +85,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, parts: list[str], query: dict[str, str], body: dict[str, Any]) -> Any:
         api = self.server.api
-        routes: dict[tuple[str, ...], dict[str, Any]] = {
-            ("state",): {"GET": api.state},
-            ("devices",): {"GET": api.devices},
-        }
-        if len(parts) == 2 and parts[0] in ("led", "keypad"):
-            routes[tuple(parts)] = {"GET": lambda: api.view(parts[0], _address(parts[1]), query.get("bus"))}
-        if len(parts) == 3 and parts[0] == "keypad" and parts[2] == "press":
-            routes[tuple(parts)] = {"POST": lambda: api.press(_address(parts[1]), query.get("bus"), body)}
-        if len(parts) == 3 and parts[2] == "fault":
-            routes[tuple(parts)] = {"POST": lambda: api.set_fault(parts[0], parts[1], body),
-                                    "DELETE": lambda: api.clear_fault(parts[0], parts[1])}
-        methods = routes.get(tuple(parts))
-        if methods is None:
+        fixed = {("state",): api.state, ("devices",): api.devices}
+        if tuple(parts) in fixed:
+            if method != "GET":
+                raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "此接口只支持 GET")
+            return fixed[tuple(parts)]()
+        if len(parts) < 2:
+            raise ApiError(HTTPStatus.NOT_FOUND, f"没有这个接口：/{'/'.join(parts)}")
+        kind, ref = parts[0].replace("-", "_"), parts[1]
+        action, rest = (parts[2] if len(parts) > 2 else ""), tuple(parts[3:])
+        request = Request(body, query, rest)
+        if action == "fault" and not rest:
+            methods = {"POST": lambda: api.set_fault(kind, ref, query.get("bus"), body),
+                       "DELETE": lambda: api.clear_fault(kind, ref, query.get("bus"))}
+        else:
+            methods = api.device_routes(kind, action)
+        if not methods:
             raise ApiError(HTTPStatus.NOT_FOUND, f"没有这个接口：/{'/'.join(parts)}")
         if method not in methods:
             raise ApiError(HTTPStatus.METHOD_NOT_ALLOWED, f"此接口只支持 {' 或 '.join(methods)}")
-        return methods[method]()
+        if action == "fault" and not rest:
+            return methods[method]()
+        device = api.lookup(kind, ref, query.get("bus"))
+        try:
+            return getattr(device, methods[method])(request)
+        except ValueError as exc:
+            raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
 
     def _body(self) -> dict[str, Any]:
         length_text = self.headers.get("Content-Length") or "0"
@@ -143,45 +153,40 @@ class ControlApi:
     def devices(self) -> list[dict[str, Any]]:
         return self.hall.listing()
 
-    def _lookup(self, kind: str, address: int, bus: str | None) -> Any:
+    def device_routes(self, kind: str, action: str) -> dict[str, str]:
+        """HTTP method -> device method name for ``/{kind}/{ref}/{action}``."""
+        cls = emulator_for(kind)
+        if cls is None:
+            return {}
+        return {method: name for (method, act), name in cls.routes.items() if act == action}
+
+    def lookup(self, kind: str, ref: str, bus: str | None) -> Any:
+        if ref in self.hall.pending and self.hall.pending[ref]["kind"] == kind:
+            raise ApiError(HTTPStatus.NOT_IMPLEMENTED, f"{ref}：这类设备暂未仿真")
         try:
-            return self.hall.led(address, bus) if kind == "led" else self.hall.keypad(address, bus)
+            return self.hall.find(kind, ref, bus)
         except DeviceNotFound as exc:
             raise ApiError(HTTPStatus.NOT_FOUND, str(exc)) from exc
-        except AmbiguousDevice as exc:
+        except (AmbiguousDevice, ValueError) as exc:
             raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
 
-    def view(self, kind: str, address: int, bus: str | None) -> dict[str, Any]:
-        return self._lookup(kind, address, bus).view()
+    def _device(self, kind: str, ref: str, bus: str | None) -> Any:
+        """Faults name a device by id; bus devices may also be named by address."""
+        if ref in self.hall.devices or ref in self.hall.pending:
+            if ref in self.hall.pending and self.hall.pending[ref]["kind"] == kind:
+                raise ApiError(HTTPStatus.NOT_IMPLEMENTED, f"{ref}：这类设备暂未仿真")
+            device = self.hall.devices.get(ref)
+            if device is None or device.kind != kind:
+                actual = device.kind if device else self.hall.pending[ref]["kind"]
+                raise ApiError(HTTPStatus.NOT_FOUND, f"{ref} 是 {actual}，不是 {kind}")
+            return device
+        cls = emulator_for(kind)
+        if cls is None or cls.lookup != "address" or not ref.isdigit():
+            raise ApiError(HTTPStatus.NOT_FOUND, f"没有仿真设备 {ref!r}")
+        return self.lookup(kind, ref, bus)
 
-    def press(self, address: int, bus: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        key, digits = body.get("key"), body.get("digits", "")
-        if not isinstance(key, str):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "缺少 key：next、recall、start、evaluate、cancel、"
-                                                   "function、pause 或 transfer")
-        if not isinstance(digits, str):
-            raise ApiError(HTTPStatus.BAD_REQUEST, "digits 须为由 0–9 组成的字符串")
-        keypad = self._lookup("keypad", address, bus)
-        try:
-            result = keypad.press(key, digits)
-        except ValueError as exc:
-            raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
-        return {"id": keypad.id, **result.as_dict()}
-
-    def _device(self, kind: str, device_id: str) -> Any:
-        kind = kind.replace("-", "_")
-        if device_id in self.hall.pending and self.hall.pending[device_id]["kind"] == kind:
-            raise ApiError(HTTPStatus.NOT_IMPLEMENTED, f"{device_id}：这类设备暂未仿真")
-        try:
-            device = self.hall.device(device_id)
-        except DeviceNotFound as exc:
-            raise ApiError(HTTPStatus.NOT_FOUND, str(exc)) from exc
-        if device.kind != kind:
-            raise ApiError(HTTPStatus.NOT_FOUND, f"{device_id} 是 {device.kind}，不是 {kind}")
-        return device
-
-    def set_fault(self, kind: str, device_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        device = self._device(kind, device_id)
+    def set_fault(self, kind: str, ref: str, bus: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        device = self._device(kind, ref, bus)
         mode = body.get("mode")
         if not isinstance(mode, str):
             raise ApiError(HTTPStatus.BAD_REQUEST, "缺少 mode：disconnect、silent、corrupt 或 delay")
@@ -191,8 +196,8 @@ class ControlApi:
             raise ApiError(HTTPStatus.BAD_REQUEST, str(exc)) from exc
         return {"id": device.id, "fault": fault.as_dict()}
 
-    def clear_fault(self, kind: str, device_id: str) -> dict[str, Any]:
-        device = self._device(kind, device_id)
+    def clear_fault(self, kind: str, ref: str, bus: str | None) -> dict[str, Any]:
+        device = self._device(kind, ref, bus)
         device.clear_fault()
         return {"id": device.id, "fault": None}
 

@@ -24,7 +24,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from .link import Link
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +73,46 @@ def corrupt_bytes(data: bytes) -> bytes:
     return bytes(out)
 
 
+@dataclass(frozen=True)
+class Request:
+    """A control API call routed to a device: JSON body, query string, path parts after the action."""
+
+    body: dict[str, Any]
+    query: dict[str, str]
+    rest: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    """A route result that is not JSON (a PNG, a WAV)."""
+
+    data: bytes
+    content_type: str
+
+
+class HallBuilder(Protocol):
+    """What an emulator class needs from the emulated hall while it is built."""
+
+    def make_link(self, name: str) -> Link: ...
+
+    def host_of(self, entry: dict[str, Any]) -> EmulatedDevice | None: ...
+
+    def claim_address(self, host_id: str, kind: str, address: int, device_id: str) -> None: ...
+
+
 class EmulatedDevice(ABC):
-    """An emulated device: ``receive()`` bytes from the line, ``send()`` bytes to it."""
+    """An emulated device: ``receive()`` bytes from the line, ``send()`` bytes to it.
+
+    Subclasses register with ``hw_emulators.registry.emulates(kind)`` and are built from the hall
+    config entry by :meth:`build`. The control API finds them by id (``lookup = "id"``) or by bus
+    address (``"address"``) under ``/{kind}/{ref}`` and calls the methods named in ``routes``
+    (``(HTTP method, action) -> method name``; the action is the path part after the ref, ``""``
+    for none; the method takes a :class:`Request`). Faults are routed for every kind.
+    """
 
     kind: ClassVar[str]
+    lookup: ClassVar[str] = "id"
+    routes: ClassVar[dict[tuple[str, str], str]] = {}
 
     def __init__(self, device_id: str, profile_name: str, profile: Any, *, address: int | None = None,
                  window: int | None = None) -> None:
@@ -86,6 +125,19 @@ class EmulatedDevice(ABC):
         self._lock = threading.RLock()
         self._later: ThreadPoolExecutor | None = None
         self._pending = 0
+
+    @classmethod
+    @abstractmethod
+    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> EmulatedDevice | None:
+        """The emulator of a config entry, or None when it is not ours to emulate (a real host)."""
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Where the daemon connects to reach this device."""
+
+    def start(self) -> None:  # noqa: B027 - most devices have no link of their own
+        """Open the device's own link, if it has one (never in the constructor)."""
 
     # -- faults ---------------------------------------------------------------------------------
     @property

@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
-from device_profiles import Profile, keypad_framing, led_framing
+from device_profiles import Profile
 from drivers.codecs.window_bus import (
     KeypadDecoder,
     KeypadFrame,
@@ -26,11 +27,14 @@ from drivers.codecs.window_bus import (
     encode_keypad,
     fit_led_text,
     key_press_frame,
+    keypad_framing,
+    led_framing,
     parse_keypad_display,
 )
 
-from .device import EmulatedDevice, Fault, corrupt_bytes, now
+from .device import EmulatedDevice, Fault, HallBuilder, Request, corrupt_bytes, now
 from .link import Link
+from .registry import emulates
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +80,9 @@ class PressResult:
         return {"acked": self.acked, "attempts": self.attempts, "frame": self.frame.hex(" ")}
 
 
+@emulates("controller")
 class DoryController(EmulatedDevice):
     """Owns the link; relays bytes between the host and the bus devices."""
-
-    kind = "controller"
 
     def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link) -> None:
         super().__init__(device_id, profile_name, profile)
@@ -90,6 +93,10 @@ class DoryController(EmulatedDevice):
         gap_s = profile.framing.get("gap_chars", 3.5) * 10 / baud  # 8N1 = 10 bits a character
         self.idle_s = max(gap_s, profile.framing.get("min_gap_ms", 0) / 1000, MIN_IDLE_S)
 
+    @classmethod
+    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> DoryController:
+        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]))
+
     @property
     def url(self) -> str:
         return self.link.url
@@ -98,7 +105,13 @@ class DoryController(EmulatedDevice):
         self.bus_devices.append(device)
 
     def start(self) -> None:
+        rates = {d.profile.transport.get("baudrate") for d in self.bus_devices}
+        rates.add(self.profile.transport.get("baudrate"))
+        if len(rates - {None}) > 1:
+            logger.warning("%s: devices on this bus use different baud rates %s; the real bus "
+                           "would not work", self.id, sorted(rates - {None}))
         self.link.start(self.receive)
+        logger.info("%s listens at %s", self.id, self.url)
 
     def stop(self) -> None:
         self.link.stop()
@@ -134,7 +147,27 @@ class DoryController(EmulatedDevice):
 
 
 class BusDevice(EmulatedDevice):
-    """A device hanging on a controller's RS-485 line."""
+    """A device hanging on a controller's RS-485 line, found by its address there."""
+
+    lookup = "address"
+    routes = {("GET", ""): "api_view"}
+
+    @classmethod
+    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> BusDevice | None:
+        dev_id = entry["id"]
+        host = hall.host_of(entry)
+        if host is None:
+            return None
+        if not isinstance(host, DoryController):
+            raise ValueError(f"{dev_id}：{host.id} 不是通讯控制器")
+        address = entry.get("address")
+        if isinstance(address, bool) or not isinstance(address, int):
+            raise ValueError(f"{dev_id}：address 须为整数")
+        low, high = profile.addressing.get("min", 0), profile.addressing.get("max", 255)
+        if not low <= address <= high:
+            raise ValueError(f"{dev_id}：地址 {address} 超出档案 {entry['profile']} 的范围 {low}–{high}")
+        hall.claim_address(host.id, cls.kind, address, dev_id)
+        return cls(dev_id, entry["profile"], profile, host, address=address, window=entry.get("window"))
 
     def __init__(self, device_id: str, profile_name: str, profile: Profile, bus: DoryController, *,
                  address: int, window: int | None = None) -> None:
@@ -143,8 +176,24 @@ class BusDevice(EmulatedDevice):
         bus.attach(self)
 
     @property
+    def url(self) -> str:
+        return self.bus.url
+
+    @property
+    def host_id(self) -> str:
+        return self.bus.id
+
+    @property
     def online(self) -> bool:
         return super().online and self.bus.online
+
+    def api_view(self, request: Request) -> dict[str, Any]:
+        """``GET /{kind}/{addr}``."""
+        return self.view()
+
+    @abstractmethod
+    def view(self) -> dict[str, Any]:
+        """What the device shows now."""
 
     def _transmit(self, data: bytes) -> None:
         self.bus.send(data)  # the controller applies its own fault on top
@@ -153,10 +202,9 @@ class BusDevice(EmulatedDevice):
         return {**super().describe(), "bus": self.bus.id}
 
 
+@emulates("led")
 class EmulatedLed(BusDevice):
     """A window screen: shows the text of show-text frames for its address or the broadcast one."""
-
-    kind = "led"
 
     def __init__(self, device_id: str, profile_name: str, profile: Profile, bus: DoryController, *,
                  address: int, window: int | None = None) -> None:
@@ -201,10 +249,11 @@ class EmulatedLed(BusDevice):
         return {**super().state(), **self.view()}
 
 
+@emulates("keypad")
 class EmulatedKeypad(BusDevice):
     """A call keypad: sends key frames until the host echoes them; shows what the host sends."""
 
-    kind = "keypad"
+    routes = {**BusDevice.routes, ("POST", "press"): "api_press"}
 
     def __init__(self, device_id: str, profile_name: str, profile: Profile, bus: DoryController, *,
                  address: int, window: int | None = None) -> None:
@@ -243,6 +292,15 @@ class EmulatedKeypad(BusDevice):
                 return PressResult(False, attempts, raw)
             finally:
                 self._expect = None
+
+    def api_press(self, request: Request) -> dict[str, Any]:
+        """``POST /keypad/{addr}/press {"key", "digits"?}``."""
+        key, digits = request.body.get("key"), request.body.get("digits", "")
+        if not isinstance(key, str):
+            raise ValueError("缺少 key：next、recall、start、evaluate、cancel、function、pause 或 transfer")
+        if not isinstance(digits, str):
+            raise ValueError("digits 须为由 0–9 组成的字符串")
+        return {"id": self.id, **self.press(key, digits).as_dict()}
 
     def on_bytes(self, data: bytes) -> None:
         for frame in self._framer.feed(data):

@@ -1,8 +1,10 @@
 """``EmulatedHall``: every emulated device of a hall config, for ``hall-emu run``, tests and demos.
 
-Devices whose config ``url`` is ``"emulated"`` are served here; LED screens and keypads are
-emulated when the controller named by their ``bus`` is. Kinds without an emulator yet (card
-reader, printer, speaker, camera) are listed with ``url: null`` so operators see what is missing.
+Each config entry is built by the emulator class registered for its kind
+(``hw_emulators.registry``); the hall itself knows no kind by name. Devices whose ``url`` is
+``"emulated"`` are served here; a device hosted on another one's link (LED screens and keypads on a
+communication controller) is emulated when its host is. Kinds without an emulator yet are listed
+with ``url: null`` so operators see what is missing.
 """
 
 from __future__ import annotations
@@ -16,21 +18,28 @@ from typing import Any
 import yaml
 
 from device_profiles import load_profile
+from drivers.registry import DEVICE_KINDS, UnknownDeviceKind, link_kind
 
 from .control import ControlServer
 from .device import AmbiguousDevice, DeviceNotFound, EmulatedDevice
-from .dory import BusDevice, DoryController, EmulatedKeypad, EmulatedLed
 from .link import Link, MemoryLink, MemoryPort, PtyLink, TcpLink
+from .registry import emulator_for
 
 logger = logging.getLogger(__name__)
 
 EMULATED = "emulated"
 LINK_KINDS = ("tcp", "pty", "memory")
-DEVICE_KINDS = ("controller", "led", "keypad", "card_reader", "printer", "speaker", "camera")
 
 
 class HallSetupError(ValueError):
     """The device list cannot be emulated as given (names the device at fault)."""
+
+
+def _owner_kind(kind: str) -> str:
+    try:
+        return link_kind(kind)
+    except UnknownDeviceKind:
+        return kind
 
 
 def read_hall_config(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any], Path | None]:
@@ -66,41 +75,41 @@ class EmulatedHall:
             raise HallSetupError(f"未知的链路 {link!r}（可选：{'、'.join(LINK_KINDS)}）")
         self.link_kind = link
         self._site_dir = site_dir
-        self.controllers: dict[str, DoryController] = {}
         self.devices: dict[str, EmulatedDevice] = {}
         self.pending: dict[str, dict[str, Any]] = {}  # listed kinds without an emulator yet
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._addresses: dict[tuple[str, str, int], str] = {}
         self._control: ControlServer | None = None
         self._started = False
         self._build([dict(d) if isinstance(d, Mapping) else asdict(d) for d in devices])
 
     # -- construction ---------------------------------------------------------------------------
     def _build(self, entries: list[dict[str, Any]]) -> None:
-        seen: set[str] = set()
         for entry in entries:
             dev_id, kind = entry.get("id"), entry.get("kind")
             if not isinstance(dev_id, str) or not dev_id:
                 raise HallSetupError(f"设备缺少 id：{entry}")
-            if dev_id in seen:
+            if dev_id in self._entries:
                 raise HallSetupError(f"{dev_id}：设备 id 重复")
-            seen.add(dev_id)
             if kind not in DEVICE_KINDS:
                 raise HallSetupError(f"{dev_id}：未知的设备类型 {kind!r}")
-        for entry in entries:
-            if entry["kind"] == "controller" and entry.get("url") == EMULATED:
-                self._add_controller(entry)
-        taken: set[tuple[str, str, int]] = set()
-        for entry in entries:
-            if entry["kind"] in ("led", "keypad"):
-                self._add_bus_device(entry, entries, taken)
-            elif entry["kind"] != "controller" and entry.get("url") == EMULATED:
+            self._entries[dev_id] = entry
+        # Link owners first, so that hosted devices find their host built.
+        for entry in sorted(entries, key=lambda e: _owner_kind(e["kind"]) != e["kind"]):
+            kind = entry["kind"]
+            hosted = _owner_kind(kind) != kind
+            if not hosted and entry.get("url") != EMULATED:
+                continue  # a real device: not ours to emulate
+            cls = emulator_for(kind)
+            if cls is None:
                 self.pending[entry["id"]] = {k: entry[k] for k in ("id", "kind", "kiosk", "window")
                                              if entry.get(k) is not None}
-        for controller in self.controllers.values():
-            rates = {d.profile.transport.get("baudrate") for d in controller.bus_devices}
-            rates.add(controller.profile.transport.get("baudrate"))
-            if len(rates - {None}) > 1:
-                logger.warning("%s: devices on this bus use different baud rates %s; the real bus "
-                               "would not work", controller.id, sorted(rates - {None}))
+                continue
+            if hosted and self.host_of(entry) is None:
+                continue  # on a real host
+            device = cls.build(entry, self._profile(entry, kind), self)
+            if device is not None:
+                self.devices[entry["id"]] = device
 
     def _profile(self, entry: dict[str, Any], kind: str) -> Any:
         name = entry.get("profile")
@@ -111,63 +120,49 @@ class EmulatedHall:
             raise HallSetupError(f"{entry['id']}：档案 {name} 用于 {profile.kind}，不是 {kind}")
         return profile
 
-    def _make_link(self, name: str) -> Link:
+    # HallBuilder, for the emulator classes' build()
+    def make_link(self, name: str) -> Link:
         if self.link_kind == "tcp":
             return TcpLink(name)
         if self.link_kind == "memory":
             return MemoryLink(name)
         return PtyLink(name)
 
-    def _add_controller(self, entry: dict[str, Any]) -> None:
-        dev_id = entry["id"]
-        controller = DoryController(dev_id, entry["profile"], self._profile(entry, "controller"),
-                                    self._make_link(dev_id))
-        self.controllers[dev_id] = controller
-        self.devices[dev_id] = controller
+    def host_of(self, entry: dict[str, Any]) -> EmulatedDevice | None:
+        """The emulated device whose link carries ``entry`` (None when that host is real hardware)."""
+        dev_id, host_kind = entry["id"], _owner_kind(entry["kind"])
+        host_id = entry.get("bus")
+        if host_id is None:
+            hosts = [e["id"] for e in self._entries.values() if e["kind"] == host_kind]
+            if len(hosts) != 1:
+                raise HallSetupError(f"{dev_id}：缺少 bus（所接{host_kind}的 id）")
+            host_id = hosts[0]
+        host = self._entries.get(host_id)
+        if host is None or host["kind"] != host_kind:
+            raise HallSetupError(f"{dev_id}：bus {host_id!r} 不是本配置中的 {host_kind}")
+        return self.devices.get(host_id)
 
-    def _add_bus_device(self, entry: dict[str, Any], entries: list[dict[str, Any]],
-                        taken: set[tuple[str, str, int]]) -> None:
-        dev_id, kind = entry["id"], entry["kind"]
-        bus_id = entry.get("bus")
-        if bus_id is None:
-            buses = [e["id"] for e in entries if e["kind"] == "controller"]
-            if len(buses) != 1:
-                raise HallSetupError(f"{dev_id}：缺少 bus（所接通讯控制器的 id）")
-            bus_id = buses[0]
-        if not any(e["id"] == bus_id and e["kind"] == "controller" for e in entries):
-            raise HallSetupError(f"{dev_id}：bus {bus_id!r} 不是本配置中的通讯控制器")
-        controller = self.controllers.get(bus_id)
-        if controller is None:
-            return  # on a real controller: not ours to emulate
-        address = entry.get("address")
-        if isinstance(address, bool) or not isinstance(address, int):
-            raise HallSetupError(f"{dev_id}：address 须为整数")
-        profile = self._profile(entry, kind)
-        low, high = profile.addressing.get("min", 0), profile.addressing.get("max", 255)
-        if not low <= address <= high:
-            raise HallSetupError(f"{dev_id}：地址 {address} 超出档案 {entry['profile']} 的范围 {low}–{high}")
-        if (bus_id, kind, address) in taken:
-            raise HallSetupError(f"{dev_id}：{bus_id} 上已有地址为 {address} 的 {kind}")
-        taken.add((bus_id, kind, address))
-        cls = EmulatedLed if kind == "led" else EmulatedKeypad
-        self.devices[dev_id] = cls(dev_id, entry["profile"], profile, controller, address=address,
-                                   window=entry.get("window"))
+    def claim_address(self, host_id: str, kind: str, address: int, device_id: str) -> None:
+        """Two devices of a kind cannot share an address on one line."""
+        key = (host_id, kind, address)
+        if key in self._addresses:
+            raise HallSetupError(f"{device_id}：{host_id} 上已有地址为 {address} 的 {kind}")
+        self._addresses[key] = device_id
 
     # -- life cycle -----------------------------------------------------------------------------
     def start(self) -> None:
         if self._started:
             return
         self._started = True
-        for controller in self.controllers.values():
-            controller.start()
-            logger.info("%s listens at %s", controller.id, controller.url)
+        for device in self.devices.values():
+            device.start()
 
     def stop(self) -> None:
         if self._control is not None:
             self._control.stop()
             self._control = None
-        for controller in self.controllers.values():
-            controller.stop()
+        for device in self.devices.values():
+            device.stop()
         self._started = False
 
     def __enter__(self) -> EmulatedHall:
@@ -186,24 +181,18 @@ class EmulatedHall:
 
     # -- lookups --------------------------------------------------------------------------------
     def device_urls(self) -> dict[str, str | None]:
-        """Where the daemon connects for each listed device (LED/keypad: their controller's url)."""
+        """Where the daemon connects for each listed device (hosted ones: their host's url)."""
         return {item["id"]: item["url"] for item in self.listing()}
-
-    def _url(self, device: EmulatedDevice) -> str:
-        controller = device.bus if isinstance(device, BusDevice) else device
-        assert isinstance(controller, DoryController)
-        return controller.url
 
     def listing(self) -> list[dict[str, Any]]:
         """``GET /devices``."""
-        out = [{**device.describe(), "url": self._url(device)} for device in self.devices.values()]
+        out = [{**device.describe(), "url": device.url} for device in self.devices.values()]
         out += [{**entry, "url": None} for entry in self.pending.values()]
         return out
 
     def state(self) -> dict[str, Any]:
         """``GET /state``: everything the dashboard shows."""
-        devices = [{**device.state(), "url": self._url(device), "emulated": True}
-                   for device in self.devices.values()]
+        devices = [{**device.state(), "url": device.url, "emulated": True} for device in self.devices.values()]
         devices += [{**entry, "url": None, "emulated": False, "online": False, "fault": None}
                     for entry in self.pending.values()]
         return {"link": self.link_kind, "devices": devices}
@@ -214,32 +203,38 @@ class EmulatedHall:
         except KeyError:
             raise DeviceNotFound(f"没有仿真设备 {device_id!r}") from None
 
-    def controller(self, device_id: str) -> DoryController:
-        device = self.device(device_id)
-        if not isinstance(device, DoryController):
-            raise DeviceNotFound(f"{device_id!r} 不是通讯控制器")
-        return device
-
-    def _on_bus(self, cls: type[BusDevice], address: int, bus: str | None) -> Any:
-        found = [d for d in self.devices.values()
-                 if isinstance(d, cls) and d.address == address and (bus is None or d.bus.id == bus)]
+    def find(self, kind: str, ref: str, bus: str | None = None) -> EmulatedDevice:
+        """A device of ``kind`` by the reference its control routes use (id, or bus address)."""
+        cls = emulator_for(kind)
+        if cls is None:
+            raise DeviceNotFound(f"这类设备暂未仿真：{kind}")
+        if cls.lookup != "address":
+            device = self.device(ref)
+            if device.kind != kind:
+                raise DeviceNotFound(f"{ref} 是 {device.kind}，不是 {kind}")
+            return device
+        if not ref.isdigit() or int(ref) > 255:
+            raise ValueError(f"地址须为 0–255 的整数，收到 {ref!r}")
+        address = int(ref)
+        found = [d for d in self.devices.values() if d.kind == kind and d.address == address
+                 and (bus is None or getattr(d, "host_id", None) == bus)]
         where = f"{bus} 上" if bus else ""
         if not found:
-            raise DeviceNotFound(f"{where}地址 {address} 上没有 {cls.kind}")
+            raise DeviceNotFound(f"{where}地址 {address} 上没有 {kind}")
         if len(found) > 1:
-            raise AmbiguousDevice(f"地址 {address} 上有 {len(found)} 个 {cls.kind}，请加 ?bus=ID"
-                                  f"（可选：{'、'.join(d.bus.id for d in found)}）")
+            hosts = "、".join(str(getattr(d, "host_id", "?")) for d in found)
+            raise AmbiguousDevice(f"地址 {address} 上有 {len(found)} 个 {kind}，请加 ?bus=ID（可选：{hosts}）")
         return found[0]
 
-    def led(self, address: int, bus: str | None = None) -> EmulatedLed:
-        return self._on_bus(EmulatedLed, address, bus)
+    def led(self, address: int, bus: str | None = None) -> Any:
+        return self.find("led", str(address), bus)
 
-    def keypad(self, address: int, bus: str | None = None) -> EmulatedKeypad:
-        return self._on_bus(EmulatedKeypad, address, bus)
+    def keypad(self, address: int, bus: str | None = None) -> Any:
+        return self.find("keypad", str(address), bus)
 
-    def host_port(self, controller_id: str, timeout: float | None = 1.0) -> MemoryPort:
-        """The host end of an in-process (``link="memory"``) controller."""
-        link = self.controller(controller_id).link
+    def host_port(self, device_id: str, timeout: float | None = 1.0) -> MemoryPort:
+        """The host end of an in-process (``link="memory"``) device link."""
+        link = getattr(self.device(device_id), "link", None)
         if not isinstance(link, MemoryLink):
-            raise HallSetupError(f"{controller_id}：不是进程内链路，请连接它的 url")
+            raise HallSetupError(f"{device_id}：不是进程内链路，请连接它的 url")
         return link.host_port(timeout)

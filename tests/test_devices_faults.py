@@ -24,7 +24,7 @@ def test_unplugged_bus_goes_offline_once_and_comes_back_showing_the_current_stat
         hall.service.execute(KEYPAD_3, "login", {"staff_id": "1003"})
         hall.wait_led(3, DEFAULT_IDLE_TEXT)
         number = hall.issue()
-        controller = hall.emu.controller("bus-1")
+        controller = hall.emu.device("bus-1")
 
         controller.set_fault("disconnect")
         wait_until(lambda: len(hall.device_events("device_offline")) == len(BUS_DEVICES), 3,
@@ -64,7 +64,7 @@ def test_noise_and_garbage_do_not_crash_the_manager(tmp_path):
         hall.wait_online()
         hall.service.execute(KEYPAD_3, "login", {"staff_id": "1003"})
         number = hall.issue()
-        controller = hall.emu.controller("bus-1")
+        controller = hall.emu.device("bus-1")
         keypad = hall.emu.keypad(3)
 
         # Line noise on the keypad's frames: the checksum fails, the host drops them, nothing acks.
@@ -109,6 +109,6 @@ def test_emulated_bus_is_found_through_the_control_api_once_it_is_up(tmp_path):
         hall.emu.serve_control("127.0.0.1", port)
         hall.wait_online(timeout=10.0)  # the link retries at most every 4 s
         assert len(hall.device_events("device_offline", "led-3")) == 1
-        assert hall.daemon.devices.links["bus-1"].bus.url == hall.emu.device_urls()["bus-1"]
+        assert hall.daemon.devices.handler("bus-1").link.driver.url == hall.emu.device_urls()["bus-1"]
     finally:
         hall.close()

@@ -8,19 +8,22 @@ from typing import Any
 import pytest
 
 from drivers import registry
+from drivers.base import CameraDriver, PrinterDriver
 from drivers.window_bus import open_window_bus
 
 
 @pytest.fixture
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Isolate the module state so plug-in tests do not leak into other tests."""
-    monkeypatch.setattr(registry, "_factories", dict(registry._factories))
+    monkeypatch.setattr(registry, "_specs", dict(registry._specs))
     monkeypatch.setattr(registry, "_loaded", False)
 
 
 def test_window_bus_serves_led_keypad_and_controller() -> None:
     for kind in ("led", "keypad", "controller"):
         assert registry.get_factory(kind) is open_window_bus
+    assert registry.link_kind("led") == registry.link_kind("keypad") == "controller"
+    assert registry.link_kind("controller") == "controller"
     assert {"led", "keypad", "controller"} <= set(registry.registered_kinds())
 
 
@@ -32,21 +35,21 @@ def test_unknown_kind() -> None:
 
 
 def test_register_decorator(clean_registry: None, caplog: pytest.LogCaptureFixture) -> None:
-    @registry.register("printer", "card_reader")
-    def open_printer(url: str, profiles: list[Any]) -> str:
+    @registry.register("printer", interface=PrinterDriver, codec="drivers.codecs.window_bus")
+    def open_printer(url: str, profiles: list[Any], **options: Any) -> Any:
         return f"printer at {url}"
 
     assert registry.get_factory("printer")("loop://", []) == "printer at loop://"
-    assert registry.get_factory("card_reader") is open_printer
+    assert registry.spec("printer").interface is PrinterDriver
 
-    @registry.register("printer")
-    def other(url: str, profiles: list[Any]) -> None:
+    @registry.register("printer", interface=PrinterDriver, codec="drivers.codecs.window_bus")
+    def other(url: str, profiles: list[Any], **options: Any) -> Any:
         return None
 
     assert registry.get_factory("printer") is other
     assert "replaced" in caplog.text
-    with pytest.raises(ValueError):
-        registry.register()
+    with pytest.raises(ValueError, match="fax"):
+        registry.register("fax", interface=PrinterDriver, codec="x")
 
 
 class FakeEntryPoint:
@@ -58,20 +61,23 @@ class FakeEntryPoint:
     def load(self) -> Any:
         if isinstance(self._target, Exception):
             raise self._target
-        return self._target
+        return self._target()
 
 
 def test_entry_point_plugins(
     clean_registry: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def open_camera(url: str, profiles: list[Any]) -> str:
+    def open_camera(url: str, profiles: list[Any], **options: Any) -> Any:
         return "camera"
+
+    def plugin_module() -> None:  # what importing a plug-in module does
+        registry.register("camera", interface=CameraDriver, codec="drivers.codecs.window_bus")(open_camera)
 
     groups: list[str] = []
 
     def entry_points(group: str) -> list[FakeEntryPoint]:
         groups.append(group)
-        return [FakeEntryPoint("camera", open_camera), FakeEntryPoint("broken", ImportError("no module"))]
+        return [FakeEntryPoint("camera", plugin_module), FakeEntryPoint("broken", ImportError("no module"))]
 
     monkeypatch.setattr(registry, "entry_points", entry_points)
     caplog.set_level(logging.ERROR, logger="drivers.registry")
@@ -79,5 +85,3 @@ def test_entry_point_plugins(
     assert registry.get_factory("led") is open_window_bus  # a broken plug-in does not hurt the others
     assert groups == [registry.ENTRY_POINT_GROUP]
     assert "broken" in caplog.text
-    with pytest.raises(registry.UnknownDeviceKind):
-        registry.get_factory("broken")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from device_profiles import keypad_framing, led_framing, load_profile
+from device_profiles import load_profile
 from drivers.codecs.window_bus import (
     KeypadFrame,
     LedDecoder,
@@ -21,6 +21,8 @@ from drivers.codecs.window_bus import (
     decode_led_text,
     encode_keypad,
     key_press_frame,
+    keypad_framing,
+    led_framing,
 )
 from drivers.transport import Transport, TransportIOError, TransportTimeout, open_transport
 from drivers.window_bus import BusClosed, WindowBus, open_window_bus
@@ -121,6 +123,7 @@ def fake_bus(fake: FakeTransport, rec: Recorder) -> Iterator[WindowBus]:
         on_key=rec.on_key,
         on_error=rec.on_error,
     )
+    bus.open()
     yield bus
     fake.gate.set()
     bus.close()
@@ -149,6 +152,7 @@ def pty_bus(rec: Recorder) -> Iterator[tuple[int, WindowBus]]:
         on_key=rec.on_key,
         on_error=rec.on_error,
     )
+    bus.open()
     yield master, bus
     bus.close()
     for fd in (master, slave):
@@ -280,6 +284,7 @@ def test_acknowledgement_jumps_the_queue(fake: FakeTransport, fake_bus: WindowBu
 
 def test_full_queue_drops_the_oldest(fake: FakeTransport, rec: Recorder) -> None:
     bus = WindowBus(fake, queue_size=2, on_error=rec.on_error)
+    bus.open()
     hold_writer(fake, bus)
     for addr in (1, 2, 3):
         bus.show_text(addr, "A001")
@@ -304,6 +309,7 @@ def test_overlong_text_is_cut_to_the_screen(
 
 def test_inter_frame_gap_follows_the_baud_rate(fake: FakeTransport) -> None:
     bus = WindowBus(fake, baudrate=9600)
+    bus.open()
     assert bus.char_time == pytest.approx(10 / 9600)
     assert bus.gap == pytest.approx(3.5 * 10 / 9600)  # 3.65 ms
     for addr in range(1, 6):
@@ -318,6 +324,7 @@ def test_inter_frame_gap_follows_the_baud_rate(fake: FakeTransport) -> None:
 
 def test_gap_is_at_least_one_millisecond(fake: FakeTransport) -> None:
     bus = WindowBus(fake, baudrate=115200)
+    bus.open()
     assert bus.gap == pytest.approx(0.001)  # 3.5 chars would be 0.3 ms
     bus.close()
 
@@ -330,6 +337,7 @@ def test_repeated_key_event_within_guard_is_acked_but_not_repeated(
 ) -> None:
     now = [100.0]
     bus = WindowBus(fake, on_key=rec.on_key, clock=lambda: now[0], repeat_guard=0.5)
+    bus.open()
     fake.incoming.put(NEXT_3)
     assert wait_for(lambda: bus.stats.acks_sent == 1)
     now[0] = 100.3  # the keypad repeats because it missed our echo
@@ -394,6 +402,7 @@ def test_write_failure_is_reported_once(fake: FakeTransport, fake_bus: WindowBus
 
 def test_close_sends_what_is_queued_then_closes(fake: FakeTransport, rec: Recorder) -> None:
     bus = WindowBus(fake, on_error=rec.on_error)
+    bus.open()
     for addr in (1, 2, 3):
         bus.show_text(addr, "A001")
     bus.close()
@@ -408,6 +417,7 @@ def test_close_sends_what_is_queued_then_closes(fake: FakeTransport, rec: Record
 def test_close_from_inside_on_error_does_not_deadlock(fake: FakeTransport) -> None:
     buses: list[WindowBus] = []
     bus = WindowBus(fake, on_error=lambda exc: buses[0].close())
+    bus.open()
     buses.append(bus)
     fake.incoming.put(TransportIOError("拔线"))
     assert wait_for(lambda: fake.closed)
@@ -419,6 +429,7 @@ def test_close_from_inside_on_error_does_not_deadlock(fake: FakeTransport) -> No
 def test_open_window_bus_from_profiles(rec: Recorder) -> None:
     profiles = [load_profile(n) for n in ("dory-controller", "dory-led-375-4", "dory-keypad")]
     bus = open_window_bus("loop://", profiles, on_key=rec.on_key, on_error=rec.on_error)
+    bus.open()
     try:
         assert bus.led_framing == led_framing(profiles[1])
         assert bus.keypad_framing == keypad_framing(profiles[2])
@@ -431,6 +442,7 @@ def test_open_window_bus_from_profiles(rec: Recorder) -> None:
 
 def test_open_window_bus_other_led_model() -> None:
     bus = open_window_bus("loop://", [load_profile("generic-led-8")])
+    bus.open()
     try:
         assert bus.char_time == pytest.approx(10 / 19200)
         assert bus.led_framing.broadcast == 0x00
@@ -446,6 +458,7 @@ def test_open_window_bus_with_an_echoing_adapter(tmp_path: Path, rec: Recorder) 
     )
     profiles = [load_profile("dory-controller", tmp_path), load_profile("dory-keypad")]
     bus = open_window_bus("loop://", profiles, on_key=rec.on_key)
+    bus.open()
     try:
         bus.transport.write(encode_keypad(key_press_frame(5, "pause")))
         assert wait_for(lambda: bus.stats.acks_sent == 1)

@@ -56,7 +56,7 @@ class Host:
         else:
             self.port = serial.serial_for_url(self.url, baudrate=9600, timeout=0.05)
         if hall.link_kind == "tcp":  # bytes the device sends before it accepted us are lost
-            assert wait_for(lambda: hall.controller(bus).link.host_connected)
+            assert wait_for(lambda: hall.device(bus).link.host_connected)
 
     def write(self, data: bytes) -> None:
         self.port.write(data)
@@ -120,7 +120,7 @@ def test_led_accepts_codec_frames_broadcast_and_cuts_overflow(hall: EmulatedHall
 
 def test_led_drops_stale_partial_frame_after_idle_gap(hall: EmulatedHall, host: Host) -> None:
     host.write(bytes.fromhex("A0 90 03 A5 03 00 41"))  # claims 768 data bytes, then the line goes idle
-    time.sleep(hall.controller("bus-1").idle_s + 0.05)
+    time.sleep(hall.device("bus-1").idle_s + 0.05)
     host.write(LED3_A001)
     assert wait_for(lambda: hall.led(3).text == "A001", timeout=1.0)
 
@@ -160,7 +160,7 @@ def test_unknown_key_and_bad_digits_are_rejected(hall: EmulatedHall) -> None:
 
 def test_corrupt_fault_host_decoder_discards_and_resyncs(hall: EmulatedHall, host: Host) -> None:
     decoder = KeypadDecoder()
-    hall.controller("bus-1").set_fault("corrupt")
+    hall.device("bus-1").set_fault("corrupt")
     thread, box = press_async(hall, 3, "next", "12", ack_timeout=0.1, attempts=1)
     garbled = host.read(len(KEYPAD3_12_NEXT))
     thread.join(3)
@@ -168,7 +168,7 @@ def test_corrupt_fault_host_decoder_discards_and_resyncs(hall: EmulatedHall, hos
     assert decoder.feed(garbled) == [] and decoder.discarded > 0
     assert not box["result"].acked
 
-    hall.controller("bus-1").clear_fault()
+    hall.device("bus-1").clear_fault()
     thread, box = press_async(hall, 3, "recall", ack_timeout=0.5, attempts=1)
     clean = host.read(len(KEYPAD3_RECALL))
     assert decoder.feed(clean) == [KeypadFrame(3, 0x01, b"\x0d")]
@@ -188,7 +188,7 @@ def test_corrupt_fault_on_led_drops_frames(hall: EmulatedHall, host: Host) -> No
 
 
 def test_silent_fault_answers_nothing_and_hears_nothing(hall: EmulatedHall, host: Host) -> None:
-    hall.controller("bus-1").set_fault("silent")
+    hall.device("bus-1").set_fault("silent")
     thread, box = press_async(hall, 3, "recall", ack_timeout=0.15, attempts=2)
     host.write(KEYPAD3_RECALL)  # even an echo sent blindly is swallowed
     host.write(LED3_A001)
@@ -198,7 +198,7 @@ def test_silent_fault_answers_nothing_and_hears_nothing(hall: EmulatedHall, host
     assert hall.led(3).text == ""
     assert not hall.device("keypad-3").online
 
-    hall.controller("bus-1").clear_fault()
+    hall.device("bus-1").clear_fault()
     host.write(LED3_A001)
     assert wait_for(lambda: hall.led(3).text == "A001")
 
@@ -212,7 +212,7 @@ def test_silent_keypad_does_not_send(hall: EmulatedHall, host: Host) -> None:
 
 
 def test_delay_fault_holds_answers_and_display(hall: EmulatedHall, host: Host) -> None:
-    hall.controller("bus-1").set_fault("delay", 300)
+    hall.device("bus-1").set_fault("delay", 300)
     started = time.monotonic()
     thread, box = press_async(hall, 3, "recall", ack_timeout=0.5, attempts=1)
     assert host.read(len(KEYPAD3_RECALL)) == KEYPAD3_RECALL
@@ -220,7 +220,7 @@ def test_delay_fault_holds_answers_and_display(hall: EmulatedHall, host: Host) -
     host.write(KEYPAD3_RECALL)
     thread.join(3)
     assert box["result"].acked
-    hall.controller("bus-1").clear_fault()
+    hall.device("bus-1").clear_fault()
 
     hall.device("led-3").set_fault("delay", 300)
     host.write(LED3_A001)
@@ -245,7 +245,7 @@ def _check_bus_works(hall: EmulatedHall, host: Host) -> None:
 def test_disconnect_over_tcp_then_clear() -> None:
     with EmulatedHall(DEVICES, link="tcp") as hall:
         host = Host(hall)
-        controller = hall.controller("bus-1")
+        controller = hall.device("bus-1")
         assert wait_for(lambda: controller.link.host_connected)
         controller.set_fault("disconnect")
         with pytest.raises(serial.SerialException):
@@ -279,7 +279,7 @@ def test_disconnect_over_pty_unplugs_and_replugs_at_same_url() -> None:
     with EmulatedHall(DEVICES, link="pty") as hall:
         host = Host(hall)
         url = host.url
-        hall.controller("bus-1").set_fault("disconnect")
+        hall.device("bus-1").set_fault("disconnect")
         with pytest.raises(serial.SerialException):
             host.read(1, timeout=1.0)
         with pytest.raises(serial.SerialException):
@@ -289,7 +289,7 @@ def test_disconnect_over_pty_unplugs_and_replugs_at_same_url() -> None:
         with pytest.raises(serial.SerialException):
             serial.serial_for_url(url, timeout=0.1)
 
-        hall.controller("bus-1").clear_fault()
+        hall.device("bus-1").clear_fault()
         host = Host(hall)
         assert host.url == url
         _check_bus_works(hall, host)
@@ -299,12 +299,12 @@ def test_disconnect_over_pty_unplugs_and_replugs_at_same_url() -> None:
 def test_disconnect_in_process() -> None:
     with EmulatedHall(DEVICES, link="memory") as hall:
         host = Host(hall)
-        hall.controller("bus-1").set_fault("disconnect")
+        hall.device("bus-1").set_fault("disconnect")
         with pytest.raises(ConnectionError):
             host.read(1)
         with pytest.raises(ConnectionError):
             hall.host_port("bus-1")
-        hall.controller("bus-1").clear_fault()
+        hall.device("bus-1").clear_fault()
         _check_bus_works(hall, Host(hall))
 
 

@@ -71,7 +71,7 @@ def api(hall: EmulatedHall) -> Api:
 def host(hall: EmulatedHall) -> Iterator[serial.Serial]:
     port = serial.serial_for_url(hall.device_urls()["bus-1"], timeout=0.05)
     deadline = time.monotonic() + 2
-    while not hall.controller("bus-1").link.host_connected and time.monotonic() < deadline:
+    while not hall.device("bus-1").link.host_connected and time.monotonic() < deadline:
         time.sleep(0.01)
     yield port
     port.close()

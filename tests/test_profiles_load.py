@@ -15,13 +15,11 @@ from device_profiles import (
     SCHEMA_FILE,
     Profile,
     ProfileError,
-    keypad_framing,
-    led_framing,
     list_profiles,
     load_profile,
     transport_options,
 )
-from drivers.codecs.window_bus import KEY_CODES, KeypadFraming, LedFraming
+from drivers.codecs.window_bus import KEY_CODES, KeypadFraming, LedFraming, keypad_framing, led_framing
 
 REQUIRED = {
     "dory-controller",
@@ -163,15 +161,24 @@ def test_site_profile_overriding_and_extending_the_packaged_one(tmp_path: Path) 
     write(
         tmp_path,
         "dory-led-375-4",
-        "extends: dory-led-375-4\nframing:\n  colour: 0x07\nquirks:\n  pad_text: true\n",
+        "extends: dory-led-375-4\nframing:\n  colour: 0x07\nfeatures: [text]\n",
     )
     profile = load_profile("dory-led-375-4", tmp_path)
     assert [p.stem for p in profile.chain] == ["base-led-window", "dory-led-375-4", "dory-led-375-4"]
     assert profile.chain[1].parent == PACKAGE_DIR
     assert led_framing(profile).colour == 0x07
     assert led_framing(profile).max_chars == 4
-    assert profile.quirks == {"pad_text": True}
+    assert profile.features == ("text",)
     assert list_profiles(tmp_path).count("dory-led-375-4") == 1
+
+
+def test_a_quirk_the_kind_does_not_know_is_an_error(tmp_path: Path) -> None:
+    """A typo in a quirk fails when the profile loads instead of being silently ignored."""
+    write(tmp_path, "dory-keypad", "extends: dory-keypad\nquirks:\n  repeat_gaurd_ms: 300\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile("dory-keypad", tmp_path)
+    assert info.value.field == "quirks.repeat_gaurd_ms"
+    assert "repeat_guard_ms" in info.value.message
 
 
 def test_site_profile_replacing_the_packaged_one(tmp_path: Path) -> None:

@@ -44,7 +44,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from device_profiles import Profile, make_framing, require_kind
 
 __all__ = [
     "DEFAULT_KEYPAD_FRAMING",
@@ -58,6 +60,8 @@ __all__ = [
     "KEY_FUNCTION",
     "KEY_NEXT",
     "KEY_PAUSE",
+    "keypad_framing",
+    "led_framing",
     "KEY_RECALL",
     "KEY_START",
     "KEY_TRANSFER",
@@ -479,3 +483,34 @@ def led_text_frame(
     """A show-text frame for one screen (or ``framing.broadcast``); the colour defaults per framing."""
     colour = framing.colour if colour is None else colour
     return LedFrame(addr, framing.cmd_text, encode_led_text(text, colour, framing.encoding))
+
+
+# ------------------------------------------------------------------------------ framing from profiles
+
+
+def led_framing(profile: Profile) -> LedFraming:
+    """Codec parameters of an LED screen profile."""
+    require_kind(profile, "led")
+    f = profile.framing
+    values: dict[str, Any] = {
+        key: f[key] for key in ("checksum", "cmd_text", "encoding", "colour", "max_chars", "max_data") if key in f
+    }
+    if "preamble" in f:
+        values["preamble"] = bytes(f["preamble"])
+    if "broadcast" in profile.addressing:
+        values["broadcast"] = profile.addressing["broadcast"]
+    return make_framing(profile, LedFraming, values)
+
+
+def keypad_framing(profile: Profile) -> KeypadFraming:
+    """Codec parameters of a call keypad profile."""
+    require_kind(profile, "keypad")
+    f = profile.framing
+    values: dict[str, Any] = {
+        key: f[key] for key in ("start", "end", "checksum", "func_key", "func_display", "max_data") if key in f
+    }
+    if "preamble" in f:
+        values["preamble"] = bytes(f["preamble"])
+    if "keys" in f:
+        values["key_codes"] = {**KEY_CODES, **f["keys"]}
+    return make_framing(profile, KeypadFraming, values)

@@ -9,7 +9,8 @@ digits + next       ``call_number``: the digits are the number without its prefi
 recall              ``recall``
 start               ``start``
 evaluate            ``request_rating``
-pause               ``pause`` when the window is open, ``resume`` when it is paused
+pause               ``pause {finish_current: true}`` when the window is open (an open visit is
+                    finished first, as with next), ``resume`` when it is paused
 digits + transfer   ``transfer {window: N}``; without digits the key is refused (``bad_request``)
 cancel              ``skip`` (no-show)
 digits + function   ``login {staff_id: job number}`` (keypad login needs no PIN)
@@ -41,7 +42,7 @@ def key_command(key: str, digits: str, window_status: str, prefix: str) -> tuple
     if key == "function":
         return ("login", {"staff_id": digits}) if digits else ("logout", {})
     if key == "pause":
-        return ("resume", {}) if window_status == "paused" else ("pause", {})
+        return ("resume", {}) if window_status == "paused" else ("pause", {"finish_current": True})
     simple = {"recall": "recall", "start": "start", "evaluate": "request_rating", "cancel": "skip"}
     if key in simple:
         return simple[key], {}

@@ -1,13 +1,16 @@
-"""One communication controller and the LED screens and keypads behind it: open, watch, reopen.
+"""DeviceLink: one driver of any kind, supervised: open, watch, reopen — the one place that retries devices.
 
-The window bus driver reports a failure once and stops; this supervisor owns everything after that:
-it marks the controller and every device on its bus offline once, reopens with capped exponential
-backoff, and tells the device manager when the bus is back so it can restore what the screens show.
+A driver (``drivers.base.DeviceDriver``) reports a failure once and stops; this supervisor owns
+everything after that: it marks the device and every device hosted on its link (LED screens and
+keypads behind a communication controller) offline once, reopens with capped exponential backoff,
+and calls ``on_up`` when the link is back so its handler can restore what the device shows.
 
-Nothing on the bus answers unless a key is pressed, so a link counts as up once it has stayed open
+Many devices answer nothing unless asked or pressed, so a link counts as up once it has stayed open
 for :data:`SETTLE_S`. A serial server that accepts the connection and drops it at once (as one with
 nothing behind it does) therefore neither flaps the devices' state nor resets the backoff. For the
-same reason the screens and keypads share their bus's state: a single dead screen cannot be seen.
+same reason hosted devices share their link's state: a single dead screen cannot be seen.
+A handler whose own call on the driver failed (a print job, say) hands the error to
+:meth:`DeviceLink.report_failure`, which takes the link down and lets the supervisor reopen it.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import json
 import logging
 import random
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from device_profiles import ProfileError, load_profile
+from drivers.base import DeviceDriver
 from drivers.registry import get_factory
 from drivers.transport import TransportError
-from drivers.window_bus import WindowBus
 
 from ..backoff import Backoff
 from ..config import DeviceConfig
@@ -35,7 +38,6 @@ CONTROL_TIMEOUT_S = 1.0
 # Failures that are expected on a flaky or absent device; anything else is logged with a traceback.
 EXPECTED_ERRORS = (TransportError, ProfileError, ValueError, OSError, LookupError)
 
-KeyHandler = Callable[["BusLink", int, str, str], None]
 StatusHandler = Callable[[DeviceConfig, bool, str | None], None]
 
 
@@ -49,33 +51,34 @@ def emulator_url(control: str, device_id: str, timeout: float = CONTROL_TIMEOUT_
     raise LookupError(f"模拟器未提供设备 {device_id}")
 
 
-class BusLink:
-    """Supervises one window bus on its own thread; the current :class:`WindowBus` is ``bus``."""
+class DeviceLink:
+    """Supervises one driver on its own thread; the open driver (or None) is ``driver``.
+
+    ``driver_options`` go to the kind's factory beside ``on_error`` (e.g. ``on_key``, ``on_card``).
+    """
 
     def __init__(
         self,
-        controller: DeviceConfig,
-        members: Sequence[DeviceConfig],
+        owner: DeviceConfig,
+        members: Sequence[DeviceConfig] = (),
         *,
         resolve_url: Callable[[DeviceConfig], str],
         profiles_dir: str | None,
-        on_key: KeyHandler,
-        on_up: Callable[[BusLink], None],
+        on_up: Callable[[DeviceLink], None],
         on_status: StatusHandler,
-        clock: Callable[[], float] = time.monotonic,
+        driver_options: dict[str, Any] | None = None,
         backoff: Backoff | None = None,
         settle: float = SETTLE_S,
         rng: random.Random | None = None,
     ) -> None:
-        self.controller = controller
+        self.owner = owner
         self.members = tuple(members)
-        self.bus: WindowBus | None = None
+        self.driver: DeviceDriver | None = None
         self._resolve_url = resolve_url
         self._profiles_dir = profiles_dir
-        self._on_key = on_key
+        self._driver_options = dict(driver_options or {})
         self._on_up = on_up
         self._on_status = on_status
-        self._clock = clock
         # Capped below 5 s so that a replugged bus is back (reopened and settled) within 5 s.
         self._backoff = backoff or Backoff(base=0.2, cap=4.0)
         self._settle = settle
@@ -84,19 +87,25 @@ class BusLink:
         self._stopping = False
         self._error: Exception | None = None
         self._online: bool | None = None
-        self._thread = threading.Thread(target=self._run, name=f"devices-{controller.id}", daemon=True)
+        self._thread: threading.Thread | None = None
 
     @property
     def id(self) -> str:
-        return self.controller.id
+        return self.owner.id
+
+    @property
+    def online(self) -> bool:
+        return bool(self._online)
 
     def start(self) -> None:
-        self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"devices-{self.id}", daemon=True)
+            self._thread.start()
 
     def stop(self, timeout: float = 3.0) -> None:
         self._stopping = True
         self._wake.set()
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._thread.join(timeout)
 
     # ------------------------------------------------------------------------------ supervisor
@@ -111,21 +120,21 @@ class BusLink:
             self._mark(False, str(error) or type(error).__name__)
             delay = self._backoff.delay(failures, self._rng)
             log.log(logging.WARNING if failures == 1 else logging.DEBUG,
-                    "%s: window bus unavailable (%s); retry %d in %.2f s", self.id, error, failures, delay)
+                    "%s: device link unavailable (%s); retry %d in %.2f s", self.id, error, failures, delay)
             self._wake.wait(delay)
             self._wake.clear()
 
     def _session(self) -> tuple[Exception, bool]:
-        """Open the bus and hold it until it fails: ``(error, whether it counted as up)``."""
+        """Open the driver and hold it until it fails: ``(error, whether it counted as up)``."""
         try:
-            bus = self._open()
+            driver = self._open()
         except Exception as exc:
             if not isinstance(exc, EXPECTED_ERRORS):
-                log.exception("%s: unexpected error opening the window bus", self.id)
+                log.exception("%s: unexpected error opening the device", self.id)
             return exc, False
-        self.bus = bus
+        self.driver = driver
         try:
-            log.info("%s: window bus open at %s", self.id, bus.url)
+            log.info("%s: open at %s", self.id, driver.url)
             self._on_up(self)
             up = not self._wake.wait(self._settle)
             if up:
@@ -133,25 +142,28 @@ class BusLink:
                 self._wake.wait()
             return self._error or TransportError("已停止"), up
         finally:
-            self.bus = None
-            bus.close()
+            self.driver = None
+            driver.close()
             self._wake.clear()
 
-    def _open(self) -> WindowBus:
-        url = self._resolve_url(self.controller)
-        names = dict.fromkeys(d.profile for d in (self.controller, *self.members))
+    def _open(self) -> DeviceDriver:
+        url = self._resolve_url(self.owner)
+        names = dict.fromkeys(d.profile for d in (self.owner, *self.members))
         profiles = [load_profile(name, site_dir=self._profiles_dir) for name in names]
         self._error = None
-        factory = get_factory(self.controller.kind)
-        return factory(url, profiles, on_key=self._key, on_error=self._failed, clock=self._clock)
+        factory = get_factory(self.owner.kind)
+        driver = factory(url, profiles, on_error=self.report_failure, **self._driver_options)
+        try:
+            driver.open()
+        except BaseException:
+            driver.close()
+            raise
+        return driver
 
-    # ------------------------------------------------------------------------------ bus callbacks
-
-    def _key(self, addr: int, key: str, digits: str) -> None:
-        self._on_key(self, addr, key, digits)
-
-    def _failed(self, exc: Exception) -> None:
-        self._error = exc
+    def report_failure(self, exc: Exception) -> None:
+        """The driver failed (on its own thread, or in a handler's call): reopen it with backoff."""
+        if self._error is None:
+            self._error = exc
         self._wake.set()
 
     # ------------------------------------------------------------------------------ device state
@@ -162,6 +174,6 @@ class BusLink:
             return
         self._online = online
         if online:
-            log.info("%s: window bus online (%d devices)", self.id, len(self.members))
-        for device in (self.controller, *self.members):
+            log.info("%s: online (%d devices)", self.id, 1 + len(self.members))
+        for device in (self.owner, *self.members):
             self._on_status(device, online, error)

@@ -650,13 +650,16 @@ class QueueEngine:
         out.result = {"ticket": ticket.public()}
         return out
 
-    def pause(self, window: int, reason: Any = None) -> Outcome:
+    def pause(self, window: int, reason: Any = None, *, finish_current: bool = False) -> Outcome:
+        """Pause calling; with ``finish_current`` (the keypad's pause key) the open visit is finished first."""
         out, now = self._begin()
         win = self._logged_in(window)
-        if win.current:
-            raise DomainError("conflict", "请先办结当前号再暂停")
         if win.paused:
             raise DomainError("conflict", f"{window}号窗口已暂停")
+        if win.current:
+            if not finish_current:
+                raise DomainError("conflict", "请先办结当前号再暂停")
+            self._finish(win, self._current(win), now, outcome="completed", note=None)
         win = self._touch_window(window)
         win.paused, win.paused_reason = True, reason if isinstance(reason, str) else None
         self._emit("window_paused", now, window=window, reason=win.paused_reason)

@@ -1,0 +1,104 @@
+"""Device handlers: what the daemon does with one kind of device, found by kind through one registry.
+
+A handler serves one link-owning device of the hall config (a communication controller, a card
+reader, a printer, a speaker, ...) and the devices hosted on its link. It supervises the driver
+through a :class:`~.link.DeviceLink` (the one place that retries), turns the device's input into
+service commands (a key press, a card read) and keeps the device showing the current state.
+
+Life cycle: the constructor builds, ``start()`` starts threads, ``stop()`` stops them.
+A handler class registers itself with :func:`handles`; the device manager imports the built-in
+handler modules and dispatches through :func:`handler_for` — never on kind names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from drivers.registry import DEVICE_KINDS
+
+from ..config import DeviceConfig, HallConfig
+
+if TYPE_CHECKING:
+    from ..service import HallService
+    from .link import DeviceLink
+
+__all__ = ["DeviceHandler", "HandlerContext", "handled_kinds", "handler_for", "handles"]
+
+_BUILTIN_MODULES = ("hall_controller.devices.window_bus",)
+_handlers: dict[str, type[DeviceHandler]] = {}
+_loaded = False
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """What every handler gets from the device manager."""
+
+    config: HallConfig
+    service: HallService
+    resolve_url: Callable[[DeviceConfig], str]
+    on_status: Callable[[DeviceConfig, bool, str | None], None]
+    options: dict[str, Any]  # daemon-level settings a kind may read (e.g. the window bus clock)
+
+    def link(self, owner: DeviceConfig, members: Sequence[DeviceConfig] = (), *,
+             on_up: Callable[[DeviceLink], None], **driver_options: Any) -> DeviceLink:
+        """A supervised link to ``owner``'s driver (not started)."""
+        from .link import DeviceLink
+
+        return DeviceLink(owner, members, resolve_url=self.resolve_url, profiles_dir=self.config.profiles_dir,
+                          on_up=on_up, on_status=self.on_status, driver_options=driver_options)
+
+
+class DeviceHandler(ABC):
+    kind: ClassVar[str]
+
+    def __init__(self, ctx: HandlerContext, device: DeviceConfig, members: Sequence[DeviceConfig]) -> None:
+        self.ctx = ctx
+        self.device = device
+        self.members = tuple(members)
+
+    @property
+    def id(self) -> str:
+        return self.device.id
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+
+H = TypeVar("H", bound="type[DeviceHandler]")
+
+
+def handles(kind: str) -> Callable[[H], H]:
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"unknown device kind {kind!r}")
+
+    def decorate(cls: H) -> H:
+        cls.kind = kind
+        _handlers[kind] = cls
+        return cls
+
+    return decorate
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in _BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
+def handler_for(kind: str) -> type[DeviceHandler] | None:
+    _load()
+    return _handlers.get(kind)
+
+
+def handled_kinds() -> list[str]:
+    _load()
+    return [kind for kind in DEVICE_KINDS if kind in _handlers]

@@ -1,0 +1,101 @@
+"""DeviceManager: every device of the hall config, each run by the handler registered for its kind.
+
+The manager knows no kind by name. For each device that owns a link (``drivers.registry.link_kind``
+is its own kind) it asks ``handler_for(kind)`` and hands it the device and the devices hosted on
+its link (LED screens and keypads naming it as their ``bus``). A kind without a daemon-side handler
+(a document camera is read by the window app, not by the daemon) is listed once in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from drivers.registry import UnknownDeviceKind, link_kind
+
+from ..config import DeviceConfig, HallConfig
+from ..service import HallService
+from .handler import DeviceHandler, HandlerContext, handler_for
+from .link import emulator_url
+
+log = logging.getLogger(__name__)
+
+EMULATED = "emulated"
+
+
+class DeviceManager:
+    """Builds one handler per link-owning device; ``start()``/``stop()`` run them all.
+
+    ``device_urls`` (device id → url) overrides a device's configured url; a device left at
+    ``url: emulated`` without an override is looked up in the emulator's control API
+    (``emulator_control`` HOST:PORT, else the config's ``emulator.control``).
+    ``bus_clock`` is the monotonic clock window bus drivers pace frames with.
+    """
+
+    def __init__(
+        self,
+        config: HallConfig,
+        service: HallService,
+        *,
+        device_urls: dict[str, str] | None = None,
+        emulator_control: str | None = None,
+        bus_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.service = service
+        self.device_urls = dict(device_urls or {})
+        self.emulator_control = emulator_control or config.emulator_control
+        ctx = HandlerContext(config, service, self._resolve_url, self._on_status, {"bus_clock": bus_clock})
+        self.handlers: dict[str, DeviceHandler] = {}
+        self.unhandled: list[DeviceConfig] = []
+        owners = {d.id: _link_kind(d.kind) for d in config.devices}
+        for device in config.devices:
+            if owners[device.id] != device.kind:
+                continue  # served by the handler of the device it hangs on
+            cls = handler_for(device.kind)
+            if cls is None:
+                self.unhandled.append(device)
+                continue
+            members = [d for d in config.devices if d.bus == device.id and owners[d.id] == device.kind]
+            self.handlers[device.id] = cls(ctx, device, members)
+        if self.unhandled:
+            log.info("not driven by the daemon: %s", ", ".join(f"{d.id} ({d.kind})" for d in self.unhandled))
+
+    def handler(self, device_id: str) -> DeviceHandler:
+        return self.handlers[device_id]
+
+    def start(self) -> None:
+        for handler in self.handlers.values():
+            handler.start()
+
+    def stop(self) -> None:
+        for handler in self.handlers.values():
+            try:
+                handler.stop()
+            except Exception:
+                log.exception("stopping %s failed", handler.id)
+
+    def _resolve_url(self, device: DeviceConfig) -> str:
+        """The device's url: an override from the daemon options, the config, or the emulator."""
+        override = self.device_urls.get(device.id)
+        if override:
+            return override
+        if device.url != EMULATED:
+            return device.url
+        if not self.emulator_control:
+            raise LookupError(f"{device.id} 配置为模拟设备，但未配置模拟器控制地址 emulator.control")
+        return emulator_url(self.emulator_control, device.id)
+
+    def _on_status(self, device: DeviceConfig, online: bool, error: str | None) -> None:
+        try:
+            self.service.device_status(device.id, online, device.profile, error)
+        except Exception:
+            log.exception("cannot record the state of %s", device.id)
+
+
+def _link_kind(kind: str) -> str:
+    try:
+        return link_kind(kind)
+    except UnknownDeviceKind:
+        return kind  # no driver yet: listed as not driven
