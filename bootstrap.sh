@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 mode="${1:-setup}"
 shift || true
 
-DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql)
+DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql chromium)
 
 install_debian() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
