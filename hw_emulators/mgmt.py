@@ -2,7 +2,8 @@
 
 It speaks the HTTP JSON API the hall's forwarder talks to, keeps what it accepted in SQLite so
 tests and operators can inspect it, and injects faults (5xx, 4xx, slow, hang, reset) so that the
-forwarder's retry and dead-letter paths can be exercised without the real system.
+forwarder's retry and dead-letter paths can be exercised without the real system. Fault modes
+`401` and `403` refuse the hall's credentials as a real system does after a token was revoked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from hall_controller.clock import SystemClock
+from hall_controller.domain import Clock
 from hall_controller.logsetup import setup_logging
 
 logger = logging.getLogger(__name__)
 
-FAULT_MODES = ("5xx", "4xx", "slow", "hang", "reset")
+FAULT_MODES = ("5xx", "4xx", "401", "403", "slow", "hang", "reset")
 DEFAULT_SLOW_MS = 1000
 MAX_BODY_BYTES = 64 * 1024 * 1024
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -82,10 +85,6 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 class _Store:
     """SQLite persistence; one connection behind a lock so ':memory:' works across threads.
 
@@ -93,7 +92,8 @@ class _Store:
     that the forwarder uploaded a record's scans before the record itself.
     """
 
-    def __init__(self, db_path: str | None) -> None:
+    def __init__(self, db_path: str | None, clock: Clock) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(db_path or ":memory:", check_same_thread=False, isolation_level=None)
         with self._lock:
@@ -102,6 +102,9 @@ class _Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def _now_iso(self) -> str:
+        return self._clock.now().isoformat(timespec="microseconds")
 
     def _next_seq(self) -> int:
         self._conn.execute("UPDATE sequence SET value = value + 1 WHERE id = 1")
@@ -126,7 +129,7 @@ class _Store:
                     return False
                 self._conn.execute(
                     "INSERT INTO service_records (seq, idempotency_key, body, received_at) VALUES (?, ?, ?, ?)",
-                    (self._next_seq(), key, json.dumps(body, ensure_ascii=False), _now_iso()),
+                    (self._next_seq(), key, json.dumps(body, ensure_ascii=False), self._now_iso()),
                 )
                 return True
             finally:
@@ -154,7 +157,7 @@ class _Store:
                 self._conn.execute(
                     "INSERT INTO scans (seq, sha256, content_type, size, data, received_at) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (self._next_seq(), sha256, content_type, len(data), data, _now_iso()),
+                    (self._next_seq(), sha256, content_type, len(data), data, self._now_iso()),
                 )
                 return True
             finally:
@@ -186,7 +189,7 @@ class _Store:
                     return False
                 self._conn.execute(
                     "INSERT INTO monthly_reports (seq, hall, month, body, received_at) VALUES (?, ?, ?, ?, ?)",
-                    (self._next_seq(), hall, month, json.dumps(body, ensure_ascii=False), _now_iso()),
+                    (self._next_seq(), hall, month, json.dumps(body, ensure_ascii=False), self._now_iso()),
                 )
                 return True
             finally:
@@ -309,8 +312,10 @@ class MgmtEmulator:
         db_path: str | None = None,
         token: str | None = None,
         appointments: list[dict[str, Any]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._listen = listen
+        self._clock = clock or SystemClock()   # stamps `received_at`
         self._db_path = db_path
         self.token = token
         self._appointments = validate_appointments(appointments or [])
@@ -335,7 +340,7 @@ class MgmtEmulator:
     def start(self) -> MgmtEmulator:
         if self._server is not None:
             raise RuntimeError("emulator already started")
-        self.store = _Store(self._db_path)
+        self.store = _Store(self._db_path, self._clock)
         server = _server_class(self._listen[0])(self._listen, _Handler)
         server.emulator = self
         self._server = server
@@ -606,6 +611,10 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if mode == "4xx":
             self._error(422, "rejected", "请求被拒绝(模拟故障)/ request rejected (injected)")
+            return False
+        if mode in ("401", "403"):
+            self._error(int(mode), "unauthorized" if mode == "401" else "forbidden",
+                        "凭据无效或无权限(模拟故障)/ credentials refused (injected)")
             return False
         if mode == "slow":
             time.sleep((DEFAULT_SLOW_MS if ms is None else ms) / 1000)

@@ -10,12 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from hall_controller.clock import ManualClock
 from hw_emulators.mgmt import MgmtEmulator, main_mgmt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +98,24 @@ def test_fault_4xx_answers_422(emu):
     assert call(emu.url, "DELETE", "/_fault")[0] == 200
     assert post_record(emu.url, "k")[0] == 201
     assert emu.received_records()[0]["attempts"] == 2
+
+
+@pytest.mark.parametrize("mode", ["401", "403"])
+def test_fault_401_and_403_refuse_the_credentials_until_cleared(emu, mode):
+    assert call(emu.url, "POST", "/_fault", {"mode": mode})[0] == 200
+    status, body = post_record(emu.url, "k")
+    assert status == int(mode) and body["error"] == ("unauthorized" if mode == "401" else "forbidden")
+    assert post_record(emu.url, "k")[0] == int(mode)       # every request, until cleared
+    assert call(emu.url, "DELETE", "/_fault")[0] == 200
+    assert post_record(emu.url, "k")[0] == 201
+    assert emu.received_records()[0]["attempts"] == 3
+
+
+def test_received_at_comes_from_the_emulator_clock():
+    clock = ManualClock(datetime(2026, 11, 23, 1, 2, 3, tzinfo=UTC))
+    with MgmtEmulator(clock=clock) as emu:
+        assert post_record(emu.url, "k")[0] == 201
+        assert emu.received_records()[0]["received_at"] == "2026-11-23T01:02:03.000000+00:00"
 
 
 def test_fault_5xx_applies_to_every_api_call_but_not_to_control(emu):

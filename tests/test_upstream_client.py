@@ -16,7 +16,8 @@ from hall_controller.upstream.client import UpstreamClient, UpstreamError, class
     ("status", "outcome"),
     [(200, "delivered"), (201, "delivered"), (204, "delivered"), (409, "delivered"),
      (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry"), (408, "retry"), (429, "retry"),
-     (400, "dead"), (401, "dead"), (403, "dead"), (404, "dead"), (422, "dead"), (301, "dead")],
+     (401, "unauthorized"), (403, "unauthorized"), (407, "unauthorized"),
+     (400, "dead"), (404, "dead"), (422, "dead"), (301, "dead")],
 )
 def test_classify_status(status, outcome):
     assert classify_status(status) == outcome
@@ -45,9 +46,9 @@ def test_422_is_dead(emu, client):
     assert (result.outcome, result.status) == ("dead", 422)
 
 
-def test_wrong_token_is_dead(emu):
+def test_wrong_token_is_a_credential_problem_not_a_dead_record(emu):
     result = UpstreamClient(emu.url, "wrong").post_service_record("rec-1", {})
-    assert (result.outcome, result.status) == ("dead", 401)
+    assert (result.outcome, result.status) == ("unauthorized", 401)
 
 
 def test_unsendable_request_is_dead(emu, client):

@@ -413,3 +413,61 @@ def test_dead_letter_alerts_and_hallctl_outbox_retries_it(tmp_path, emu, capsys)
     upstream.forwarder.run_once()
     assert [r["idempotency_key"] for r in emu.received_records()] == [ids[1], ids[0]]
     assert upstream.forwarder.outbox_summary()["delivered"] == 2
+
+
+# -- (f) refused credentials: a pause and one alert, never a dead letter -----------------------------
+
+def test_401_for_a_while_pauses_alerts_once_and_then_delivers_every_record_once(tmp_path, emu):
+    hall = Hall(tmp_path, datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    upstream = hall.upstream(emu)
+    forwarder = upstream.forwarder
+    window, kiosk = Actor("window-3", "window", 3), Actor("kiosk-1", "kiosk")
+    hall.service.execute(window, "login", {"staff_id": "S003", "pin": "1234"})
+
+    def visit() -> str:
+        ticket_id = hall.service.execute(kiosk, "issue_ticket", {"service": "consult"})["ticket"]["id"]
+        hall.service.execute(window, "call_next")
+        hall.service.execute(window, "finish")
+        hall.service.execute(Actor("tablet-3", "tablet", 3), "rate", {"ticket": ticket_id, "score": 5})  # closes it
+        return ticket_id
+
+    def alerts() -> list[dict]:
+        return [e for e in hall.events if e["type"] == "upstream_unauthorized"]
+
+    ids = [visit() for _ in range(3)]
+    emu.set_fault("401")                      # the token was revoked upstream
+    for round_no in range(6):                 # the forwarder keeps trying, further and further apart
+        if round_no == 3:
+            ids.append(visit())               # visits go on closing during the episode
+        wakeup = forwarder.next_wakeup()
+        assert wakeup is not None and (wakeup > hall.clock.now() or round_no == 0)
+        hall.clock.set(max(wakeup, hall.clock.now()))
+        assert forwarder.run_once() == 1      # one request per round, not one per record
+    summary = forwarder.outbox_summary()
+    assert (summary["pending"], summary["dead"], summary["delivered"]) == (4, 0, 0)
+    assert summary["credentials_refused"].startswith("HTTP 401")
+    assert len(alerts()) == 1 and alerts()[0]["supervisor"] is True
+    assert "upstream.token" in alerts()[0]["detail"]["message"]
+    assert not [e for e in hall.events if e["type"] == "upstream_dead_letter"]
+    assert emu.received_records() == []
+
+    emu.clear_fault()                          # the operator fixed the credentials
+    hall.clock.set(forwarder.next_wakeup())
+    assert forwarder.run_once() == 4
+    received = emu.received_records()
+    assert [r["idempotency_key"] for r in received] == ids, "each record once, in order"
+    summary = forwarder.outbox_summary()
+    assert (summary["pending"], summary["dead"], summary["delivered"], summary["credentials_refused"]) == \
+        (0, 0, 4, None)
+    assert len(alerts()) == 1
+
+    # A later episode (403 this time) is a new alert, again without a dead letter.
+    emu.set_fault("403")
+    ids.append(visit())
+    forwarder.run_once()
+    assert len(alerts()) == 2 and "HTTP 403" in alerts()[1]["detail"]["error"]
+    emu.clear_fault()
+    hall.clock.set(forwarder.next_wakeup())
+    forwarder.run_once()
+    assert [r["idempotency_key"] for r in emu.received_records()] == ids
+    assert forwarder.outbox_summary()["dead"] == 0

@@ -19,11 +19,13 @@ from hall_controller import __version__
 
 logger = logging.getLogger(__name__)
 
-Outcome = Literal["delivered", "retry", "dead"]
+Outcome = Literal["delivered", "retry", "unauthorized", "dead"]
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 # Statuses outside 5xx that still mean "try again later" rather than "this request is wrong".
 _RETRYABLE_4XX = frozenset({408, 429})
+# Statuses that refuse the hall's credentials (bearer token, or a proxy's), not the record.
+_CREDENTIAL_4XX = frozenset({401, 403, 407})
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,16 @@ class UpstreamError(Exception):
 
 
 def classify_status(status: int) -> Outcome:
-    """2xx and 409 (already received) are delivered; 5xx, 408 and 429 are retried; other statuses
-    (4xx, and redirects this client does not follow) can never succeed unchanged, so they are dead."""
+    """2xx and 409 (already received) are delivered; 5xx, 408 and 429 are retried; 401, 403 and 407
+    refuse the credentials, which an operator fixes without touching the record ("unauthorized");
+    other statuses (400, 422 …, and redirects this client does not follow) can never succeed
+    unchanged, so they are dead."""
     if 200 <= status < 300 or status == 409:
         return "delivered"
     if status >= 500 or status in _RETRYABLE_4XX:
         return "retry"
+    if status in _CREDENTIAL_4XX:
+        return "unauthorized"
     return "dead"
 
 

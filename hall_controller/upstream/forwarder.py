@@ -2,7 +2,10 @@
 
 Guarantees (DESIGN §7): a row is marked delivered only after the upstream answered 2xx/409, and
 every row update is its own transaction, so a crash at any point causes at most a resend, which
-the upstream dedupes by idempotency key. A permanent 4xx dead-letters the row and calls `on_dead`.
+the upstream dedupes by idempotency key. A record-specific refusal (400, 422 …) dead-letters the
+row and calls `on_dead`. A refusal of the credentials (401, 403) is no fault of the record: sending
+pauses as for an outage (every row keeps its place), `on_unauthorized` is called once per episode
+(a supervisor alert), and delivery resumes by itself at the first round the upstream accepts.
 
 Scheduling. Due rows (`next_attempt_at` <= now) are sent in `id` order, one attempt at a time.
 A failure that calls for a retry is ambiguous: the upstream may be down, or this one record may
@@ -53,6 +56,7 @@ class Forwarder:
         clock: Clock,
         *,
         on_dead: Callable[[dict[str, Any]], None] | None = None,
+        on_unauthorized: Callable[[dict[str, Any]], None] | None = None,
         batch: int = 50,
         rng: random.Random | None = None,
         backoff: Backoff | None = None,
@@ -63,6 +67,8 @@ class Forwarder:
         self._client = client
         self._clock = clock
         self._on_dead = on_dead
+        self._on_unauthorized = on_unauthorized
+        self._unauthorized: str | None = None  # the refusal while the upstream refuses our credentials
         self._batch = batch
         self._rng = rng or random.Random()
         self._backoff = backoff or Backoff()
@@ -90,9 +96,15 @@ class Forwarder:
                     continue
                 sent.add(row.id)
                 result = self._deliver(row)
+                if result.outcome == "unauthorized":
+                    self._pause([row.id], credentials=result)
+                    break
                 if result.outcome != "retry":
                     if result.status is not None:  # the upstream answered: it is up
-                        if self._down_rounds:
+                        if self._unauthorized is not None:
+                            logger.warning("upstream accepts the hall's credentials again; resuming delivery")
+                            self._unauthorized = None
+                        elif self._down_rounds:
                             logger.info("upstream answers again; resuming delivery")
                         failed.clear()
                         self._down_rounds = 0
@@ -125,18 +137,37 @@ class Forwarder:
                 select(t).where(self._is_due(), t.c.id.not_in(exclude)).order_by(t.c.attempts, t.c.id).limit(1)
             ).first()
 
-    def _pause(self, failed: list[int]) -> None:
-        """The upstream looks down: stop sending until the breaker delay ends, and make the failed
-        rows due exactly then so that they keep their place in id order."""
+    def _pause(self, failed: list[int], credentials: DeliveryResult | None = None) -> None:
+        """The upstream looks down, or refuses our `credentials`: stop sending until the breaker delay
+        ends, and make the failed rows due exactly then so that they keep their place in id order."""
         self._down_rounds += 1
         until = self._clock.now() + timedelta(seconds=self._backoff.delay(self._down_rounds, self._rng))
         self._paused_until = until
-        log = logger.warning if self._down_rounds == 1 else logger.debug
-        log("upstream unavailable (round %d); pausing delivery until %s", self._down_rounds, until.isoformat())
+        if credentials is not None:
+            self._credentials_refused(credentials, until)
+        else:
+            log = logger.warning if self._down_rounds == 1 else logger.debug
+            log("upstream unavailable (round %d); pausing delivery until %s", self._down_rounds, until.isoformat())
         t = self._outbox
         with self._engine.begin() as conn:
             conn.execute(update(t).where(t.c.id.in_(failed), t.c.status == "pending")
                          .values(next_attempt_at=db_time(until)))
+
+    def _credentials_refused(self, result: DeliveryResult, until: datetime) -> None:
+        """Log and report the first refusal of an episode; later rounds of it only at DEBUG."""
+        error = f"HTTP {result.status}: {result.message}"
+        if self._unauthorized is not None:
+            logger.debug("upstream still refuses the credentials (%s); paused until %s", error, until.isoformat())
+            return
+        self._unauthorized = error
+        logger.error("upstream refuses the hall's credentials (%s): delivery paused, retried with backoff "
+                     "(next at %s); check upstream.token", error, until.isoformat())
+        if self._on_unauthorized is None:
+            return
+        try:
+            self._on_unauthorized({"status": result.status, "error": error, "paused_until": db_time(until)})
+        except Exception:
+            logger.exception("on_unauthorized callback failed")
 
     # -- one row ----------------------------------------------------------------------------
 
@@ -188,9 +219,11 @@ class Forwarder:
             values |= {"status": "delivered", "delivered_at": db_time(now), "last_error": None}
         elif result.outcome == "dead":
             values |= {"status": "dead", "last_error": error}
-        else:
+        elif result.outcome == "retry":
             delay = self._backoff.delay(row.attempts + 1, self._rng)
             values |= {"next_attempt_at": db_time(now + timedelta(seconds=delay)), "last_error": error}
+        else:  # unauthorized: the pause that follows reschedules the row
+            values |= {"last_error": error}
         with self._engine.begin() as conn:
             conn.execute(update(t).where(t.c.id == row.id, t.c.status == "pending").values(**values))
         if result.outcome == "dead":
@@ -284,6 +317,7 @@ class Forwarder:
             "oldest_pending_at": oldest,
             "next_attempt_at": next_at,
             "paused_until": db_time(self._paused_until) if self._paused_until else None,
+            "credentials_refused": self._unauthorized,
             "scans_waiting": scans_waiting,
             "dead_records": [dict(r._mapping) for r in dead],
         }

@@ -2,7 +2,8 @@
 
 - Forwarding: a `Forwarder` on the hall database sends the outbox. The store writes a visit's row in
   the transaction that closes it, so a `visit_closed` event only has to wake the forwarder; a row the
-  upstream refuses for good becomes a supervisor alert (`upstream_dead_letter`).
+  upstream refuses for good becomes a supervisor alert (`upstream_dead_letter`); refused credentials
+  (401/403) pause forwarding and raise one alert per episode (`upstream_unauthorized`).
 - Appointments: every `sync_interval` the bookings of the current business day and the next one are
   copied into the engine through the admin op `add_appointment`, so check-in at the kiosk keeps
   working from the hall's own database while the upstream is down. Codes already known are skipped;
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 SYNC_ACTOR = Actor("upstream-sync", "daemon")
 DEAD_LETTER_ALERT = "upstream_dead_letter"
+UNAUTHORIZED_ALERT = "upstream_unauthorized"
 KIND_LABELS = {"service_record": "服务记录", "monthly_report": "月报表"}
 
 
@@ -108,7 +110,8 @@ class UpstreamService:
         self._sync_interval = sync_interval
         self._token_missing = not token
         self.client = UpstreamClient(url, token or "")
-        self.forwarder = Forwarder(store.engine, self.client, clock, on_dead=self._on_dead)
+        self.forwarder = Forwarder(store.engine, self.client, clock, on_dead=self._on_dead,
+                                   on_unauthorized=self._on_unauthorized)
         self._refused: set[str] = set()     # booking codes already reported as unusable
         self._sync_failing = False
         self._stopping = threading.Event()
@@ -154,6 +157,13 @@ class UpstreamService:
             "kind": kind, "record_key": key, "attempts": row["attempts"], "error": error,
             "message": f"管理系统拒收{KIND_LABELS.get(kind, kind)} {key}：{error}。"
                        f"请核查后执行 hallctl outbox --retry {key} 重新发送",
+        })
+
+    def _on_unauthorized(self, detail: dict[str, Any]) -> None:
+        self._service.supervisor_alert(UNAUTHORIZED_ALERT, {
+            **detail,
+            "message": f"管理系统拒绝本大厅的凭据（{detail['error']}）：服务记录暂停上报，不会丢失，"
+                       f"凭据恢复后自动续传。请核对配置 upstream.token",
         })
 
     # -- appointments ---------------------------------------------------------------------------
