@@ -109,3 +109,25 @@ def test_keypad_drives_the_window_and_the_screens_follow(hall):
     # A key on a closed window needs a login first.
     hall.press(3, "recall")
     hall.wait_keypad(3, "E1")
+
+
+def test_keypad_pause_after_the_last_visit_finishes_it_and_pauses(hall):
+    """A keypad-only window: next → LED shows the number → pause → LED shows 暂停服务, visit finished."""
+    hall.wait_online()
+    display = hall.client("display-1", "display")
+    number = hall.issue()
+    hall.press(3, "function", "1003")
+    hall.wait_led(3, DEFAULT_IDLE_TEXT)
+    hall.press(3, "next")
+    hall.wait_led(3, number)
+    hall.press(3, "start")
+    display.wait_for_event(lambda e: e["type"] == "service_started" and e["ticket"]["number"] == number)
+
+    hall.press(3, "pause")
+    finished = display.wait_for_event(lambda e: e["type"] == "service_finished")
+    assert finished["ticket"]["number"] == number and finished["window"] == 3
+    display.wait_for_event(lambda e: e["type"] == "window_paused" and e["window"] == 3)
+    hall.wait_led(3, PAUSED_TEXT)
+    hall.wait_keypad(3, "PAUS")
+    window = hall.service.snapshot()["windows"]["3"]
+    assert window["status"] == "paused" and window["ticket"] is None
