@@ -51,7 +51,7 @@ DEVICE_KINDS: tuple[str, ...] = ("controller", "led", "keypad", "card_reader", "
 #: checks both ways: a pending kind must really lack something, a complete one must not be listed).
 PENDING_KINDS: frozenset[str] = frozenset({"card_reader", "printer", "speaker", "camera"})
 
-_BUILTIN_MODULES = ("drivers.window_bus",)
+_BUILTIN_MODULES = ("drivers.window_bus", "drivers.speaker")
 
 
 class DriverFactory(Protocol):

@@ -22,6 +22,8 @@ import yaml
 from device_profiles import device_errors
 from drivers.registry import DEVICE_KINDS
 
+from .voice.settings import VoiceConfig, parse_voice
+
 ROLES = ("kiosk", "window", "tablet", "display", "admin")
 PRIORITY_CLASSES = ("appointment", "green", "elderly", "normal")
 POSITIONS = ("综合接待岗", "法律咨询岗", "法律援助岗", "人民调解岗", "公证岗", "司法鉴定岗", "值班律师岗", "其他")
@@ -155,6 +157,7 @@ class HallConfig:
     source: str = "<memory>"
     upstream_report_day: int = 25      # the 月报表 of the previous month is due upstream by this day
     display_notice: str = ""           # the hall display's scrolling notice line (display.notice)
+    voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -335,7 +338,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     root = chk.mapping(data, "(top level)")
     chk.unknown_keys(root, {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database",
                             "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file",
-                            "sqlite_sync", "display"}, "")
+                            "sqlite_sync", "display", "voice"}, "")
 
     hall = chk.mapping(root.get("hall"), "hall")
     if "hall" not in root:
@@ -553,12 +556,17 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     chk.unknown_keys(upstream, {"url", "token", "report_day"}, "upstream")
     report_day = chk.integer(upstream, "report_day", "upstream", default=25, minimum=1, maximum=28) or 25
     emulator = chk.mapping(root.get("emulator"), "emulator")
+    chk.unknown_keys(emulator, {"control"}, "emulator")
+    if emulator.get("control") is not None:
+        _check_hostport(emulator["control"], "emulator.control", chk)
     if mqtt.get("listen") is not None:
         _check_hostport(mqtt["listen"], "mqtt.listen", chk)
     opening_hours = _opening_hours(hall.get("opening_hours"), chk)
     display = chk.mapping(root.get("display"), "display")
     chk.unknown_keys(display, {"notice"}, "display")
     notice = chk.string(display, "notice", "display", required=False) or ""
+    voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
+                        base_dir)
     if chk.problems:
         raise ConfigError(source, chk.problems)
 
@@ -578,7 +586,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         profiles_dir=rel(root["profiles_dir"]) if root.get("profiles_dir") else None,
         credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
         secret_path=rel(str(root.get("secret_file") or "hall.secret")),
-        source=source, upstream_report_day=report_day, display_notice=notice,
+        source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
     )
 
 

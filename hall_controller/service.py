@@ -369,6 +369,10 @@ class HallService:
         """Log and publish an alert raised outside the queue (the upstream forwarder's dead letters)."""
         self._run(lambda: self.engine.supervisor_alert(kind, detail))
 
+    def announcement_event(self, type_: str, detail: dict[str, Any]) -> None:
+        """Record and publish an announcer event (never call it from an event subscriber: it commits)."""
+        self._run(lambda: self.engine.announcement(type_, detail))
+
     def cancel_appointment(self, code: str) -> bool:
         """Apply a cancellation from the upstream's booking list; True when it changed a booking."""
         return "appointment" in self._run(lambda: self.engine.cancel_appointment(code)).result

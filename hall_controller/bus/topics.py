@@ -168,8 +168,9 @@ def access_rules(topics: HallTopics, client_id: str, role: str, window: int | No
 # only to these keeps the busy ones (ticket_issued, service_started, …) off its connection: every
 # event costs the broker a copy per subscriber, and the hall has a kiosk and a window per counter.
 ROLE_EVENTS: dict[str, tuple[str, ...]] = {
-    # the hall display calls numbers; window states and recent calls come from retained state
-    "display": ("ticket_called", "ticket_recalled", "day_reset"),
+    # the hall display calls numbers and flashes them while the voice speaks; window states and
+    # recent calls come from retained state
+    "display": ("ticket_called", "ticket_recalled", "announcement_started", "announcement_finished", "day_reset"),
     # a window terminal: tickets sent to it, its time limits, its ratings
     "window": ("ticket_transferred", "ticket_reinstated", "time_limit_warning", "time_limit_exceeded",
                "rating_received", "day_reset"),

@@ -740,6 +740,17 @@ class QueueEngine:
         out.result = {"alert": kind}
         return out
 
+    def announcement(self, type_: str, detail: dict[str, Any]) -> Outcome:
+        """Announcer progress (announcement_started/_finished/_shortened/_dropped), logged and published
+        like every event; ``detail["ticket"]`` is the ticket as its call announced it, not as it is now."""
+        out, now = self._begin()
+        fields = dict(detail)
+        ticket, window = fields.pop("ticket", None), fields.pop("window", None)
+        self._emit(type_, now, window=window, **fields)
+        if ticket is not None:
+            out.events[-1]["ticket"] = ticket
+        return out
+
     def cancel_appointment(self, code: str) -> Outcome:
         """A booking cancelled upstream: its check-in is refused from now on. Unknown codes, bookings
         already cancelled and visitors already checked in are left alone, so a repeated sync changes nothing."""

@@ -1,0 +1,1 @@
+"""Voice announcements: clip pack, template, composer and the per-zone announcer (DESIGN §6)."""
