@@ -46,14 +46,22 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_hostport(text: str) -> bool:
+    host, sep, port = text.rpartition(":")
+    return bool(sep and host and port.isdigit())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import DaemonOptions, run_daemon
 
     if args.mqtt_listen and args.mqtt_url:
         print("hallctl run: use either --mqtt-listen or --mqtt-url, not both", file=sys.stderr)
         return 2
+    if args.emulator and not _is_hostport(args.emulator):
+        print(f"hallctl run: --emulator must be HOST:PORT, got {args.emulator!r}", file=sys.stderr)
+        return 2
     options = DaemonOptions(db_url=args.db, mqtt_listen=args.mqtt_listen, mqtt_url=args.mqtt_url,
-                            upstream_url=args.upstream)
+                            upstream_url=args.upstream, emulator_control=args.emulator)
     return run_daemon(args.config, options)
 
 
@@ -132,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mqtt-listen", metavar="HOST:PORT", help="start the embedded broker there")
     sp.add_argument("--mqtt-url", metavar="mqtt://USER:PASS@HOST:PORT", help="use an external broker")
     sp.add_argument("--upstream", metavar="URL", help="management system base URL")
+    sp.add_argument("--emulator", metavar="HOST:PORT",
+                    help="where `hall-emu run --control` listens, for devices at `url: emulated` "
+                         "(overrides emulator.control)")
     sp.set_defaults(func=cmd_run)
     sp = with_config(sub.add_parser("status", help="queues and windows"), db=True)
     sp.add_argument("--json", action="store_true")

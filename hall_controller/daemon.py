@@ -6,10 +6,12 @@ is optional so the core runs on its own.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
-from dataclasses import dataclass, field
+import urllib.request
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +25,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+EMULATOR_PROBE_SECONDS = 2.0
 
 
 @dataclass
@@ -33,6 +36,7 @@ class DaemonOptions:
     upstream_url: str | None = None
     upstream_token: str | None = None
     device_urls: dict[str, str] = field(default_factory=dict)   # device id -> url (overrides "emulated")
+    emulator_control: str | None = None   # HOST:PORT of `hall-emu run --control` (overrides emulator.control)
 
 
 def split_hostport(text: str) -> tuple[str, int]:
@@ -43,8 +47,10 @@ def split_hostport(text: str) -> tuple[str, int]:
 class HallDaemon:
     def __init__(self, config: HallConfig, options: DaemonOptions | None = None, *, clock: Any = None,
                  config_path: str | None = None):
-        self.config = config
         self.options = options or DaemonOptions()
+        if self.options.emulator_control:
+            config = replace(config, emulator_control=self.options.emulator_control)
+        self.config = config
         self.clock = clock or SystemClock()
         self.config_path = config_path
         self.store: Store | None = None
@@ -107,9 +113,38 @@ class HallDaemon:
             return
         from .devices import DeviceManager
 
+        self._check_emulator()
         assert self.service is not None
         self.devices = DeviceManager(self.config, self.service, device_urls=self.options.device_urls)
         self.devices.start()
+
+    def _check_emulator(self) -> None:
+        """Say at once, and loudly, when devices left at `url: emulated` cannot find the emulator:
+        otherwise they only show offline, one by one, with nothing pointing at the address."""
+        emulated = [d.id for d in self.config.devices
+                    if d.url == "emulated" and d.id not in self.options.device_urls]
+        if not emulated:
+            return
+        control = self.config.emulator_control
+        if not control:
+            log.error("%d device(s) are `url: emulated` but no emulator control address is set: give "
+                      "hallctl run --emulator HOST:PORT (where hall-emu run --control listens) or "
+                      "emulator.control in the config", len(emulated))
+            return
+        try:
+            with urllib.request.urlopen(f"http://{control}/devices", timeout=EMULATOR_PROBE_SECONDS) as response:
+                served = {entry.get("id") for entry in json.load(response) if isinstance(entry, dict)}
+        except (OSError, ValueError) as exc:
+            log.error("emulator control API at %s not reachable (%s): the %d emulated device(s) stay offline "
+                      "until it answers. Is hall-emu run --control listening there? Else give "
+                      "hallctl run --emulator HOST:PORT or set emulator.control", control, exc, len(emulated))
+            return
+        missing = [dev for dev in emulated if dev not in served]
+        if missing:
+            log.warning("the emulator at %s does not serve %s: those devices stay offline", control,
+                        ", ".join(missing))
+        else:
+            log.info("emulated devices served by the emulator at %s", control)
 
     def _start_upstream(self) -> None:
         """Forward closed visits, sync appointments, submit monthly reports (when an upstream is set)."""

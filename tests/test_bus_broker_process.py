@@ -103,3 +103,42 @@ def test_a_killed_child_is_restarted_on_the_same_port(tmp_path):
     assert second is not None
     wait_until(lambda: _gone(second), 5, "the restarted broker to stop with the daemon")
     assert _gone(first)
+
+
+def test_sigterm_to_the_daemons_process_group_stops_without_restarting_the_broker(tmp_path):
+    """systemd (and `timeout`, a terminal's job control) signal the whole process group: the broker
+    child gets the SIGTERM too. The daemon stops it in order; the log shows no restart."""
+    from .daemonkit import free_port, init_hall
+
+    port = free_port()
+
+    def no_devices(data):
+        data["mqtt"]["listen"] = f"127.0.0.1:{port}"
+        data["devices"] = []
+        for window in data["windows"]:
+            window["devices"] = []
+    config = init_hall(tmp_path, no_devices)
+    proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "run", "--config", str(config)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    log: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.append(line.rstrip())
+            if line.rstrip().endswith(": ready"):
+                break
+        assert log and log[-1].endswith(": ready"), log
+        broker = int(next(line for line in log if "embedded MQTT broker (child process" in line)
+                     .split("child process ")[1].split(")")[0])
+        os.killpg(proc.pid, signal.SIGTERM)
+        log += [line.rstrip() for line in proc.stderr]
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    wait_until(lambda: _gone(broker), 5, "the broker child to exit")
+    assert not [line for line in log if "restarting" in line or "exited with code" in line], log
+    assert any(f"embedded MQTT broker on port {port} stopped" in line for line in log), log
+    assert log[-1].endswith(": stopped"), log

@@ -7,7 +7,7 @@ import yaml
 from hall_controller.cli import main as hallctl
 from hall_controller.config import parse_config
 
-from .daemonkit import DaemonProcess, free_port, init_hall
+from .daemonkit import DaemonProcess, free_port, init_hall, wait_until
 
 
 def test_sample_config_prints_a_valid_hall(capsys):
@@ -75,3 +75,52 @@ def test_status_without_a_daemon_reads_the_database(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "daemon not reachable" in captured.err
     assert '"windows"' in captured.out
+
+
+def test_run_emulator_option_points_the_daemon_at_the_emulator_control_api(tmp_path):
+    """The config names one control port, `hall-emu run --control` listens on another: --emulator
+    connects the daemon's emulated devices there; without it the log says what is wrong."""
+    from hall_controller.config import load_config
+    from hw_emulators.hall import EmulatedHall
+
+    port, wrong = free_port(), free_port()
+
+    def prepare(data):
+        data["mqtt"]["listen"] = f"127.0.0.1:{port}"
+        data["emulator"]["control"] = f"127.0.0.1:{wrong}"     # nothing listens there
+        data["devices"] = [d for d in data["devices"] if d["id"] in ("bus-1", "led-3", "keypad-3")]
+        for window in data["windows"]:
+            window["devices"] = [d for d in window["devices"] if d in ("led-3", "keypad-3")]
+    config = init_hall(tmp_path, prepare)
+    emulated = EmulatedHall(load_config(config).devices, link="tcp")
+    emulated.start()
+    try:
+        host, control = emulated.serve_control("127.0.0.1", 0)
+        daemon = DaemonProcess(config, port)
+        daemon.start()
+        try:
+            assert any(f"emulator control API at 127.0.0.1:{wrong} not reachable" in line and "--emulator" in line
+                       for line in daemon.log), daemon.log
+        finally:
+            assert daemon.terminate() == 0
+
+        daemon = DaemonProcess(config, port, "--emulator", f"{host}:{control}")
+        daemon.start()
+        try:
+            assert any(f"served by the emulator at {host}:{control}" in line for line in daemon.log), daemon.log
+            admin = daemon.client("admin", role="admin")
+            try:
+                wait_until(lambda: admin.request("status")["devices"].get("bus-1", {}).get("online"),
+                           timeout=15, what="bus-1 online through the emulator named by --emulator")
+            finally:
+                admin.close()
+        finally:
+            assert daemon.terminate() == 0
+    finally:
+        emulated.stop()
+
+
+def test_run_emulator_option_must_be_host_port(tmp_path, capsys):
+    config = init_hall(tmp_path)
+    assert hallctl(["run", "--config", str(config), "--emulator", "8790"]) == 2
+    assert "--emulator must be HOST:PORT" in capsys.readouterr().err

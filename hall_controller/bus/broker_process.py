@@ -4,7 +4,8 @@ amqtt is pure Python: in the daemon's process it competes with the hall service 
 every command, reply, event and state copy it routes delays the next command. As a child it runs on
 the other core. The child reads the same credential store file (it reloads on change, so the
 daemon's fresh account is seen), prints `ready PORT` once listening, and stops when its stdin
-closes, which also happens when the daemon dies, even by kill -9. A child that dies is started
+closes, which also happens when the daemon dies, even by kill -9; it ignores SIGINT and SIGTERM,
+which reach it with the daemon's (a process group's) and would otherwise look like a crash. A child that dies is started
 again on the same port (RESTART_BACKOFF); the bridge and the clients reconnect on their own.
 """
 
@@ -161,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C on the daemon's terminal: the daemon stops us
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # The daemon owns our life through stdin. A SIGINT or SIGTERM sent to its whole process group
+    # (Ctrl-C, systemd, `timeout`) reaches us too: were we to exit at once, the daemon would take it
+    # for a crash and restart us during its own clean stop. It closes our stdin when it is done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:  # libuv's loop: amqtt's socket writes and task switches cost a good part less
         import uvloop
     except ImportError:
