@@ -19,6 +19,7 @@ from typing import Any
 from .config import HallConfig
 from .domain import CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
+from .identity import mask_name
 from .store import Store, WriteSet
 from .upstream.records import record_builder_for
 
@@ -341,16 +342,29 @@ class HallService:
 
     # ------------------------------------------------------------------ cards
     def card_inserted(self, kiosk_id: str, card: CardData) -> dict[str, Any]:
-        """A card read at a kiosk: keep it for `issue_ticket {use_card}`; tell the kiosk a masked view."""
+        """A card read at a kiosk: keep it for `issue_ticket {use_card}`; tell the kiosk a masked view.
+
+        A card that cannot be used (wrong check digit, impossible birth date, expired by the clock's
+        date) is not kept; the kiosk gets `usable: false` and the Chinese `reason`. Never the number.
+        """
         with self._lock:
             now = self.clock.now()
-            holder = self.engine.holder_from_card(card, now.astimezone(self.config.tz).date())
-            self._cards[kiosk_id] = (now, card)
-            age = holder.age_on(now.astimezone(self.config.tz).date())
-            appts = [a.to_record() | {"id_hash": None} for a in self.engine.state.appointments.values()
-                     if a.id_hash == holder.id_hash and a.status == "booked"]
-            view = {"name_masked": holder.name_masked, "id_masked": holder.id_masked, "age": age,
-                    "elderly": age >= self.config.rules.elderly_age, "appointments": appts, "read_at": iso(now)}
+            try:
+                holder = self.engine.holder_from_card(card, now.astimezone(self.config.tz).date())
+            except DomainError as exc:
+                self._cards.pop(kiosk_id, None)
+                view = {"usable": False, "reason": exc.message, "name_masked": mask_name(card.name),
+                        "read_at": iso(now)}
+            else:
+                self._cards[kiosk_id] = (now, card)
+                age = holder.age_on(now.astimezone(self.config.tz).date())
+                appts = [a.to_record() | {"id_hash": None} for a in self.engine.state.appointments.values()
+                         if a.id_hash == holder.id_hash and a.status == "booked"]
+                elderly = age >= self.config.rules.elderly_age
+                view = {"usable": True, "reason": None, "name_masked": holder.name_masked,
+                        "id_masked": holder.id_masked, "age": age, "elderly": elderly,
+                        "flags": ["elderly"] * elderly + ["appointment"] * bool(appts),
+                        "appointments": appts, "read_at": iso(now)}
         for callback in self._card_subscribers:
             callback(kiosk_id, view)
         return view

@@ -15,7 +15,15 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from ..config import HallConfig, Window, verify_pin
-from ..identity import InvalidIdNumber, id_hash, mask_id_number, mask_name, parse_id_number
+from ..identity import (
+    InvalidCard,
+    InvalidIdNumber,
+    check_validity,
+    id_hash,
+    mask_id_number,
+    mask_name,
+    parse_id_number,
+)
 from .model import (
     ACTIVE,
     CALLED,
@@ -44,12 +52,18 @@ class Clock(Protocol):
 
 @dataclass
 class CardData:
-    """What the ID card reader delivers (clear text, inside the daemon only)."""
+    """What the ID card reader delivers (clear text, inside the daemon only; never logged in full)."""
 
-    name: str
-    id_number: str
+    name: str = field(repr=False)
+    id_number: str = field(repr=False)
     sex: str | None = None
     birth: str | None = None
+    nation: str | None = None
+    address: str | None = field(default=None, repr=False)
+    issuer: str | None = None
+    valid_from: str | None = None   # YYYYMMDD
+    valid_to: str | None = None     # YYYYMMDD or 长期
+    photo: bytes = field(default=b"", repr=False)   # WLT, opaque
 
 
 @dataclass
@@ -248,7 +262,8 @@ class QueueEngine:
     def holder_from_card(self, card: CardData, today: date) -> Holder:
         try:
             parsed = parse_id_number(card.id_number, today=today)
-        except InvalidIdNumber as exc:
+            check_validity(card.valid_from, card.valid_to, today)
+        except InvalidCard as exc:
             raise DomainError("bad_request", str(exc)) from exc
         return Holder(id_hash(card.id_number, self.secret), mask_id_number(card.id_number), mask_name(card.name),
                       parsed.birth_date, parsed.sex)
@@ -265,6 +280,8 @@ class QueueEngine:
         appointment: Appointment | None = None
         if appointment_code is not None:
             appointment = self._appointment_for_checkin(appointment_code, svc.code, now)
+        elif holder is not None:
+            appointment = self._due_appointment_of(holder, svc.code, now)
         if holder is not None:
             for t in self.state.tickets.values():
                 if (t.holder and t.holder.id_hash == holder.id_hash and t.service == svc.code
@@ -305,6 +322,16 @@ class QueueEngine:
         self._emit("ticket_issued", now, ticket, appointment_late=late if appointment else None)
         out.result = {"ticket": ticket.public(), "reprinted": False, "waiting_before": self._waiting_before(ticket)}
         return out
+
+    def _due_appointment_of(self, holder: Holder, service: str, now: datetime) -> Appointment | None:
+        """The card holder's booking for this service today whose check-in has opened: the card is
+        the check-in, no code needed. None when there is none (the visitor then queues normally)."""
+        today = self.business_day(now)
+        early = timedelta(minutes=self.config.rules.appointment_early_minutes)
+        due = [a for a in self.state.appointments.values()
+               if a.id_hash == holder.id_hash and a.service == service and a.status == "booked"
+               and a.start_at.astimezone(self.config.tz).date().isoformat() == today and now >= a.start_at - early]
+        return min(due, key=lambda a: a.start_at, default=None)
 
     def _appointment_for_checkin(self, code: Any, service: str, now: datetime) -> Appointment:
         if not isinstance(code, str) or not code.strip():
