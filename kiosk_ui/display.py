@@ -57,10 +57,14 @@ class DisplayModel(QObject):
     def __init__(self, bus: QtHallBus, clock: Any = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.clock = clock or SystemClock()
+        self.bus = bus
         self.state = ds.DisplayState()
         bus.state_changed.connect(self._on_state)
         bus.event.connect(self._on_event)
         bus.connection_changed.connect(self._on_connection)
+        for section, key, value in bus.retained():
+            self._on_state(section, key, value)
+        self._on_connection(bus.broker_online, bus.daemon_online)
 
     def _set(self, state: ds.DisplayState) -> None:
         if state != self.state:

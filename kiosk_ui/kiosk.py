@@ -52,6 +52,9 @@ class KioskModel(QObject):
         bus.state_changed.connect(self._on_state)
         bus.connection_changed.connect(self._on_connection)
         bus.card.connect(self._on_card)
+        for section, key, value in bus.retained():
+            self._on_state(section, key, value)
+        self._on_connection(bus.broker_online, bus.daemon_online)
         self._schedule = QTimer(self)
         self._schedule.setInterval(SCHEDULE_CHECK_MS)
         self._schedule.timeout.connect(self.check_schedule)
@@ -241,13 +244,13 @@ class KioskWindow(QWidget):
         self.result_ahead = _label("", "", align=Qt.AlignmentFlag.AlignCenter)
         self.result_estimate = _label("", "accent", align=Qt.AlignmentFlag.AlignCenter)
         self.result_print = _label("", "", align=Qt.AlignmentFlag.AlignCenter)
-        done = QPushButton("完成，返回首页")
-        done.clicked.connect(self.return_home)
+        self.done_button = QPushButton("完成，返回首页")
+        self.done_button.clicked.connect(self.return_home)
         for widget in (self.result_greeting, self.result_caption, self.result_number, self.result_service,
                        self.result_ahead, self.result_estimate, self.result_print):
             layout.addWidget(widget)
         layout.addStretch(1)
-        layout.addWidget(done)
+        layout.addWidget(self.done_button)
         return page
 
     def _build_guide(self) -> QWidget:

@@ -272,6 +272,16 @@ class QtHallBus(QObject):
         if section == "hall":
             self._set_connection(self._broker, isinstance(value, dict) and value.get("state") == "online")
 
+    def retained(self) -> list[tuple[str, Any, Any]]:
+        """The retained state received so far as (section, key, value), in `state_changed`'s form: a model
+        created after the bus started seeds itself from this, then follows `state_changed`."""
+        state = self.client.state
+        items: list[tuple[str, Any, Any]] = [("hall", None, state.hall), ("queues", None, state.queues),
+                                             ("calls", None, state.calls)]
+        items += [("window", n, v) for n, v in sorted(state.windows.items())]
+        items += [("device", k, v) for k, v in sorted(state.devices.items())]
+        return [(section, key, value) for section, key, value in items if value is not None]
+
     # ------------------------------------------------------------------ requests
 
     def request(self, op: str, on_reply: ReplyCallback | None = None, on_error: ErrorCallback | None = None,

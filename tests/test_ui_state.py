@@ -18,7 +18,7 @@ from kiosk_ui.style import LARGE, MIN_CONTRAST, MIN_TEXT, MIN_TEXT_LARGE, NORMAL
 from . import uikit
 from .daemonkit import init_hall, passwords
 
-hall_daemon, ui_bus = uikit.hall_daemon, uikit.ui_bus   # fixtures
+hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus   # fixtures
 
 NOW = datetime(2026, 11, 23, 9, 30, 5, tzinfo=ZoneInfo("Asia/Shanghai"))
 QUEUES = {"consult": {"name": "法律咨询", "prefix": "A", "waiting": 3,

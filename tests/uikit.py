@@ -3,7 +3,9 @@ QtHallBus clients of it, driven offscreen with pytest-qt.
 
 Use from a test module:
 
-    from .uikit import hall_daemon, ui_bus  # noqa: F401  (fixtures)
+    from . import uikit
+
+    hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus  # fixtures
 
     def test_x(qtbot, hall_daemon, ui_bus):
         bus = ui_bus("kiosk-1", role="kiosk")      # started, online
@@ -12,6 +14,7 @@ Use from a test module:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +29,19 @@ from .test_bus_flow_support import no_devices
 ONLINE_TIMEOUT_MS = 15_000
 
 
+@pytest.fixture(scope="session")
+def hall_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One initialised sample hall (no devices) per session; tests run on copies (init hashes every
+    password and PIN, which takes seconds)."""
+    return init_hall(tmp_path_factory.mktemp("hall-template"), no_devices).parent
+
+
 @pytest.fixture
-def hall_daemon(tmp_path: Path) -> Iterator[DaemonProcess]:
-    """The sample hall served by a real daemon process on an ephemeral port (no devices: fast start)."""
-    config = init_hall(tmp_path, no_devices)
-    daemon = DaemonProcess(config, free_port())
+def hall_daemon(tmp_path: Path, hall_template: Path) -> Iterator[DaemonProcess]:
+    """A fresh copy of the sample hall served by a real daemon process on an ephemeral port."""
+    folder = tmp_path / "hall"
+    shutil.copytree(hall_template, folder)
+    daemon = DaemonProcess(folder / "hall.yaml", free_port())
     daemon.start()
     yield daemon
     daemon.kill()

@@ -1,0 +1,142 @@
+"""hall-display offscreen against a real daemon and its embedded broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from kiosk_ui.display import DISPLAY_EVENTS, DisplayModel, DisplayWindow
+
+from . import uikit
+from .daemonkit import DaemonProcess
+
+hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus   # fixtures
+
+SERVICE_OF_WINDOW = {1: "consult", 2: "consult", 3: "consult", 4: "legal_aid", 5: "legal_aid", 6: "mediation",
+                     7: "notary", 8: "general"}
+
+
+def _display(qtbot, ui_bus) -> DisplayWindow:
+    bus = ui_bus("display-1", role="display", events=DISPLAY_EVENTS)
+    window = DisplayWindow(DisplayModel(bus), "示范区公共法律服务中心", "欢迎来到示范区公共法律服务中心")
+    qtbot.addWidget(window)
+    window.resize(1920, 1080)
+    window.show()
+    qtbot.waitUntil(lambda: len(window.model.state.windows) == 8 and len(window.model.state.services) == 6,
+                    timeout=5000)
+    return window
+
+
+def _history(window: DisplayWindow) -> list[str]:
+    model = window.history_model
+    return [model.data(model.index(r, 0)).split()[0] for r in range(model.rowCount())]
+
+
+def _issue(daemon: DaemonProcess, *services: str) -> list[str]:
+    kiosk = daemon.client("kiosk-2", role="kiosk")
+    try:
+        return [kiosk.request("issue_ticket", service=s)["ticket"]["number"] for s in services]
+    finally:
+        kiosk.close()
+
+
+def test_display_shows_the_call_history_windows_and_queues(qtbot, ui_bus, hall_daemon, tmp_path: Path) -> None:
+    window = _display(qtbot, ui_bus)
+    assert window.number_label.text() == "——" and not window.banner.isVisible()
+    assert window.updated_label.text().startswith("更新于 ") and "--" not in window.updated_label.text()
+    _issue(hall_daemon, "consult", "consult", "mediation")
+    qtbot.waitUntil(lambda: "等候 2 人" in window._queue_labels[0].text(), timeout=5000)
+    w1 = uikit.window_client(hall_daemon, 1, "S001")
+    w6 = uikit.window_client(hall_daemon, 6, "S006")
+    try:
+        assert w1.request("call_next")["ticket"]["number"] == "A001"
+        qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
+        assert window.where_label.text() == "请到 1号窗口 办理"
+        assert w1.request("finish")["ticket"]["number"] == "A001"
+        assert w1.request("call_next")["ticket"]["number"] == "A002"
+        qtbot.waitUntil(lambda: window.number_label.text() == "A002", timeout=5000)
+        assert _history(window) == ["A001"]
+        w6.request("pause", reason="午休")
+        wm = window.windows_model
+        qtbot.waitUntil(lambda: wm.data(wm.index(2, 5)) == "暂停服务", timeout=5000)
+        assert wm.data(wm.index(1, 0)) == "A002" and wm.data(wm.index(2, 0)) == "呼叫中"
+        assert wm.data(wm.index(2, 2)) == "未开放"
+        w1.request("recall")
+        qtbot.waitUntil(lambda: window.now_label.text() == "重呼", timeout=5000)
+        assert _history(window) == ["A002", "A001"]
+    finally:
+        w1.close()
+        w6.close()
+    assert window.grab().save(str(tmp_path / "display.png"))
+
+
+def test_eight_calls_within_one_second_all_reach_the_history(qtbot, ui_bus, hall_daemon) -> None:
+    window = _display(qtbot, ui_bus)
+    numbers = _issue(hall_daemon, *(SERVICE_OF_WINDOW[n] for n in range(1, 9)))
+    clients = [uikit.window_client(hall_daemon, n, f"S00{n}") for n in range(1, 9)]
+    try:
+        barrier = threading.Barrier(8)
+        called: dict[int, tuple[str, float]] = {}
+
+        def call(n: int) -> None:
+            barrier.wait()
+            ticket = clients[n - 1].request("call_next")["ticket"]
+            called[n] = (ticket["number"], time.monotonic())
+
+        threads = [threading.Thread(target=call, args=(n,)) for n in range(1, 9)]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len(called) == 8 and max(at for _, at in called.values()) - started < 1.0
+        assert sorted(number for number, _ in called.values()) == sorted(numbers)
+        qtbot.waitUntil(lambda: len(window.model.state.calls) == 8, timeout=5000)
+        shown = [window.number_label.text(), *_history(window)]
+        assert sorted(shown) == sorted(numbers)
+        assert window.history_view.isVisible() and window.history_model.rowCount() == 7
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_offline_banner_when_the_broker_stops_and_retained_board_after_reconnect(qtbot, ui_bus, hall_daemon,
+                                                                                 tmp_path: Path) -> None:
+    window = _display(qtbot, ui_bus)
+    _issue(hall_daemon, "consult")
+    w1 = uikit.window_client(hall_daemon, 1, "S001")
+    w1.request("call_next")
+    w1.close()
+    qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
+    before = window.updated_label.text()
+    hall_daemon.kill()                                   # the daemon and its embedded broker
+    qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=10_000)
+    assert "离线" in window.banner.text() and window.updated_label.text() == before   # stale, and says so
+    assert window.number_label.text() == "A001"                                       # last known board kept
+    assert window.grab().save(str(tmp_path / "display_offline.png"))
+    again = DaemonProcess(hall_daemon.config, hall_daemon.port)
+    again.start()
+    try:
+        qtbot.waitUntil(lambda: not window.banner.isVisible(), timeout=15_000)
+        # after the reconnect the board is the daemon's retained state, never an empty one
+        assert window.number_label.text() == "A001"
+        wm = window.windows_model
+        qtbot.waitUntil(lambda: wm.data(wm.index(1, 0)) == "A001", timeout=5000)
+    finally:
+        again.kill()
+
+
+def test_board_flashes_while_its_announcement_plays(qtbot, ui_bus, hall_daemon) -> None:
+    """`announcement_started` as the daemon publishes it (voice work, DESIGN §5), delivered as the bus would."""
+    window = _display(qtbot, ui_bus)
+    _issue(hall_daemon, "consult")
+    w1 = uikit.window_client(hall_daemon, 1, "S001")
+    ticket = w1.request("call_next")["ticket"]
+    w1.close()
+    qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
+    window.model.bus.event.emit({"type": "announcement_started", "event_id": "a1", "ticket": ticket, "window": 1})
+    states: set[str] = set()
+    qtbot.waitUntil(lambda: states.add(window.panel.property("flash")) or len(states) == 2, timeout=3000)
+    window.model.bus.event.emit({"type": "announcement_finished", "event_id": "a2", "ticket": ticket, "window": 1})
+    assert window.panel.property("flash") == "false" and window.model.state.flashing is None
