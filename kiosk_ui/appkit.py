@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QWidget
@@ -56,8 +57,12 @@ def place_window(widget: QWidget, options: AppOptions, size: tuple[int, int]) ->
 def run_app(prog: str, description: str, build: Builder, *, role: str, default_client: str,
             size: tuple[int, int], events: str | list[str] | tuple[str, ...] | None = None,
             add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-            argv: Sequence[str] | None = None) -> int:
-    """Parse the common command line, connect the bus, show the widget, run until closed or signalled."""
+            argv: Sequence[str] | None = None,
+            bus_options: Callable[[AppOptions, argparse.Namespace], dict[str, Any]] | None = None) -> int:
+    """Parse the common command line, connect the bus, show the widget, run until closed or signalled.
+
+    `bus_options(options, args)` may override the bus's `role`, `window` and `events` once the command
+    line is known (a tablet's window, a supervisor's events)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     add_common_arguments(parser, default_client)
     parser.add_argument("--log-level", default="INFO")
@@ -72,7 +77,14 @@ def run_app(prog: str, description: str, build: Builder, *, role: str, default_c
         return 2
     app = application([prog])
     apply_style(app)
-    bus = QtHallBus.from_options(options, role=role, events=events)
+    bus_kwargs: dict[str, Any] = {"role": role, "events": events}
+    if bus_options:
+        try:
+            bus_kwargs.update(bus_options(options, args))
+        except UsageError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 2
+    bus = QtHallBus.from_options(options, **bus_kwargs)
     widget = build(options, bus, args)
     bus.fatal.connect(lambda message: log.error("%s", message))
     place_window(widget, options, size)

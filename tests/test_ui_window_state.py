@@ -110,7 +110,7 @@ def test_window_state_of_another_window_and_garbage_are_ignored():
     assert ws.apply_window(s, "junk") is s  # type: ignore[arg-type]
     s = ws.apply_queues(s, {"consult": {"name": "法律咨询", "waiting": 4, "estimate": {"low_min": 10, "high_min": 15}},
                             "general": {"name": "综合服务", "waiting": 0}, "notary": {"name": "公证", "waiting": 9}})
-    assert s.window_queues() == [("consult", "法律咨询", 4, "约10–15分钟"), ("general", "综合服务", 0, "前面还有0人")]
+    assert s.window_queues() == [("consult", "法律咨询", 4, "约10–15分钟"), ("general", "综合服务", 0, "—（数据不足）")]
     assert ws.apply_queues(s, None).queues == {}
 
 

@@ -180,15 +180,15 @@ class TerminalState:
         return bool(self.staff and self.staff.get("position") == "综合接待岗")
 
     def window_queues(self) -> list[tuple[str, str, int, str]]:
-        """(code, name, waiting, estimate) for the services this window serves, in its order."""
+        """(code, name, waiting, estimate) for the services this window serves, in its order; the estimate
+        is the daemon's range, or a dash while it has too little data (never a guess)."""
         codes = self.view.get("services") if isinstance(self.view, dict) else None
         rows = []
         for code in codes or []:
             entry = self.queues.get(code)
             if isinstance(entry, dict):
-                waiting = int(entry.get("waiting") or 0)
-                rows.append((code, str(entry.get("name") or code), waiting,
-                             estimate_text(entry.get("estimate")) or f"前面还有{waiting}人"))
+                rows.append((code, str(entry.get("name") or code), int(entry.get("waiting") or 0),
+                             estimate_text(entry.get("estimate")) or "—（数据不足）"))
         return rows
 
 

@@ -1,0 +1,288 @@
+"""hall-window driven through its real widgets, offscreen, against a real daemon and broker."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+from hall_controller.bus.client import CommandError
+from hall_controller.bus.topics import ALL_EVENTS
+from hall_controller.clock import SystemClock
+from kiosk_ui.style import apply_style
+from kiosk_ui.tablet import TabletView
+from window_terminal import state as st
+from window_terminal.app import WINDOW_EVENTS
+from window_terminal.camera import MAX_SCAN_BYTES, EmulatedCamera, encode_scan, synthetic_document
+from window_terminal.supervisor import SupervisorView
+from window_terminal.terminal import WindowTerminal
+
+from . import uikit
+from .daemonkit import passwords, wait_until
+from .uikit import window_client
+
+hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus  # fixtures
+
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+TIMEOUT = 10_000
+
+
+@pytest.fixture(autouse=True)
+def styled(qapp):
+    """The apps' age-friendly style sheet, as run_app applies it."""
+    apply_style(qapp)
+
+
+def terminal(qtbot, ui_bus, number: int, *, camera=None) -> WindowTerminal:
+    bus = ui_bus(f"window-{number}", role="window", events=WINDOW_EVENTS)
+    widget = WindowTerminal(bus, number, clock=SystemClock(), camera=camera)
+    qtbot.addWidget(widget)
+    widget.resize(1600, 1000)
+    widget.show()
+    return widget
+
+
+def login(qtbot, widget: WindowTerminal, job: str) -> None:
+    qtbot.keyClicks(widget.job_edit, job)
+    qtbot.keyClicks(widget.pin_edit, "1234")
+    qtbot.keyClick(widget.pin_edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: widget.state.logged_in and widget.pages.currentIndex() == 1, timeout=TIMEOUT)
+
+
+def press(qtbot, widget: WindowTerminal, op: str) -> None:
+    """The op's keyboard shortcut, once its button is enabled (the previous op has been answered)."""
+    qtbot.waitUntil(lambda: widget.buttons[op].isEnabled(), timeout=TIMEOUT)
+    widget.activateWindow()                         # shortcuts act in the active window
+    qtbot.waitUntil(widget.isActiveWindow, timeout=TIMEOUT)
+    qtbot.keySequence(widget, widget.shortcuts[op].key())
+
+
+def kiosk_issue(daemon, service: str = "consult", **args) -> dict:
+    kiosk = daemon.client("kiosk-1", role="kiosk")
+    try:
+        return kiosk.request("issue_ticket", service=service, **args)["ticket"]
+    finally:
+        kiosk.close()
+
+
+def shot(widget, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    assert widget.grab().save(str(SHOTS / name))
+
+
+def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon, ui_bus):
+    first = kiosk_issue(hall_daemon)
+    second = kiosk_issue(hall_daemon)
+    camera = EmulatedCamera(lambda: "3号窗口 测试")
+    w = terminal(qtbot, ui_bus, 3, camera=camera)
+    assert w.pages.currentIndex() == 0 and not w.buttons["call_next"].isEnabled()
+    shot(w, "window-login.png")
+    tablet_bus = ui_bus("tablet-3", role="tablet", window=3)
+    tablet = TabletView(tablet_bus, 3)
+    qtbot.addWidget(tablet)
+    admin = ui_bus("admin", role="admin", events=ALL_EVENTS)
+    sup = SupervisorView(admin, clock=SystemClock())
+    qtbot.addWidget(sup)
+    sup.resize(1600, 1000)
+
+    login(qtbot, w, "1003")
+    qtbot.waitUntil(lambda: tablet.name_label.text() == "张伟", timeout=TIMEOUT)
+    assert "服务中" == tablet.service_label.text()
+    # a double click sends one call_next: the second click lands on a disabled button
+    qtbot.waitUntil(lambda: w.buttons["call_next"].isEnabled(), timeout=TIMEOUT)
+    qtbot.mouseClick(w.buttons["call_next"], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(w.buttons["call_next"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: w.number_label.text() == first["number"], timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.buttons["start"].isEnabled(), timeout=TIMEOUT)
+    queue = dict((code, waiting) for code, _, waiting, _ in w.state.window_queues())
+    qtbot.waitUntil(lambda: dict((c, n) for c, _, n, _ in w.state.window_queues())["consult"] == 1, timeout=TIMEOUT)
+    assert second["number"] not in w.number_label.text() and queue
+    qtbot.waitUntil(lambda: tablet.current_label.text() == first["number"], timeout=TIMEOUT)
+
+    press(qtbot, w, "start")
+    qtbot.waitUntil(lambda: w.state.ticket and w.state.ticket["status"] == "serving", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: "剩余" in w.countdown_label.text(), timeout=TIMEOUT)
+    assert w.countdown_level == st.NORMAL and "办理时限30分钟" in w.countdown_label.text()
+
+    # scan: the emulated camera, a preview, attach
+    press(qtbot, w, "scan")
+    qtbot.waitUntil(lambda: w.scan_image is not None, timeout=TIMEOUT)
+    assert w.scan_preview.pixmap() is not None and not w.scan_preview.pixmap().isNull()
+    assert w.forms["scan"].confirm.isEnabled()
+    shot(w, "window-scan.png")
+    w.forms["scan"].confirm.click()
+    qtbot.waitUntil(lambda: w.scan_image is None or "附加" in w.message.text() or "不支持" in w.message.text()
+                    or "未支持" in w.message.text(), timeout=TIMEOUT)
+    if w.scan_image is None:
+        qtbot.waitUntil(lambda: len(w.state.ticket.get("scans") or ()) == 1, timeout=TIMEOUT)
+
+    # finish with outcome and note
+    press(qtbot, w, "finish")
+    assert w.side.currentWidget() is w.forms["finish"]
+    w.outcome_combo.setCurrentIndex(w.outcome_combo.findData("accepted"))
+    w.note_edit.insert("已受理，材料齐全")   # QTest types ASCII only
+    shot(w, "window-finish.png")
+    qtbot.keyClick(w.note_edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: w.state.ticket is None and len(w.state.served) == 1, timeout=TIMEOUT)
+    assert w.state.served[0].outcome == "accepted" and w.served_table.item(0, 4).text() == "待评价"
+
+    # the tablet asks, the visitor rates 非常不满意 with two dimensions
+    qtbot.waitUntil(lambda: tablet.state.screen == "rating", timeout=TIMEOUT)
+    assert first["number"] in tablet.rating_info.text()
+    qtbot.mouseClick(tablet.score_buttons[1], Qt.MouseButton.LeftButton)
+    assert tablet.state.screen == "dimensions"
+    qtbot.mouseClick(tablet.dimension_buttons[("服务态度", 1)], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(tablet.dimension_buttons[("廉洁从政", 5)], Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(tablet.submit_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: tablet.state.screen == "thanks", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.served_table.item(0, 4).text() == "非常不满意", timeout=TIMEOUT)
+
+    # the supervisor sees the 差评 and records the follow-up
+    qtbot.waitUntil(lambda: sup.bad_table.rowCount() == 1, timeout=TIMEOUT)
+    assert sup.bad_table.item(0, 0).text() == first["number"] and sup.bad_table.item(0, 3).text() == "非常不满意"
+    assert sup.bad_table.item(0, 2).text() == "张伟"
+    shot(sup, "window-supervisor.png")
+    sup.follow_up.insert("已电话回访，向群众致歉并整改")
+    qtbot.keyClick(sup.follow_up, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: "已记录回访" in sup.message.text(), timeout=TIMEOUT)
+    assert sup.bad_table.rowCount() == 0
+    with pytest.raises(CommandError) as err:        # the daemon has no open 差评 left
+        admin.client.request("resolve_bad_rating", ticket=first["id"], note="again")
+    assert err.value.code == "not_found"
+
+
+def test_transfer_to_another_window_and_return_to_first_officer(qtbot, hall_daemon, ui_bus):
+    ticket = kiosk_issue(hall_daemon)
+    w3 = terminal(qtbot, ui_bus, 3)
+    w6 = terminal(qtbot, ui_bus, 6)
+    login(qtbot, w3, "1003")
+    login(qtbot, w6, "1006")
+    press(qtbot, w3, "call_next")
+    press(qtbot, w3, "start")
+    assert not w3.buttons["return_to_first"].isEnabled()        # he is the first officer
+    press(qtbot, w3, "transfer")
+    w3.to_window.setChecked(True)
+    qtbot.waitUntil(lambda: w3.transfer_list.count() >= 7, timeout=TIMEOUT)
+    row = next(i for i in range(w3.transfer_list.count()) if w3.transfer_list.item(i).text().startswith("6号窗口"))
+    assert "杨磊" in w3.transfer_list.item(row).text()
+    w3.transfer_list.setCurrentRow(row)
+    w3.transfer_note.insert("涉及邻里纠纷，转人民调解")
+    shot(w3, "window-transfer.png")
+    w3.forms["transfer"].confirm.click()
+    qtbot.waitUntil(lambda: w3.state.ticket is None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: any("转入本窗口" in a for a in w6.state.alerts), timeout=TIMEOUT)
+
+    press(qtbot, w6, "call_next")
+    qtbot.waitUntil(lambda: w6.number_label.text() == ticket["number"], timeout=TIMEOUT)
+    assert "首问责任人：张伟" in w6.visit_info.text() and "已转移1次" in w6.visit_info.text()
+    press(qtbot, w6, "start")
+    press(qtbot, w6, "return_to_first")
+    qtbot.waitUntil(lambda: w6.state.ticket is None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: any("退回首问责任人" in a for a in w3.state.alerts), timeout=TIMEOUT)
+    press(qtbot, w3, "call_next")
+    qtbot.waitUntil(lambda: w3.number_label.text() == ticket["number"], timeout=TIMEOUT)
+    assert w3.state.ticket["first_officer"] == "S003" and len(w3.state.ticket["transfers"]) == 2
+
+
+def test_reception_issues_a_green_channel_ticket_that_is_called_first(qtbot, hall_daemon, ui_bus):
+    normal = kiosk_issue(hall_daemon)
+    w1 = terminal(qtbot, ui_bus, 1)
+    login(qtbot, w1, "1001")                     # 王芳, 综合接待岗
+    press(qtbot, w1, "reception")
+    w1.reception_kind.setCurrentIndex(w1.reception_kind.findData("green"))
+    w1.reception_service.setCurrentIndex(w1.reception_service.findData("consult"))
+    w1.green_combo.setCurrentText("农民工欠薪")
+    w1.forms["reception"].confirm.click()
+    qtbot.waitUntil(lambda: "绿色通道" in w1.reception_result.text(), timeout=TIMEOUT)
+    green_number = w1.reception_result.text().split("（")[0]
+    shot(w1, "window-reception.png")
+    clerk = window_client(hall_daemon, 3, "S003")
+    try:
+        called = clerk.request("call_next")["ticket"]
+        assert called["number"] == green_number and called["green_reason"] == "农民工欠薪"
+        assert called["number"] != normal["number"]
+    finally:
+        clerk.close()
+
+    # a clerk of another position at the same window may not issue
+    w3 = terminal(qtbot, ui_bus, 3)
+    qtbot.waitUntil(lambda: w3.state.logged_in, timeout=TIMEOUT)
+    assert not w3.buttons["reception"].isEnabled()
+
+
+def test_offline_banner_disables_ops_and_clears_when_the_daemon_returns(qtbot, hall_daemon, ui_bus):
+    w = terminal(qtbot, ui_bus, 3)
+    login(qtbot, w, "1003")
+    qtbot.waitUntil(lambda: w.buttons["call_next"].isEnabled(), timeout=TIMEOUT)
+    assert not w.banner.isVisible()
+    hall_daemon.kill()                                # daemon and its broker gone
+    qtbot.waitUntil(lambda: w.banner.isVisible(), timeout=15_000)
+    assert not any(b.isEnabled() for b in w.buttons.values())
+    shot(w, "window-offline.png")
+    hall_daemon.start()
+    qtbot.waitUntil(lambda: not w.banner.isVisible(), timeout=30_000)
+    qtbot.waitUntil(lambda: w.buttons["call_next"].isEnabled(), timeout=TIMEOUT)
+    assert w.state.logged_in                          # the login survived in the daemon's store
+
+
+def test_pause_with_a_reason_and_resume(qtbot, hall_daemon, ui_bus):
+    w = terminal(qtbot, ui_bus, 4)
+    login(qtbot, w, "1004")
+    press(qtbot, w, "pause")
+    w.pause_combo.setCurrentText("会议")
+    w.forms["pause"].confirm.click()
+    qtbot.waitUntil(lambda: w.status_label.text() == "暂停服务（会议）", timeout=TIMEOUT)
+    assert not w.buttons["call_next"].isEnabled() and w.buttons["resume"].isEnabled()
+    press(qtbot, w, "print_notice")
+    w.notice_combo.setCurrentIndex(w.notice_combo.findData("legal_aid"))
+    w.forms["print_notice"].confirm.click()
+    qtbot.waitUntil(lambda: "经济困难状况说明表" in w.notice_text.text(), timeout=TIMEOUT)
+    press(qtbot, w, "resume")
+    qtbot.waitUntil(lambda: w.status_label.text() == "空闲", timeout=TIMEOUT)
+
+
+def test_scan_encoding_fits_one_command_and_stays_an_image(qtbot):
+    page = synthetic_document("3号窗口 A001", 1)
+    data = encode_scan(page)
+    assert len(data) <= MAX_SCAN_BYTES and data[:2] == b"\xff\xd8"
+    decoded = QImage.fromData(data)
+    assert not decoded.isNull() and decoded.width() >= 600
+    assert len(base64.b64encode(data)) < 64 * 1024 - 200
+
+
+def test_hall_window_starts_as_a_user_starts_it(hall_daemon, tmp_path):
+    """`hall-window --mqtt-url … --hall demo` runs (offscreen), reports its client status online."""
+    pw = passwords(hall_daemon.config)
+    url = f"mqtt://window-2:{pw['window-2']}@127.0.0.1:{hall_daemon.port}"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from window_terminal.app import main; sys.exit(main())",
+                             "--mqtt-url", url, "--hall", "demo", "--windowed", "--camera", "emulated"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert client_status(hall_daemon, "window-2", "online")
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def client_status(daemon, client_id: str, wanted: str, timeout: float = 30.0) -> bool:
+    """Wait for the retained `client/{id}/status` to say `wanted` (read as the admin)."""
+    seen: list[bytes] = []
+    observer = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="admin", protocol=mqtt.MQTTv311)
+    observer.username_pw_set("admin", passwords(daemon.config)["admin"])
+    observer.on_connect = lambda c, *_: c.subscribe(f"hall/demo/client/{client_id}/status")
+    observer.on_message = lambda c, u, m: seen.append(m.payload)
+    observer.connect("127.0.0.1", daemon.port)
+    observer.loop_start()
+    try:
+        wait_until(lambda: any(wanted.encode() in p for p in seen), timeout=timeout, what=f"{client_id} {wanted}")
+        return True
+    finally:
+        observer.disconnect()
+        observer.loop_stop()
