@@ -82,7 +82,7 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
             "client_passwords": str(passwords_path(config)),
             "emulator_control": f"http://{control[0]}:{control[1]}/",
             "management_system": mgmt.url,
-            "apps": _apps_note(ui),
+            "apps": _apps_note(ui, config_path, daemon.mqtt_address),
         }
         print("示范大厅已启动 / demo hall running:")
         for key, value in summary.items():
@@ -99,10 +99,18 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
     return 0
 
 
-def _apps_note(ui: bool) -> str:
+def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None) -> str:
+    """Start the kiosk and the hall display when there is a screen (they stop when the demo exits)."""
     if not ui:
         return "not started (--no-ui)"
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return "no display: Qt apps not started"
-    return "Qt apps are not yet available in this release"
+    try:
+        from kiosk_ui.launch import start_public_apps
+    except ImportError as exc:      # PySide6 is the `ui` extra
+        return f"Qt apps not started: {exc} (pip install 'hall-controller[ui]')"
+    if mqtt_address is None:
+        return "no MQTT broker: Qt apps not started"
+    procs = start_public_apps(config_path, *mqtt_address)
+    return "hall-kiosk (kiosk-1), hall-display (display-1) started: pids " + ", ".join(str(p.pid) for p in procs)
 

@@ -78,9 +78,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_client: str | 
 
 def options_from_args(args: argparse.Namespace) -> AppOptions:
     """Resolve the connection from either form of the command line; UsageError says what is wrong."""
-    if args.mqtt_url and args.config:
-        raise UsageError("--mqtt-url 与 --config 只能二选一 (use either --mqtt-url or --config)")
-    if args.mqtt_url:
+    if args.mqtt_url and args.config and urlsplit(args.mqtt_url).username:
+        raise UsageError("与 --config 同用时 --mqtt-url 只能给出 mqtt://主机:端口（密码取自密码文件）")
+    if args.mqtt_url and not args.config:
         client_id, password, host, port = parse_mqtt_url(args.mqtt_url)
         if not args.hall:
             raise UsageError("使用 --mqtt-url 时必须指定 --hall (the hall id)")
@@ -104,6 +104,11 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
     if not isinstance(password, str):
         raise UsageError(f"密码文件 {pw_file} 中没有客户端 {args.client}（请先运行 hallctl client add）")
     host, port = _broker_address(config)
+    if args.mqtt_url:      # the broker somewhere else than the config says (e.g. `hallctl demo` on a free port)
+        parts = urlsplit(args.mqtt_url)
+        if parts.scheme != "mqtt" or not parts.hostname:
+            raise UsageError(f"MQTT 地址格式应为 mqtt://主机:端口，而不是 {args.mqtt_url!r}")
+        host, port = parts.hostname, parts.port or 1883
     role = next((c.role for c in config.clients if c.id == args.client), None)
     return AppOptions(args.client, password, host, port, config.hall_id, args.windowed, args.screen, config, role)
 

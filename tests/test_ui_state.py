@@ -203,6 +203,8 @@ def test_command_line_forms(tmp_path: Path) -> None:
     assert (opts.client_id, opts.password, opts.hall_id, opts.role) == (
         "display-1", passwords(config)["display-1"], "demo", "display")
     assert opts.config is not None and opts.config.display_notice
+    moved = options_from_args(_args("--config", str(config), "--client", "kiosk-1", "--mqtt-url", "mqtt://127.0.0.1:2883"))
+    assert (moved.host, moved.port, moved.password) == ("127.0.0.1", 2883, passwords(config)["kiosk-1"])
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -211,7 +213,7 @@ def test_command_line_forms(tmp_path: Path) -> None:
     (("--mqtt-url", "mqtt://h:1", "--hall", "demo"), "mqtt://"),
     (("--mqtt-url", "mqtt://a:b@h:99999", "--hall", "demo"), "端口"),
     (("--mqtt-url", "mqtt://a:b@h:1",), "--hall"),
-    (("--mqtt-url", "mqtt://a:b@h:1", "--config", "x.yaml"), "二选一"),
+    (("--mqtt-url", "mqtt://a:b@h:1", "--config", "x.yaml"), "密码取自密码文件"),
     (("--config", "/nonexistent/hall.yaml"), "cannot read"),
 ])
 def test_command_line_errors_are_clear(argv: tuple[str, ...], fragment: str) -> None:
