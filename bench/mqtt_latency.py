@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import multiprocessing
 import os
@@ -612,6 +613,92 @@ def call_tickets(groups: list[ClientGroup], display: HallClient, total: int, onl
                       len(sent) / seconds)
 
 
+# ---------------------------------------------------------------------------------------- (e)
+def stock_client_calls(port: int, hall: Hall, calls: int, *, qos: int, nodelay: bool) -> list[float]:
+    """(e) call → display as an integrator writes it with stock paho-mqtt: `paho.mqtt.client.Client`
+    (Nagle on unless `nodelay`), subscriptions and commands at `qos`, the display a second stock
+    client. Window 1 calls the next consult visitor (finishing the current one) `calls` times, one
+    call at a time; returns call_next sent → ticket_called at the display, in seconds."""
+    lock = threading.Lock()
+    seen: dict[str, float] = {}
+    reply = threading.Event()
+
+    def connect(user: str, topic: str, on_message: Callable[..., None]) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv311)
+        client.username_pw_set(user, hall.passwords[user])
+        if nodelay:
+            client.on_socket_open = set_nodelay
+        subscribed = threading.Event()
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_message = on_message
+        client.connect("127.0.0.1", port, keepalive=30)
+        client.loop_start()
+        wait_for(client.is_connected, 10, f"{user} to connect")
+        client.subscribe(topic, qos=qos)
+        if not subscribed.wait(5):
+            raise TimeoutError("no SUBACK")
+        return client
+
+    def on_event(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        now = time.perf_counter()
+        ticket = (json.loads(message.payload).get("ticket") or {}).get("id")
+        with lock:
+            seen.setdefault(ticket, now)
+
+    def on_reply(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        replies.append(json.loads(message.payload))
+        reply.set()
+
+    replies: list[dict[str, Any]] = []
+    with clients(port, hall.passwords, hall.roles, ["kiosk-1"]) as cs:
+        for _ in range(calls + WARMUP // 10 + 1):
+            cs["kiosk-1"].request("issue_ticket", service="consult")
+    display = connect("display-1", f"hall/{HALL}/event/ticket_called", on_event)
+    window = connect("window-1", f"hall/{HALL}/reply/window-1", on_reply)
+
+    def request(op: str, **args: Any) -> dict[str, Any]:
+        reply.clear()
+        window.publish(f"hall/{HALL}/cmd/window-1", json.dumps({"id": os.urandom(8).hex(), "op": op, **args}), qos=qos)
+        if not reply.wait(5):
+            raise TimeoutError(f"no reply to {op}")
+        answer = replies[-1]
+        if not answer.get("ok"):
+            raise RuntimeError(f"{op}: {answer}")
+        return answer["result"]
+
+    latencies: list[float] = []
+    try:
+        request("login", staff_id="S001", pin="1234")
+        for i in range(calls + WARMUP // 10):
+            start = time.perf_counter()
+            ticket = request("call_next", finish_current=True)["ticket"]["id"]
+            wait_for(lambda t=ticket: t in seen, 5, "ticket_called at the stock display")
+            if i >= WARMUP // 10:
+                latencies.append(seen[ticket] - start)
+        request("finish")
+        request("logout")
+    finally:
+        for client in (window, display):
+            client.disconnect()
+            client.loop_stop()
+    return latencies
+
+
+def bench_stock(work: Path, args: argparse.Namespace) -> None:
+    """(e) alone, against the daemon with its embedded broker."""
+    print("\n== (e) stock paho-mqtt clients (no HallClient), embedded broker ==", flush=True)
+    hall = make_hall(work / "stock", "full")
+    daemon = (InProcessServer if args.in_process else ChildServer)(str(hall.config_path), None)
+    try:
+        for qos, nodelay in ((1, False), (0, False), (1, True)):
+            found = stock_client_calls(daemon.port, hall, args.stock_calls, qos=qos, nodelay=nodelay)
+            label = f"QoS {qos} subs and commands, {'TCP_NODELAY' if nodelay else 'Nagle on (stock)'}"
+            print(f"(e) {label:44s} {len(found):5d} calls    p50 {ms(pct(found, 50))}  p99 {ms(pct(found, 99))}",
+                  flush=True)
+    finally:
+        daemon.stop()
+
+
 # ---------------------------------------------------------------------------------------- one broker
 def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bool) -> None:
     print(f"\n== {label} ==", flush=True)
@@ -722,6 +809,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client-procs", type=int, default=2, metavar="N",
                    help="worker processes for the 8 kiosk and 8 window clients; 0: threads of this process "
                         "(default %(default)s; the display client always runs here)")
+    p.add_argument("--stock", action="store_true",
+                   help="only (e): call → display with stock paho-mqtt clients (Nagle, QoS 1), as an integrator "
+                        "writes them")
+    p.add_argument("--stock-calls", type=int, default=200, help="(e) calls per variant (default %(default)s)")
     p.add_argument("--dir", help="where to make the temporary halls (default: the system temp dir)")
     p.add_argument("--serve", metavar="CONFIG", help=argparse.SUPPRESS)
     p.add_argument("--mqtt-url", help=argparse.SUPPRESS)
@@ -740,7 +831,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{'in this process' if args.in_process else 'in a child process'}, kiosk and window clients in "
           f"{args.client_procs or 'no'} worker process(es), {os.cpu_count()} CPUs")
     try:
-        if not args.mosquitto_only:
+        if args.stock:
+            bench_stock(work, args)
+        elif not args.mosquitto_only:
             bench_broker("embedded broker (amqtt, the daemon's child process)", work, args, mosquitto=False)
         if args.mosquitto:
             nodelay = " + set_tcp_nodelay" if args.mosquitto_nodelay else ""

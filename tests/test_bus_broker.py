@@ -105,6 +105,25 @@ def test_topic_acl_is_enforced(broker):
     assert tablet.received() == []  # the retained window 4 state never reached it
 
 
+def test_delivery_qos_is_the_lower_of_publish_and_subscription(broker):
+    """A QoS 1 subscriber gets the daemon's QoS 0 events at QoS 0: no PUBACK for it to send, which
+    with Nagle on would hold its next command for the broker's delayed TCP acknowledgement."""
+    _, connect = broker
+    daemon = connect("hall-daemon")
+    daemon.subscribe("hall/demo/cmd/+")
+    display = connect("display-1")
+    display.subscribe("hall/demo/event/+")                       # at QoS 1
+    daemon.publish("hall/demo/event/ticket_called", b"q0", qos=0)
+    daemon.publish("hall/demo/event/ticket_called", b"q1", qos=1)
+    wait_until(lambda: len(display.received()) == 2, what="both events")
+    assert list(zip(display.received(), display.qos, strict=True)) == [(b"q0", 0), (b"q1", 1)]
+    window = connect("window-3")
+    window.publish("hall/demo/cmd/window-3", b"c0", qos=0)      # from a client too
+    window.publish("hall/demo/cmd/window-3", b"c1", qos=1)
+    wait_until(lambda: len(daemon.received()) == 2, what="both commands")
+    assert list(zip(daemon.received(), daemon.qos, strict=True)) == [(b"c0", 0), (b"c1", 1)]
+
+
 def test_a_last_will_on_a_foreign_topic_is_refused(broker):
     b, _ = broker
     client = RawClient(b.port, "kiosk-1", PASSWORDS["kiosk-1"])

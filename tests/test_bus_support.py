@@ -88,6 +88,7 @@ class RawClient:
 
     def __init__(self, port: int, username: str, password: str, *, client_id: str | None = None) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.qos: list[int] = []  # the QoS each message of `messages` was delivered at
         self.lock = threading.Lock()
         self.connack: Any = None
         self.suback: list[Any] | None = None
@@ -110,6 +111,7 @@ class RawClient:
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         with self.lock:
             self.messages.append((message.topic, bytes(message.payload), bool(message.retain)))
+            self.qos.append(message.qos)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any, properties: Any) -> None:
         self.suback = reasons

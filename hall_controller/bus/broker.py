@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import struct
@@ -198,8 +199,13 @@ class TopicAclPlugin(BaseTopicPlugin):
         return allowed
 
 
+# The QoS of the PUBLISH a client task is handling, for `_HallBroker._broadcast_message` (each client
+# connection runs in its own asyncio task, so a context variable set in it is seen only there).
+_PUBLISH_QOS: contextvars.ContextVar[int | None] = contextvars.ContextVar("publish_qos", default=None)
+
+
 class _HallBroker(Broker):
-    """amqtt's Broker with two faults of 0.12.1 fixed.
+    """amqtt's Broker with three faults of 0.12.1 fixed.
 
     - After CONNECT, amqtt sends the new client the retained messages matching *every* client's
       subscriptions (bypassing the ACL), awaiting while it iterates the subscription table, which
@@ -207,7 +213,28 @@ class _HallBroker(Broker):
     - The broadcast loop awaits a per-delivery topic check (RECEIVE) while iterating the same table,
       so a concurrent subscribe loses the message. That check is skipped: every subscription was
       checked to be covered by the client's read patterns (TopicAclPlugin).
+    - A message is delivered at the QoS of the subscription, not at the lower of the PUBLISH's and
+      the subscription's (MQTT 3.1.1 §3.8.4). The daemon publishes replies and events at QoS 0, so a
+      client that subscribes at QoS 1 (as stock clients are often written) got them at QoS 1 and
+      answered each with a PUBACK; with Nagle's algorithm on (paho's default) its next command then
+      waited for the TCP acknowledgement of that PUBACK, which the broker delays up to 40 ms.
     """
+
+    async def _handle_message_delivery(self, client_session: Session, handler: Any, wait_deliver: Any) -> bool:
+        message = wait_deliver.result()
+        token = _PUBLISH_QOS.set(message.qos if message is not None else None)
+        try:
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+        finally:
+            _PUBLISH_QOS.reset(token)
+
+    async def _broadcast_message(self, session: Session | None, topic: str | None, data: Any,
+                                 force_qos: int | None = None) -> None:
+        qos = _PUBLISH_QOS.get()
+        if force_qos is not None or qos is None:   # a will (its own QoS) or an internal message
+            await super()._broadcast_message(session, topic, data, force_qos)
+            return
+        await self._broadcast_queue.put({"session": session, "topic": topic, "data": data, "max_qos": qos})
 
     async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int], session: Session) -> None:
         mine = self.subscriptions.get(subscription[0], [])
@@ -230,7 +257,7 @@ class _HallBroker(Broker):
             if not self._matches(topic, a_filter):
                 continue
             for target_session, sub_qos in list(subscriptions):
-                qos = broadcast.get("qos", sub_qos)
+                qos = broadcast.get("qos", min(sub_qos, broadcast.get("max_qos", sub_qos)))
                 if target_session.transitions.state != "connected":
                     if not target_session.clean_session and qos in (QOS_1, QOS_2) and not target_session.is_anonymous:
                         await self._retain_broadcast_message(broadcast, qos, target_session)
