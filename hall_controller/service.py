@@ -41,6 +41,9 @@ RECEPTION_POSITION = "综合接待岗"
 RECEPTION_OPS = {"issue_ticket"}
 READ_ONLY_OPS = {"status", "print_notice", "service_guide"}
 CARD_TTL_SECONDS = 120
+# Ops whose result the calling kiosk's own printer prints (see HallService.set_printer).
+PRINT_OPS = {"issue_ticket", "reprint", "print_notice"}
+PrintHook = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 @dataclass
@@ -78,6 +81,7 @@ class HallService:
         self._commit_lock = threading.Lock()
         self._reply_cache = reply_cache
         self._cards: dict[str, tuple[datetime, CardData]] = {}
+        self._printers: dict[str, PrintHook] = {}
         store.record_builder = record_builder_for(config)
         for command_id, reply in store.recent_command_replies(reply_cache):
             self._replies[command_id] = reply
@@ -97,6 +101,26 @@ class HallService:
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
         self._card_subscribers.append(callback)
 
+    def set_printer(self, kiosk_id: str, hook: PrintHook | None) -> None:
+        """The kiosk's ticket printer: ``hook(op, result)`` prints a PRINT_OPS result once it is
+        durable and returns ``{"printed", "print_error"?}`` for the reply (None removes it)."""
+        if hook is None:
+            self._printers.pop(kiosk_id, None)
+        else:
+            self._printers[kiosk_id] = hook
+
+    def _print(self, actor: Actor, op: str, result: dict[str, Any]) -> dict[str, Any]:
+        """Print at the calling kiosk, outside the lock; the op stands whatever the printer does."""
+        hook = self._printers.get(actor.client_id) if op in PRINT_OPS else None
+        if hook is None:
+            return result
+        try:
+            printed = hook(op, result)
+        except Exception:
+            log.exception("printer of %s failed on %s", actor.client_id, op)
+            printed = {"printed": False, "print_error": "打印失败"}
+        return {**result, **printed}
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return self.engine.snapshot()
@@ -108,16 +132,19 @@ class HallService:
         args = args or {}
         if not isinstance(args, dict):
             raise DomainError("bad_request", "参数必须是对象")
+        read_only: dict[str, Any] | None = None
+        redelivered = False
         with self._lock:
             if command_id:
                 previous = self._replies.get(command_id)
                 inflight = self._inflight.get(command_id)
             if command_id and (previous or inflight):
+                redelivered = True  # answered, never printed twice
                 log.info("command %s from %s redelivered: answering the first result", command_id,
                          actor.client_id)
             elif op in READ_ONLY_OPS:
                 self._authorise(actor, op, args)
-                return self._read_only(op, args)
+                read_only = self._read_only(op, args)
             else:
                 previous = None
                 try:
@@ -135,6 +162,8 @@ class HallService:
                 inflight = self._enqueue(outcome, command)
                 if command_id and inflight is not None:
                     self._inflight[command_id] = inflight
+        if read_only is not None:
+            return self._print(actor, op, read_only)
         if previous is not None:
             if previous["ok"]:
                 return previous["result"]
@@ -149,6 +178,8 @@ class HallService:
             result = inflight.result
         else:
             result = outcome.result
+        if not redelivered:
+            result = self._print(actor, op, result)
         if command_id:
             with self._lock:
                 self._remember(command_id, {"ok": True, "result": result})

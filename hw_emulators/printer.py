@@ -54,6 +54,7 @@ FONT_PATHS = (
 )
 PRINTER_FAULTS = ("paper_out", "cover_open")
 KEEP_TICKETS = 200
+RECENT_ON_DASHBOARD = 3
 IDLE_S = 1.0
 # Font A: 12 x 24 dots for a half-width character (24 x 24 for a Chinese one), 30 dots a line.
 CHAR_HEIGHT = 24
@@ -217,9 +218,9 @@ class EmulatedPrinter(EmulatedDevice):
 
     def state(self) -> dict[str, Any]:
         with self._lock:
-            last = self.tickets[-1].n if self.tickets else None
-        return {**super().state(), "printed": self.printed, "refused": self.refused, "last_ticket": last,
-                "recent_tickets": [t.n for t in list(self.tickets)[-5:]], "host_connected": self.link.host_connected}
+            recent = [t.n for t in list(self.tickets)[-RECENT_ON_DASHBOARD:]]
+        return {**super().state(), "printed": self.printed, "refused": self.refused, "recent_tickets": recent,
+                "fault_modes": list(PRINTER_FAULTS), "host_connected": self.link.host_connected}
 
 
 # ------------------------------------------------------------------------------------ rendering

@@ -1,0 +1,80 @@
+"""End to end over MQTT: a kiosk's ticket comes out of its emulated printer; a printer out of paper
+leaves the ticket issued, says so in the reply, goes offline and comes back when it can print."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.codecs.escpos import PRIVACY_LINE
+
+from .test_devices_support import DeviceHall, wait_until
+
+
+@pytest.fixture
+def hall(tmp_path):
+    hall = DeviceHall(tmp_path)
+    yield hall
+    hall.close()
+
+
+def printer_online(hall: DeviceHall, device: str = "printer-1") -> bool:
+    return bool(hall.service.snapshot()["devices"].get(device, {}).get("online"))
+
+
+def tickets(hall: DeviceHall, device: str = "printer-1") -> list[dict]:
+    return hall.emu.device(device).view()["tickets"]
+
+
+def test_ticket_issued_at_kiosk_1_is_printed_on_its_printer(hall):
+    wait_until(lambda: printer_online(hall), 10, "printer-1 online")
+    kiosk = hall.client("kiosk-1", "kiosk")
+    reply = kiosk.request("issue_ticket", service="consult")
+    assert reply["printed"] is True and "print_error" not in reply
+    number, ticket_id = reply["ticket"]["number"], reply["ticket"]["id"]
+    printed = tickets(hall)
+    assert len(printed) == 1
+    lines = printed[0]["lines"]
+    assert {"示范区公共法律服务中心", "法律咨询", number, "请留意叫号", PRIVACY_LINE} <= set(lines)
+    assert f"前面还有{reply['ahead']}人，请稍候。" in lines
+    assert printed[0]["qr"] == [ticket_id]
+    assert tickets(hall, "printer-2") == []  # kiosk-2's printer printed nothing
+
+    again = kiosk.request("reprint", ticket=ticket_id)
+    assert again["printed"] is True
+    assert "【补打】" in tickets(hall)[1]["lines"]
+
+    notice = kiosk.request("print_notice", service="legal_aid")
+    assert notice["printed"] is True
+    slip = tickets(hall)[2]["lines"]
+    assert "一次性告知单" in slip and "业务：法律援助" in slip
+
+    # A window client's notice is not printed at a kiosk.
+    window = hall.client("window-3", "window")
+    assert "printed" not in window.request("print_notice", service="consult")
+    assert len(tickets(hall)) == 3
+
+
+def test_paper_out_mid_day(hall):
+    wait_until(lambda: printer_online(hall), 10, "printer-1 online")
+    kiosk = hall.client("kiosk-1", "kiosk")
+    assert kiosk.request("issue_ticket", service="consult")["printed"] is True
+
+    hall.emu.device("printer-1").set_fault("paper_out")
+    reply = kiosk.request("issue_ticket", service="consult")
+    assert reply["printed"] is False and reply["print_error"] == "打印机缺纸"
+    number = reply["ticket"]["number"]
+    wait_until(lambda: any(e["type"] == "ticket_issued" and e["ticket"]["number"] == number for e in hall.events),
+               3, f"{number} issued")
+    wait_until(lambda: hall.device_events("device_offline", "printer-1"), 5, "printer-1 offline")
+    assert not printer_online(hall)
+
+    # While it stays offline the kiosk is told at once, and the queue goes on.
+    offline = kiosk.request("issue_ticket", service="mediation")
+    assert offline["printed"] is False and offline["print_error"] == "打印机离线"
+    assert len(tickets(hall)) == 1
+    assert hall.emu.device("printer-1").view()["refused"] == 0  # never sent: the status said no paper
+
+    hall.emu.device("printer-1").clear_fault()
+    wait_until(lambda: printer_online(hall), 10, "printer-1 back online")
+    assert kiosk.request("issue_ticket", service="consult")["printed"] is True
+    assert len(tickets(hall)) == 2
