@@ -6,6 +6,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -58,6 +59,7 @@ class QueueMachine(RuleBasedStateMachine):
         self.seen: dict[str, dict] = {}            # every ticket ever reported, latest view
         self.first: dict[str, dict] = {}           # first view, for arrival time / first officer
         self.last_seq = 0
+        self.violations: list[str] = []            # failed checks of events, see _on_event
         self.service.subscribe(self._on_event)
 
     def teardown(self):
@@ -66,6 +68,14 @@ class QueueMachine(RuleBasedStateMachine):
             self.tmp.cleanup()
 
     def _on_event(self, event):
+        """Subscriber: HallService._publish logs what a subscriber raises and carries on, so a failed
+        check is collected here and asserted by the invariant `events_seen_by_subscribers_are_valid`."""
+        try:
+            self._check_event(event)
+        except AssertionError as exc:
+            self.violations.append(f"event seq {event.get('seq')} ({event.get('type')}): {exc}")
+
+    def _check_event(self, event):
         assert event["seq"] == self.last_seq + 1, "event sequence must be gap-free and monotonic"
         self.last_seq = event["seq"]
         t = event.get("ticket")
@@ -163,6 +173,10 @@ class QueueMachine(RuleBasedStateMachine):
             {k: v for k, v in before.items() if k != "devices"}
 
     @invariant()
+    def events_seen_by_subscribers_are_valid(self):
+        assert not getattr(self, "violations", []), self.violations
+
+    @invariant()
     def numbers_unique_per_day_and_prefix(self):
         if not hasattr(self, "seen"):
             return
@@ -220,3 +234,18 @@ class QueueMachine(RuleBasedStateMachine):
 QueueMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow])
 TestQueueMachine = QueueMachine.TestCase
+
+
+def test_a_failed_check_in_the_subscriber_fails_the_machine():
+    """The service swallows a subscriber's exception; the invariant must not."""
+    machine = QueueMachine()
+    try:
+        machine.setup()
+        machine.issue("consult", None, False)              # seq 1 reaches the subscriber: fine
+        machine.events_seen_by_subscribers_are_valid()
+        machine.last_seq += 5                              # the next event now looks like a gap
+        machine.issue("consult", None, True)
+        with pytest.raises(AssertionError, match="gap-free"):
+            machine.events_seen_by_subscribers_are_valid()
+    finally:
+        machine.teardown()
