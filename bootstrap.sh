@@ -9,7 +9,9 @@ cd "$(dirname "$0")"
 mode="${1:-setup}"
 shift || true
 
-DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql chromium)
+DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql chromium
+                 xvfb xauth imagemagick libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
+                 libxcb-render-util0)
 
 install_debian() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 0
@@ -39,7 +41,7 @@ install_python() {
   local py="${PYTHON:-python3}"
   [ -x .venv/bin/python ] || "$py" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev,postgres,usb]"
+  .venv/bin/python -m pip install -q -e ".[dev,postgres,usb,ui]"
 }
 
 install_debian

@@ -425,11 +425,13 @@ class KioskWindow(QWidget):
         self.result_estimate.setVisible(bool(result.estimate))
         if result.remember_number:
             self.result_caption.setText("请记住您的号码")
+            self.result_caption.setStyleSheet(f"font-size: {s.title}px; font-weight: bold; color: {PALETTE.alert};")
             self.result_print.setText("号票未能打印" + (f"（{result.print_problem}）" if result.print_problem else "")
                                       + "，请记住号码或拍照，留意叫号")
             self.result_print.setStyleSheet(f"color: {PALETTE.alert}; font-weight: bold;")
         else:
             self.result_caption.setText("您的号码")
+            self.result_caption.setStyleSheet("")
             self.result_print.setText("请取走号票，留意叫号" if result.printed else "请留意叫号")
             self.result_print.setStyleSheet("")
 
