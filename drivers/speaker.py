@@ -328,7 +328,7 @@ def open_speaker(url: str, profiles: Sequence[Profile] = (), *, on_error: ErrorC
         return AudioOutSpeaker(url, unquote(parts.netloc + parts.path).strip("/") or "default", on_error=on_error)
     if scheme == "wavdir":
         path = unquote(parts.path)
-        if not path.startswith("/"):
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
             raise ValueError(f"{url}: wavdir 需要绝对路径，如 wavdir:///var/lib/hall/announcements")
         paced = parse_qs(parts.query).get("paced", ["0"])[-1] in ("1", "true", "yes")
         return WavDirSpeaker(url, Path(path), paced, on_error=on_error)

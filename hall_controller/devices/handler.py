@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["DeviceHandler", "HandlerContext", "handled_kinds", "handler_for", "handles"]
 
 _BUILTIN_MODULES = ("hall_controller.devices.window_bus", "hall_controller.devices.card_reader",
-                    "hall_controller.devices.printer")
+                    "hall_controller.devices.printer", "hall_controller.devices.speaker")
 _handlers: dict[str, type[DeviceHandler]] = {}
 _loaded = False
 

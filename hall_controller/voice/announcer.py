@@ -13,9 +13,11 @@ Rules (issue 11, DESIGN §6):
   than ``drop_after_seconds`` late is *dropped*; either way an event says so
   (``announcement_shortened`` / ``announcement_dropped``). Setting both to the same value gives a
   pure drop policy. Waiting time is measured on the hall clock from the call event's ``ts``.
-* When the speaker is offline, the head of the queue waits (and ages) until it is back; an
-  announcement interrupted by a device failure is reported finished with ``completed: false`` and
-  tried again, subject to the same policy.
+* When the speaker is offline (``ready()`` false) the queue waits and ages: requests past
+  ``drop_after_seconds`` are dropped while waiting, the rest are played (or shortened) once it is
+  back. An announcement interrupted by a device failure is reported finished with
+  ``completed: false`` and tried again under the same policy, at most :data:`MAX_ATTEMPTS` times
+  (then ``announcement_dropped`` with reason ``speaker_failed``).
 
 Subscribers of the hall service are called while it publishes, so :meth:`Announcer.on_event` only
 enqueues; composing, playing and publishing ``announcement_*`` events happen on the worker thread.
@@ -210,10 +212,14 @@ class Announcer:
             self._thread = threading.Thread(target=self._run, name=f"announcer-{self.zone}", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self) -> None:
+        """Take no more requests; the one playing ends when its play returns (close the driver to
+        end it sooner), then :meth:`join`."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+
+    def join(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -240,7 +246,7 @@ class Announcer:
                 ok = True
             with self._cond:
                 self._playing = None
-                if not ok:
+                if not ok and not self._stopping:
                     self.queue.push_front(request)
 
     def _next(self) -> tuple[tuple[Request, str, float] | None, list[tuple[Request, float]]]:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .pack import builtin_pack_dir, check_pack, pack_tokens
+from .composer import Composer
+from .pack import builtin_pack_dir, check_pack, load_pack, pack_tokens
 from .template import WINDOW_STYLES, TemplateError, VoiceTemplate
 
-__all__ = ["DEFAULT_TEMPLATE", "VoiceConfig", "parse_voice"]
+__all__ = ["DEFAULT_TEMPLATE", "VoiceConfig", "composer_for", "parse_voice"]
 
 DEFAULT_TEMPLATE = "请{number}号到{window}号窗口办理"
 _KEYS = {"template", "repeat", "chime", "window_numbers", "max_wait_seconds", "drop_after_seconds", "pack"}
@@ -42,6 +43,18 @@ class VoiceConfig:
 
     def pack_dir(self) -> Path:
         return Path(self.pack) if self.pack else builtin_pack_dir()
+
+
+def _template(template: str, words: set[str], style: str) -> VoiceTemplate:
+    # split literal text by every word a pack may have, so that a clip missing from a site pack is
+    # reported as missing rather than as a word the template may not use
+    return VoiceTemplate(template, frozenset(words | pack_tokens(None)[0]), style)
+
+
+def composer_for(voice: VoiceConfig) -> Composer:
+    """Load the configured pack (VoicePackError if it broke since the config was checked)."""
+    pack = load_pack(voice.pack)
+    return Composer(pack, _template(voice.template, set(pack.clips), voice.window_numbers))
 
 
 def _number(raw: dict[str, Any], key: str, default: float, add: Callable[[str, str], None]) -> float:
@@ -94,9 +107,7 @@ def parse_voice(raw: Any, add: Callable[[str, str], None], prefixes: Iterable[st
         add("voice.pack", problem)
     if not problems:
         try:
-            # split literal text by every word a pack may have, so a clip missing from a site pack is
-            # reported as missing (below) rather than as a word the template may not use
-            parsed = VoiceTemplate(template, frozenset(words | pack_tokens(None)[0]), style)
+            parsed = _template(template, words, style)
         except TemplateError as exc:
             add("voice.template", str(exc))
         else:
