@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from drivers.codecs.escpos import PRIVACY_LINE
+from hall_controller.service import Actor, HallService
+from hall_controller.store import Store
 
 from .test_devices_support import DeviceHall, wait_until
 
@@ -78,3 +80,37 @@ def test_paper_out_mid_day(hall):
     wait_until(lambda: printer_online(hall), 10, "printer-1 back online")
     assert kiosk.request("issue_ticket", service="consult")["printed"] is True
     assert len(tickets(hall)) == 2
+
+
+# ------------------------------------------------------------------------------ the service's print hook
+
+
+@pytest.fixture
+def service(sample_config, clock, tmp_path):
+    return HallService(sample_config, Store(f"sqlite:///{tmp_path / 'hall.db'}"), clock, secret=b"k")
+
+
+def test_print_hook_runs_once_per_command_and_only_for_its_kiosk(service):
+    calls: list[tuple[str, str]] = []
+    service.set_printer("kiosk-1", lambda op, result: calls.append((op, result["ticket"]["number"])) or
+                        {"printed": True})
+    first = service.execute(Actor("kiosk-1", "kiosk"), "issue_ticket", {"service": "consult"}, command_id="c1")
+    assert first["printed"] is True
+    again = service.execute(Actor("kiosk-1", "kiosk"), "issue_ticket", {"service": "consult"}, command_id="c1")
+    assert again == first  # a redelivered command is answered, not printed twice
+    other = service.execute(Actor("kiosk-2", "kiosk"), "issue_ticket", {"service": "consult"})
+    assert "printed" not in other
+    assert calls == [("issue_ticket", first["ticket"]["number"])]
+    service.set_printer("kiosk-1", None)
+    assert "printed" not in service.execute(Actor("kiosk-1", "kiosk"), "issue_ticket", {"service": "consult"})
+
+
+def test_a_failing_print_hook_never_loses_the_ticket(service):
+    def broken(op, result):
+        raise RuntimeError("driver bug")
+
+    service.set_printer("kiosk-1", broken)
+    reply = service.execute(Actor("kiosk-1", "kiosk"), "issue_ticket", {"service": "consult"})
+    assert reply["printed"] is False and reply["print_error"] == "打印失败"
+    assert service.engine.state.tickets[reply["ticket"]["id"]].status == "waiting"
+    assert service.snapshot()["counters"] == {"A": 1}
