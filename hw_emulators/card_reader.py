@@ -3,8 +3,9 @@
 A card is put on the reader with ``POST /card-reader/{id}/insert`` (DESIGN §9 fields) and taken away
 with ``/remove``. While a card lies on it, find card answers ``9F`` (found), select ``90`` and read
 base info ``90`` with the card's 256-byte text block and 1024-byte photo; without a card they answer
-``80`` / ``81`` / ``41``. Putting a new card on while another lies there is a removal followed by an
-insertion: the next find answers ``80`` once, as a real reader sees the field empty in between.
+``80`` / ``81`` / ``41``. A card taken away is seen as gone by the next find (``80``) even when
+another card (or the same one) is put on before that find: a hand cannot swap cards faster than the
+host polls, so a real reader always sees the field empty in between.
 
 The inserted fields are checked for what the card can hold (lengths, dates, sex, nation), not for a
 valid ID number: the dashboard must be able to present a card with a wrong check digit or an
@@ -144,7 +145,7 @@ class EmulatedCardReader(EmulatedDevice):
         self._framer = _IdleFramer(RequestDecoder(self.framing), max(MIN_IDLE_S, 40 / baud))
         self._card: BaseInfo | None = None
         self._inserted_at: str | None = None
-        self._swap_pending = False
+        self._emptied = False  # the field was empty since the last find
         self.reads = 0
         self.requests: Counter[str] = Counter()
         #: ``(time.monotonic(), command name)`` of every request heard, for pacing checks.
@@ -170,14 +171,15 @@ class EmulatedCardReader(EmulatedDevice):
     # -- the card -------------------------------------------------------------------------------
     def insert(self, card: BaseInfo) -> None:
         with self._lock:
-            self._swap_pending = self._card is not None
+            self._emptied = self._emptied or self._card is not None
             self._card = card
             self._inserted_at = now().isoformat(timespec="seconds")
         logger.info("%s: card of %s* inserted", self.id, card.name[:1])
 
     def remove(self) -> bool:
         with self._lock:
-            had, self._card, self._swap_pending = self._card is not None, None, False
+            had, self._card = self._card is not None, None
+            self._emptied = self._emptied or had
         if had:
             logger.info("%s: card removed", self.id)
         return had
@@ -215,8 +217,8 @@ class EmulatedCardReader(EmulatedDevice):
             self.heard.notify_all()
             card = self._card
             if name == "find_card":
-                if card is None or self._swap_pending:
-                    self._swap_pending = False
+                if card is None or self._emptied:
+                    self._emptied = False
                     return Response(SW3_NO_CARD)
                 return Response(SW3_FOUND, bytes(4))
             if name == "select_card":
