@@ -112,5 +112,5 @@ def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None
     if mqtt_address is None:
         return "no MQTT broker: Qt apps not started"
     procs = start_public_apps(config_path, *mqtt_address)
-    return "hall-kiosk (kiosk-1), hall-display (display-1) started: pids " + ", ".join(str(p.pid) for p in procs)
-
+    return ("hall-kiosk (kiosk-1), hall-display (display-1), hall-window (window-1), hall-tablet (tablet-1) "
+            "started: pids " + ", ".join(str(p.pid) for p in procs))

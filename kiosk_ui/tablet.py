@@ -40,12 +40,16 @@ SCORE_COLOURS = {5: "#0a6b2f", 4: "#2e7d32", 3: "#0b4ea2", 2: "#8a4b00", 1: "#b0
 
 def _label(text: str = "", px: int = 28, *, bold: bool = False, colour: str | None = None) -> QLabel:
     label = QLabel(text)
-    label.setFont(font(px, bold=bold))
     label.setAlignment(Qt.AlignmentFlag.AlignCenter)
     label.setWordWrap(True)
-    if colour:
-        label.setStyleSheet(f"color: {colour}; background: transparent;")
+    label.setStyleSheet(label_style(px, bold=bold, colour=colour))
     return label
+
+
+def label_style(px: int, *, bold: bool = False, colour: str | None = None) -> str:
+    """Per-label size as a style sheet: the app's sheet sets every widget's font size, which beats setFont."""
+    return (f"font-size: {px}px; font-weight: {'bold' if bold else 'normal'}; background: transparent;"
+            + (f" color: {colour};" if colour else ""))
 
 
 def photo_placeholder(name: str, size: int = 220) -> QPixmap:
@@ -136,7 +140,6 @@ class TabletView(QWidget):
         for score, text in ts.SCORES:
             button = QPushButton(text)
             button.setMinimumSize(200, 220)
-            button.setFont(font(36, bold=True))
             button.setStyleSheet(f"QPushButton {{ background: {SCORE_COLOURS[score]}; color: #ffffff;"
                                  f" font-size: 36px; border-radius: 24px; }}")
             button.clicked.connect(lambda _=False, s=score: self.choose_score(s))
@@ -161,7 +164,8 @@ class TabletView(QWidget):
                 button = QPushButton(text)
                 button.setCheckable(True)
                 button.setObjectName("secondary")
-                button.setFont(font(24, bold=True))
+                button.setStyleSheet(f"QPushButton {{ font-size: 24px; }} QPushButton:checked {{"
+                                     f" background: {PALETTE.primary}; color: {PALETTE.primary_text}; }}")
                 button.clicked.connect(lambda _=False, n=name, s=score: self.choose_dimension(n, s))
                 grid.addWidget(button, r, c + 1)
                 self.dimension_buttons[(name, score)] = button
@@ -254,14 +258,16 @@ class TabletView(QWidget):
         self.job_label.setText(f"工号 {staff.get('job_number')}" if staff else "")
         self.service_label.setText(s.service_text)
         colour = {"服务中": PALETTE.ok, "暂停服务": PALETTE.alert}.get(s.service_text, PALETTE.muted)
-        self.service_label.setStyleSheet(f"color: {colour}; background: transparent;")
+        self.service_label.setStyleSheet(label_style(32, bold=True, colour=colour))
         self.current_label.setText(s.current_number or "—")
         number = (s.request or {}).get("number", "")
         who = f" · {name}" if staff else ""
         self.rating_info.setText(f"{number}号 · {self.window}号窗口{who}")
         self.dims_title.setText(f"总体评价：{dict(ts.SCORES).get(s.score or 0, '')}")
         for (dim, score), button in self.dimension_buttons.items():
-            button.setChecked(s.dimensions.get(dim) == score)
+            chosen = s.dimensions.get(dim) == score
+            button.setChecked(chosen)
+            button.setText(("✓ " if chosen else "") + dict(ts.SCORES)[score])
         live = online and not s.sending
         for button in self.score_buttons.values():
             button.setEnabled(live)

@@ -158,8 +158,11 @@ def test_supervisor_tracks_overdue_bad_ratings_dead_letters_devices_and_counts(c
     assert ws.sup_resolved(s, "t1").bad_ratings == {}
     s = ws.sup_apply_event(s, {"type": "bad_rating_resolved", "ticket": {"id": "t1"}}, now)
     assert s.bad_ratings == {}
-    s = ws.sup_apply_snapshot(s, {"counters": {"A": 7, "B": 2}})
+    s = ws.sup_apply_snapshot(s, {"counters": {"A": 7, "B": 2}, "bad_ratings": [
+        {"ticket": {"id": "t7", "number": "B003", "window": 5, "staff_id": "S005"}, "score": 2,
+         "rated_at": "2026-11-23T08:10:00.000+08:00", "dimensions": {}}, {"junk": 1}]})
     assert s.counts.issued == 9
+    assert list(s.bad_ratings) == ["t7"] and s.bad_ratings["t7"].number == "B003" and s.bad_ratings["t7"].score == 2
 
 
 # ------------------------------------------------------------------ reception at the daemon

@@ -330,12 +330,20 @@ def sup_apply_state(state: SupervisorState, section: str, key: Any, value: Any) 
 
 
 def sup_apply_snapshot(state: SupervisorState, snapshot: dict[str, Any]) -> SupervisorState:
-    """The `status` reply: today's issued count from the day's counters, when the daemon gives them."""
+    """The `status` reply: today's issued count from the day's counters and the open 差评 raised before
+    this view started (`bad_ratings`: the daemon's summaries), when the daemon gives them."""
     counters = snapshot.get("counters")
     if isinstance(counters, dict):
         issued = sum(v for v in counters.values() if isinstance(v, int))
         state = replace(state, counts=replace(state.counts, issued=max(issued, state.counts.issued)))
-    return state
+    bad = dict(state.bad_ratings)
+    for summary in snapshot.get("bad_ratings") or ():
+        ticket = summary.get("ticket") if isinstance(summary, dict) else None
+        if isinstance(ticket, dict) and ticket.get("id") and isinstance(summary.get("score"), int):
+            bad.setdefault(str(ticket["id"]), BadRating(
+                str(ticket["id"]), str(ticket.get("number")), ticket.get("window"), ticket.get("staff_id"),
+                summary["score"], str(summary.get("rated_at") or ""), dict(summary.get("dimensions") or {})))
+    return replace(state, bad_ratings=bad)
 
 
 def sup_apply_event(state: SupervisorState, event: dict[str, Any], now: datetime) -> SupervisorState:

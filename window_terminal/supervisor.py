@@ -39,7 +39,7 @@ class SupervisorView(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bus, self.clock = bus, clock
-        self.state = st.SupervisorState()
+        self.state = st.SupervisorState(counts_since=f"{local(clock.now()):%H:%M}")
         self.staff_names = dict(staff_names or {})
         self.busy = False
         self.setWindowTitle("大厅值班长 · 服务监督")
@@ -173,9 +173,10 @@ class SupervisorView(QWidget):
         self.banner.setVisible(not self.bus.online)
         c = s.counts
         since = f"（自{s.counts_since}起）" if s.counts_since else ""
-        self.counts_label.setText(f"今日取号 {c.issued}　叫号 {c.called}{since}　办结 {c.finished}　过号 {c.no_show}"
-                                  f"　评价 {c.rated}　差评 {c.bad}　当前等候 "
-                                  f"{sum(int(q.get('waiting') or 0) for q in s.queues.values() if isinstance(q, dict))}")
+        self.counts_label.setText(f"今日取号 {c.issued}　当前等候 "
+                                  f"{sum(int(q.get('waiting') or 0) for q in s.queues.values() if isinstance(q, dict))}"
+                                  f"　待回访差评 {len(s.bad_ratings)}　{since}叫号 {c.called}　办结 {c.finished}"
+                                  f"　过号 {c.no_show}　评价 {c.rated}")
         rows = st.window_rows(s, local(self.clock.now()))
         fill_table(self.window_table, [[f"{r['number']}号", r["status"] + (f"（{r['reason']}）" if r["reason"] else ""),
                                         r["staff"], r["ticket"], r["service"], r["time"]] for r in rows])
