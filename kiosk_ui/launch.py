@@ -11,7 +11,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-APPS = (("hall-kiosk", "main_kiosk", "kiosk-1"), ("hall-display", "main_display", "display-1"))
+# (app, module, entry point, client id, extra arguments)
+APPS = (("hall-kiosk", "kiosk_ui.app", "main_kiosk", "kiosk-1", ()),
+        ("hall-display", "kiosk_ui.app", "main_display", "display-1", ()),
+        ("hall-window", "window_terminal.app", "main", "window-1", ("--camera", "emulated")),
+        ("hall-tablet", "kiosk_ui.app", "main_tablet", "tablet-1", ()))
 
 
 def display_available() -> bool:
@@ -19,12 +23,14 @@ def display_available() -> bool:
 
 
 def start_public_apps(config_path: str | Path, host: str, port: int) -> list[subprocess.Popen[bytes]]:
-    """The kiosk and the hall display as separate processes, windowed, each with its own client id and the
-    password from the hall's password file; stopped when this process exits."""
+    """The kiosk, the hall display, window 1's terminal and its rating tablet as separate processes,
+    windowed, each with its own client id and the password from the hall's password file; stopped when
+    this process exits."""
     procs = []
-    for name, entry, client in APPS:
-        cmd = [sys.executable, "-c", f"from kiosk_ui.app import {entry}; raise SystemExit({entry}())",
-               "--config", str(config_path), "--client", client, "--mqtt-url", f"mqtt://{host}:{port}", "--windowed"]
+    for name, module, entry, client, extra in APPS:
+        cmd = [sys.executable, "-c", f"from {module} import {entry}; raise SystemExit({entry}())",
+               "--config", str(config_path), "--client", client, "--mqtt-url", f"mqtt://{host}:{port}", "--windowed",
+               *extra]
         procs.append(subprocess.Popen(cmd))
         log.info("started %s as %s (pid %d)", name, client, procs[-1].pid)
     atexit.register(stop_apps, procs)
