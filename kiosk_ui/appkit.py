@@ -87,11 +87,12 @@ def run_app(prog: str, description: str, build: Builder, *, role: str, default_c
     bus = QtHallBus.from_options(options, **bus_kwargs)
     widget = build(options, bus, args)
     bus.fatal.connect(lambda message: log.error("%s", message))
-    place_window(widget, options, size)
-    bus.start()
-    # Python handles SIGINT/SIGTERM only when it runs: a timer lets it in every 200 ms.
+    # Python handles SIGINT/SIGTERM only when it runs: a timer lets it in every 200 ms. Installed before
+    # the bus starts, so a stop request is never met by the default handler (no offline status then).
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: app.quit())
+    place_window(widget, options, size)
+    bus.start()
     wake = QTimer()
     wake.start(200)
     wake.timeout.connect(lambda: None)

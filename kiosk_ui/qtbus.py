@@ -214,6 +214,9 @@ class QtHallBus(QObject):
             self.client.add_state_listener(self._on_state),
             self.client.subscribe_cards(self.card.emit),
         ]
+        # A client that was already connected has the daemon's status already: start from it.
+        status = self.client.state.hall
+        self._set_connection(self.client.connected, isinstance(status, dict) and status.get("state") == "online")
         self._poll.start()
         threading.Thread(target=self._connect, args=(timeout,), name=f"connect-{self.client.client_id}",
                          daemon=True).start()

@@ -209,7 +209,7 @@ def test_started_as_a_user_starts_it_reports_online(hall_daemon) -> None:
     url = f"mqtt://kiosk-2:{passwords(hall_daemon.config)['kiosk-2']}@127.0.0.1:{hall_daemon.port}"
     app = subprocess.Popen([sys.executable, "-c", "from kiosk_ui.app import main_kiosk; raise SystemExit(main_kiosk())",
                             "--mqtt-url", url, "--hall", "demo", "--windowed"],
-                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, stderr=subprocess.PIPE, text=True)
+                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20
         while '"online"' not in "".join(seen) and time.monotonic() < deadline:
@@ -234,3 +234,69 @@ def test_bad_command_line_says_why(capsys) -> None:
 
     assert main_kiosk(["--mqtt-url", "mqtt://nobody@127.0.0.1:1", "--hall", "demo"]) == 2
     assert "mqtt://" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ with the emulated card reader and printer
+
+
+def _device_kiosk(qtbot, client) -> KioskWindow:
+    """The kiosk window on an already connected HallClient (the device halls own kiosk-1's connection)."""
+    from kiosk_ui.qtbus import QtHallBus
+
+    bus = QtHallBus(client, poll_ms=50)
+    bus.start()
+    window = KioskWindow(KioskModel(bus), "示范区公共法律服务中心")
+    qtbot.addWidget(window)
+    window.resize(1920, 1080)
+    window.show()
+    qtbot.waitUntil(lambda: len(window._buttons) == 6 and window._buttons["consult"].isEnabled(), timeout=10_000)
+    return window
+
+
+def test_take_a_number_by_card_on_the_emulated_reader(qtbot, tmp_path: Path) -> None:
+    from .test_kiosk_card_flow import ELDER, EXPIRED, CardHall
+
+    hall = CardHall(tmp_path, "tcp")
+    try:
+        uikit_wait = uikit.ONLINE_TIMEOUT_MS
+        qtbot.waitUntil(lambda: bool(hall.service.snapshot()["devices"].get("card-reader-1", {}).get("online")),
+                        timeout=uikit_wait)
+        window = _device_kiosk(qtbot, hall.kiosk)
+        hall.put_card(EXPIRED)
+        qtbot.waitUntil(lambda: window.card_title.text() == "该身份证无法取号", timeout=5000)
+        assert "有效期" in window.card_detail.text()
+        hall.put_card(ELDER)
+        qtbot.waitUntil(lambda: window.card_title.text().startswith("李**，您好"), timeout=5000)
+        assert "老年人优先" in window.card_title.text()
+        _touch(qtbot, window._buttons["consult"])
+        qtbot.waitUntil(lambda: window.stack.currentWidget() is window.result_page, timeout=5000)
+        assert window.result_number.text() == "A001"
+        assert window.result_greeting.text() == "李**，您好  【老年人优先】"
+    finally:
+        hall.close()
+
+
+def test_printed_ticket_and_paper_out_on_the_emulated_printer(qtbot, tmp_path: Path) -> None:
+    from .test_devices_support import DeviceHall
+
+    hall = DeviceHall(tmp_path)
+    try:
+        qtbot.waitUntil(lambda: bool(hall.service.snapshot()["devices"].get("printer-1", {}).get("online")),
+                        timeout=uikit.ONLINE_TIMEOUT_MS)
+        window = _device_kiosk(qtbot, hall.client("kiosk-1", "kiosk"))
+        _touch(qtbot, window._buttons["consult"])
+        qtbot.waitUntil(lambda: window.result_number.text() == "A001", timeout=5000)
+        assert window.result_print.text() == "请取走号票，留意叫号"
+        printed = hall.emu.device("printer-1").view()["tickets"]
+        assert len(printed) == 1 and any("A001" in line for line in printed[0]["lines"])
+        normal_size = window.result_number.font().pixelSize()
+        _touch(qtbot, window.done_button)
+        hall.emu.device("printer-1").set_fault("paper_out")
+        _touch(qtbot, window._buttons["consult"])
+        qtbot.waitUntil(lambda: window.result_number.text() == "A002", timeout=5000)
+        assert window.result_caption.text() == "请记住您的号码"
+        assert "打印机缺纸" in window.result_print.text()
+        assert "font-size: 210px" in window.result_number.styleSheet() and normal_size != 210
+        assert len(hall.emu.device("printer-1").view()["tickets"]) == 1
+    finally:
+        hall.close()
