@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 from hall_controller.cli import main as hallctl
-from hall_controller.config import parse_config
+from hall_controller.config import parse_config, sample_config_text
 
 from .daemonkit import DaemonProcess, free_port, init_hall, wait_until
 
@@ -124,3 +126,32 @@ def test_run_emulator_option_must_be_host_port(tmp_path, capsys):
     config = init_hall(tmp_path)
     assert hallctl(["run", "--config", str(config), "--emulator", "8790"]) == 2
     assert "--emulator must be HOST:PORT" in capsys.readouterr().err
+
+
+def test_every_command_that_opens_the_database_takes_db(tmp_path, capsys):
+    """--db as for `run`: the config's database (hall.db) is never touched, the other one is used."""
+    port = free_port()          # nothing listens there: the admin ops take their offline path
+    data = yaml.safe_load(sample_config_text())
+    data["mqtt"]["listen"] = f"127.0.0.1:{port}"
+    config = tmp_path / "hall.yaml"
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    other = tmp_path / "elsewhere" / "other.db"
+    db = ["--config", str(config), "--db", f"sqlite:///{other}"]
+
+    assert hallctl(["init", *db]) == 0
+    assert f"database ready: sqlite:///{other}" in capsys.readouterr().out
+    assert hallctl(["db", "upgrade", *db]) == 0
+    assert hallctl(["appointment", "add", *db, "--code", "P1", "--service", "notary",
+                    "--start", "2099-01-05T10:00", "--name", "李四"]) == 0
+    assert hallctl(["appointment", "list", *db, "--from", "2099-01-05"]) == 0
+    assert "P1  2099-01-05 10:00:00  公证服务" in capsys.readouterr().out
+    assert hallctl(["reset-day", *db]) == 0
+    assert hallctl(["status", *db, "--json"]) == 0
+    capsys.readouterr()
+    assert hallctl(["status", *db]) == 0
+    assert "排队：" in capsys.readouterr().out
+    assert hallctl(["outbox", *db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == 0
+    assert hallctl(["report", "month", "2099-01", *db, "--out", str(tmp_path / "reports")]) == 0
+    assert [p.name for p in (tmp_path / "reports").glob("*.json")] == ["report-310101-demo-2099-01.json"]
+    assert other.exists() and not (tmp_path / "hall.db").exists()
