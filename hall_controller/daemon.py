@@ -181,12 +181,6 @@ class HallDaemon:
         if self.store:
             self.store.close()
 
-    def wait(self) -> None:
-        self._stop.wait()
-
-    def request_stop(self) -> None:
-        self._stop.set()
-
 
 def _safe_url(url: str) -> str:
     parts = urlsplit(url)
