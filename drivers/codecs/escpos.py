@@ -71,8 +71,8 @@ __all__ = [
 ]
 
 ESC, GS, FS, DLE, EOT, LF = 0x1B, 0x1D, 0x1C, 0x10, 0x04, 0x0A
-CHINESE_ON = bytes([FS, 0x26])  # FS &
-CHINESE_OFF = bytes([FS, 0x2E])  # FS .
+FS_CHINESE_ON, FS_CHINESE_OFF = 0x26, 0x2E  # FS & / FS . : Chinese character mode on / off
+CHINESE_ON = bytes([FS, FS_CHINESE_ON])
 CUT_MODES = ("full", "partial", "none")
 QR_EC_LEVELS = "LMQH"
 STATUS_FIXED = 0x12  # bits 1 and 4 set in every status byte
@@ -471,9 +471,9 @@ class EscposDecoder:
             if code == ord("k"):
                 return self._barcode()
         elif prefix == FS:
-            if code in (0x26, 0x2E):
+            if code in (FS_CHINESE_ON, FS_CHINESE_OFF):
                 self._flush_raw()
-                st.chinese = code == 0x26
+                st.chinese = code == FS_CHINESE_ON
                 return 2, None
         self.unknown += 1
         return 2, None
