@@ -85,7 +85,7 @@ def read(port: serial.Serial, size: int, timeout: float = 2.0) -> bytes:
     return out
 
 
-def test_devices_lists_urls_addresses_and_pending_kinds(hall: EmulatedHall, api: Api) -> None:
+def test_devices_lists_urls_and_addresses(hall: EmulatedHall, api: Api) -> None:
     status, devices = api.call("GET", "/devices")
     assert status == 200
     by_id = {d["id"]: d for d in devices}
@@ -94,7 +94,25 @@ def test_devices_lists_urls_addresses_and_pending_kinds(hall: EmulatedHall, api:
     assert by_id["led-3"] == {"id": "led-3", "kind": "led", "url": bus_url, "address": 3, "window": 3,
                               "bus": "bus-1"}
     assert by_id["keypad-9b"]["url"] == by_id["bus-2"]["url"] != bus_url
-    assert by_id["card-reader-1"] == {"id": "card-reader-1", "kind": "card_reader", "kiosk": "kiosk-1", "url": None}
+    reader = by_id["card-reader-1"]
+    assert (reader["kind"], reader["kiosk"]) == ("card_reader", "kiosk-1")
+    assert reader["url"].startswith("socket://127.0.0.1:") and reader["url"] not in (bus_url, by_id["bus-2"]["url"])
+
+
+def test_a_kind_without_an_emulator_is_listed_and_answers_501(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until a kind's emulator lands, operators see it listed without a url, and its routes say so."""
+    from hw_emulators import registry
+
+    registry.emulator_for("card_reader")  # load the built-ins before hiding one
+    monkeypatch.setattr(registry, "_emulators", {k: v for k, v in registry._emulators.items()
+                                                 if k != "card_reader"})
+    with EmulatedHall(DEVICES, link="memory") as pending_hall:
+        api = Api(*pending_hall.serve_control("127.0.0.1", 0))
+        by_id = {d["id"]: d for d in api.call("GET", "/devices")[1]}
+        assert by_id["card-reader-1"] == {"id": "card-reader-1", "kind": "card_reader", "kiosk": "kiosk-1",
+                                          "url": None}
+        status, payload = api.call("POST", "/card-reader/card-reader-1/fault", {"mode": "silent"})
+        assert status == 501 and "暂未仿真" in payload["error"]["message"]
 
 
 def test_press_waits_for_the_host_echo(api: Api, host: serial.Serial) -> None:
@@ -150,7 +168,6 @@ def test_bus_query_picks_among_buses(api: Api) -> None:
     ("POST", "/led/keypad-3/fault", {"mode": "silent"}, 404),
     ("POST", "/keypad/nobody/fault", {"mode": "silent"}, 404),
     ("DELETE", "/controller/nobody/fault", None, 404),
-    ("POST", "/card-reader/card-reader-1/fault", {"mode": "silent"}, 501),
     ("GET", "/nowhere", None, 404),
     ("DELETE", "/devices", None, 405),
 ])
@@ -203,7 +220,7 @@ def test_hall_from_loaded_config_devices(loaded_config: Any) -> None:
     with EmulatedHall(loaded_config.devices, link="memory") as hall:
         urls = hall.device_urls()
         assert urls["led-5"] == urls["keypad-5"] == urls["bus-1"] == "memory://bus-1"
-        assert urls["card-reader-1"] is None
+        assert urls["card-reader-1"] == "memory://card-reader-1"
         assert hall.led(5).window == 5
 
 
@@ -249,7 +266,7 @@ def test_hall_emu_run_serves_sample_hall_and_stops_on_sigterm(config_file: Path,
         by_id = {d["id"]: d for d in devices}
         assert {f"led-{n}" for n in range(1, 9)} <= by_id.keys()
         assert by_id["keypad-8"]["url"] == by_id["bus-1"]["url"]
-        assert by_id["printer-1"]["url"] is None
+        assert by_id["printer-1"]["url"] not in (None, by_id["bus-1"]["url"])
         bus_url = by_id["bus-1"]["url"]
         if link == "pty":
             assert Path(bus_url).exists()
