@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QCoreApplication, QEvent, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
 from hall_controller.logsetup import setup_logging
@@ -101,4 +101,11 @@ def run_app(prog: str, description: str, build: Builder, *, role: str, default_c
              options.hall_id)
     code = app.exec()
     bus.close()
+    # Tear down in order while Qt still runs: left to the interpreter's exit, PySide may destroy the
+    # widgets, the bus and the application in any order (a crash after a clean quit).
+    wake.stop()
+    widget.deleteLater()
+    bus.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    app.shutdown()
     return code
