@@ -49,9 +49,10 @@ ENTRY_POINT_GROUP = "hall_controller.drivers"
 DEVICE_KINDS: tuple[str, ...] = ("controller", "led", "keypad", "card_reader", "printer", "speaker", "camera")
 #: Kinds whose codec, driver, profile and emulator are not all there yet (the conformance test
 #: checks both ways: a pending kind must really lack something, a complete one must not be listed).
-PENDING_KINDS: frozenset[str] = frozenset({"camera"})
+PENDING_KINDS: frozenset[str] = frozenset()
 
-_BUILTIN_MODULES = ("drivers.window_bus", "drivers.speaker", "drivers.card_reader", "drivers.printer")
+_BUILTIN_MODULES = ("drivers.window_bus", "drivers.speaker", "drivers.card_reader", "drivers.printer",
+                    "drivers.camera")
 
 
 class DriverFactory(Protocol):

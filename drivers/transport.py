@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import serial
+from serial.urlhandler.protocol_socket import Serial as _SocketSerial
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,19 @@ class Transport(ABC):
             log.debug("%s TX %s", self.url, _hex(data))
 
 
+def _buffered(port: serial.SerialBase) -> int:
+    """Bytes readable without waiting. pyserial's socket:// ports only tell whether there are some
+    (in_waiting is 0 or 1), which would take a bulk transfer (a camera image) a byte at a time: ask
+    their socket how much it holds."""
+    sock = getattr(port, "_socket", None) if isinstance(port, _SocketSerial) else None
+    if isinstance(sock, socket.socket):
+        try:
+            return len(sock.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            return 0
+    return port.in_waiting
+
+
 class SerialTransport(Transport):
     """A pyserial port (device path, pty, socket, RFC 2217 or loop)."""
 
@@ -139,10 +153,10 @@ class SerialTransport(Transport):
         port = self._port
         try:
             data = port.read(1)
-            waiting = port.in_waiting if data else 0
+            waiting = _buffered(port) if data else 0
             while waiting and len(data) < max_bytes:
                 data += port.read(min(waiting, max_bytes - len(data)))
-                waiting = port.in_waiting
+                waiting = _buffered(port)
         except (serial.SerialException, OSError) as exc:
             raise TransportIOError(f"读取失败 {self.url}: {exc}") from exc
         self._log_rx(data)

@@ -157,6 +157,8 @@ class HallConfig:
     source: str = "<memory>"
     upstream_report_day: int = 25      # the 月报表 of the previous month is due upstream by this day
     display_notice: str = ""           # the hall display's scrolling notice line (display.notice)
+    scan_max_bytes: int = 10 * 1024 * 1024   # largest document scan accepted (scans.max_mb)
+    scan_retention_days: int = 30            # scan images kept this long after the upstream has them
     voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
 
     @property
@@ -338,7 +340,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     root = chk.mapping(data, "(top level)")
     chk.unknown_keys(root, {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database",
                             "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file",
-                            "sqlite_sync", "display", "voice"}, "")
+                            "sqlite_sync", "display", "voice", "scans"}, "")
 
     hall = chk.mapping(root.get("hall"), "hall")
     if "hall" not in root:
@@ -565,6 +567,10 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     display = chk.mapping(root.get("display"), "display")
     chk.unknown_keys(display, {"notice"}, "display")
     notice = chk.string(display, "notice", "display", required=False) or ""
+    scan_cfg = chk.mapping(root.get("scans"), "scans")
+    chk.unknown_keys(scan_cfg, {"max_mb", "retention_days"}, "scans")
+    scan_max_mb = chk.integer(scan_cfg, "max_mb", "scans", default=10, minimum=1, maximum=50) or 10
+    scan_retention = chk.integer(scan_cfg, "retention_days", "scans", default=30, minimum=0, maximum=3650) or 0
     voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
                         base_dir)
     if chk.problems:
@@ -587,6 +593,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
         secret_path=rel(str(root.get("secret_file") or "hall.secret")),
         source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
+        scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention,
     )
 
 

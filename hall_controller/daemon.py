@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .clock import SystemClock
 from .config import HallConfig, load_config
+from .scans import command_payload_limit
 from .service import HallService
 from .setup_hall import load_or_create_secret
 from .store import Store
@@ -104,7 +105,8 @@ class HallDaemon:
             username, password = parts.username or DAEMON_CLIENT_ID, parts.password or ""
         assert self.service is not None
         self.bridge = MqttBridge(self.service, self.config.hall_id, self.mqtt_address[0], self.mqtt_address[1],
-                                 username, password, credentials, version=__version__)
+                                 username, password, credentials, version=__version__,
+                                 max_payload=command_payload_limit(self.config.scan_max_bytes))
         self.bridge.start()
 
     def _start_devices(self) -> None:

@@ -20,6 +20,7 @@ from .config import HallConfig
 from .domain import CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
 from .identity import mask_name
+from .scans import ScanImage, decode_scan, save_scan
 from .store import Store, WriteSet
 from .upstream.records import record_builder_for
 
@@ -30,7 +31,7 @@ WINDOW_OPS = {"login", "logout", "call_next", "call_number", "recall", "start", 
               "return_to_first", "pause", "resume", "reinstate", "print_notice", "attach_scan",
               "request_rating"}
 TABLET_OPS = {"rate"}
-ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment"}
+ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment", "resolve_bad_rating"}
 ROLE_OPS: dict[str, set[str]] = {
     "kiosk": KIOSK_OPS, "window": WINDOW_OPS, "device": WINDOW_OPS, "tablet": TABLET_OPS,
     "display": set(), "admin": ADMIN_OPS | KIOSK_OPS, "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
@@ -132,6 +133,10 @@ class HallService:
         args = args or {}
         if not isinstance(args, dict):
             raise DomainError("bad_request", "参数必须是对象")
+        if op == "attach_scan":
+            # Checked before the lock: decoding a large image must not hold up the hall's other commands.
+            self._authorise(actor, op, args)
+            args = {**args, "image": decode_scan(args.get("image"), self.config.scan_max_bytes)}
         read_only: dict[str, Any] | None = None
         redelivered = False
         with self._lock:
@@ -329,6 +334,8 @@ class HallService:
         if op == "rate":
             return e.rate(self._window_of(actor, args), args.get("ticket"), args.get("score"),
                           args.get("dimensions"))
+        if op == "resolve_bad_rating":
+            return e.resolve_bad_rating(args.get("ticket"), args.get("note"), by=actor.client_id)
         window = self._window_of(actor, args, op)
         if op == "login":
             return e.login(window, args.get("staff_id"), args.get("pin"),
@@ -352,7 +359,22 @@ class HallService:
             return e.pause(window, args.get("reason"), finish_current=bool(args.get("finish_current", False)))
         if op == "reinstate":
             return e.reinstate(window, args.get("number"))
+        if op == "attach_scan":
+            return self._attach_scan(window, args.get("ticket"), args["image"])
         raise DomainError("bad_request", f"操作 {op} 尚未支持")
+
+    def _attach_scan(self, window: int, ref: Any, image: ScanImage) -> Outcome:
+        """The engine links the scan, then its bytes are stored before the link is committed, so a record
+        never names a scan the forwarder cannot upload."""
+        outcome = self.engine.attach_scan(window, ref, image.ref)
+        if outcome.changed:
+            try:
+                save_scan(self.store.engine, image, outcome.result["ticket"]["id"], self.clock.now())
+            except Exception as exc:
+                log.exception("cannot store a scan; rebuilding engine state from the store")
+                self.engine = self._build_engine()
+                raise DomainError("internal", "扫描件保存失败，请重试") from exc
+        return outcome
 
     def _read_only(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         if op == "status":

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["emulator_for", "emulated_kinds", "emulates"]
 
-_BUILTIN_MODULES = ("hw_emulators.dory", "hw_emulators.card_reader", "hw_emulators.printer", "hw_emulators.speaker")
+_BUILTIN_MODULES = ("hw_emulators.dory", "hw_emulators.card_reader", "hw_emulators.printer", "hw_emulators.speaker",
+                    "hw_emulators.camera")
 _emulators: dict[str, type[EmulatedDevice]] = {}
 _loaded = False
 

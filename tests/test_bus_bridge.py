@@ -77,7 +77,7 @@ MALFORMED = [
     ("duplicate keys", "window-3", b'{"id":"m11","op":"echo","id":"m12"}', (None, "bad_request")),
     ("giant integer", "window-3", b'{"id":"m13","op":"echo","x":' + b"9" * 5000 + b"}", (None, "bad_request")),
     ("oversized", "window-3", json.dumps({"id": "m14", "op": "echo", "x": "y" * 9000}).encode(),
-     (None, "bad_request")),
+     ("m14", "bad_request")),      # the id leads: the sender is told rather than left to time out
     ("service crashes", "window-3", b'{"id":"m15","op":"boom"}', ("m15", "internal")),
     ("result not serialisable", "window-3", b'{"id":"m16","op":"unserialisable"}', ("m16", "internal")),
     ("unknown client id in topic", "ghost-9", b'{"id":"d1","op":"echo"}', None),

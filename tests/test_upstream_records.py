@@ -56,6 +56,7 @@ def test_finished_ticket():
         "over_limit": True,  # 1100 s > 900 s
         "transfers": [{"from_service": "general", "to_service": "consult", "at": "2024-05-06T09:05:00+08:00"}],
         "rating": {"score": 5, "dimensions": {"服务态度": 5}},
+        "rating_status": "rated",
         "holder": {"id_hash": "ab12", "name_masked": "张*", "age_band": "70-79"},  # 79 until 7 May
         "scans": [{"sha256": "a" * 64, "size": 1234, "type": "image/jpeg"}],
     }
@@ -77,6 +78,7 @@ def test_no_show_has_no_handling_time():
     assert record["handling_seconds"] is None
     assert record["over_limit"] is False
     assert (record["rating"], record["holder"], record["transfers"], record["scans"]) == (None, None, [], [])
+    assert record["rating_status"] is None                         # not served: nothing to rate
 
 
 def test_defaults_and_offsets():

@@ -68,7 +68,7 @@ def parse_command(payload: bytes, max_payload: int) -> tuple[str, str, dict[str,
     if not payload:
         raise BadRequest("empty payload")
     if len(payload) > max_payload:
-        raise BadRequest(f"payload larger than {max_payload} bytes")
+        raise BadRequest(f"payload larger than {max_payload} bytes", _leading_id(payload))
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
@@ -91,6 +91,16 @@ def parse_command(payload: bytes, max_payload: int) -> tuple[str, str, dict[str,
     if problem:
         raise BadRequest(problem, command_id)
     return command_id, op, obj
+
+
+_LEADING_ID = re.compile(rb'\{\s*"id"\s*:\s*"([\x20-\x21\x23-\x5b\x5d-\x7e]{1,%d})"' % MAX_ID_CHARS)
+
+
+def _leading_id(payload: bytes) -> str | None:
+    """The id of an oversized command that starts with it (HallClient sends id first), so the refusal
+    reaches the sender instead of leaving it to time out."""
+    match = _LEADING_ID.match(payload, 0, 256)
+    return match.group(1).decode("ascii") if match else None
 
 
 def _reject_constant(name: str) -> Any:

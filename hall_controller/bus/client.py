@@ -277,7 +277,9 @@ class HallClient:
         if threading.get_ident() == self._network_thread:
             raise RuntimeError("request() from an MQTT callback would deadlock the network thread")
         command_id = str(uuid.uuid4())
-        payload = json.dumps({**args, "id": command_id, "op": op}, ensure_ascii=False)
+        # id and op first: a command too large for the daemon is still refused with its id.
+        payload = json.dumps({"id": command_id, "op": op} | {k: v for k, v in args.items() if k not in ("id", "op")},
+                             ensure_ascii=False)
         pending = _Pending()
         with self._lock:
             if not self._ready:

@@ -44,6 +44,19 @@ from .model import (
 from .texts import announcement_text, notice_slip
 
 RATING_DIMENSIONS = ("服务态度", "业务技能", "服务质量", "廉洁从政")
+# National 好差评 levels; 1 and 2 are 差评, which stays open until a supervisor records the follow-up.
+RATING_LEVELS = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
+BAD_RATING_MAX = 2
+BAD_RATING_EVENTS = ("bad_rating", "bad_rating_resolved")
+
+
+def bad_rating_summary(event: dict[str, Any]) -> dict[str, Any]:
+    """An open 差评 as kept in `EngineState.bad_ratings`, from its `bad_rating` event (the engine and
+    the store's reload build it the same way)."""
+    ticket = event["ticket"]
+    return {"ticket": {k: ticket.get(k) for k in ("id", "number", "service", "window", "staff_id", "day")},
+            "score": event["score"], "level": event["level"],
+            "dimensions": (ticket.get("rating") or {}).get("dimensions") or {}, "rated_at": event["ts"]}
 
 
 class Clock(Protocol):
@@ -110,9 +123,16 @@ class QueueEngine:
         self._lines: dict[tuple[str, str], list[tuple[datetime, int, str, Ticket]]] = {}
         self._line_of: dict[str, tuple[tuple[str, str], tuple[datetime, int, str, Ticket]]] = {}
         self._targeted: dict[int, dict[str, Ticket]] = {}  # waiting tickets sent to one window
+        # Derived index: per window the newest finished visit still waiting for its rating. It is in the
+        # retained window state, so a tablet that was offline when the visit ended still gets it.
+        self._rating_pending: dict[int, Ticket] = {}
         for t in self.state.tickets.values():
             if t.status == WAITING:
                 self._set_waiting(t, True)
+            elif t.status == FINISHED and t.rating is None and t.window is not None and t.finished_at:
+                pending = self._rating_pending.get(t.window)
+                if pending is None or (pending.finished_at and pending.finished_at < t.finished_at):
+                    self._rating_pending[t.window] = t
 
     def _set_waiting(self, ticket: Ticket, waiting: bool) -> None:
         """Every change into or out of WAITING (or of a waiting ticket's service, priority, arrival or
@@ -203,6 +223,9 @@ class QueueEngine:
         """A visit is complete: it leaves memory and goes to the upstream outbox."""
         assert self._out is not None
         ticket.closed_at = now
+        if ticket.window is not None and self._rating_pending.get(ticket.window) is ticket:
+            del self._rating_pending[ticket.window]
+            self._touch_window(ticket.window)
         self._out.closed.append(ticket)
         self.state.tickets.pop(ticket.id, None)
         self._emit("visit_closed", now, ticket)
@@ -588,7 +611,8 @@ class QueueEngine:
         ticket.outcome, ticket.note = outcome, note
         self._emit("service_finished", now, ticket, win.number)
         if ticket.rating is None:
-            self._emit("rating_requested", now, ticket, win.number)
+            self._rating_pending[win.number] = ticket
+            self._emit("rating_requested", now, ticket, win.number, **self._rating_deadline(now))
         else:
             self._close(ticket, now)
 
@@ -598,9 +622,13 @@ class QueueEngine:
         ticket = self._current(win)
         if ticket.status != SERVING:
             raise DomainError("conflict", "请先开始办理")
-        self._emit("rating_requested", now, ticket, window)
+        self._emit("rating_requested", now, ticket, window, **self._rating_deadline(now))
         out.result = {"ticket": ticket.public()}
         return out
+
+    def _rating_deadline(self, now: datetime) -> dict[str, Any]:
+        minutes = self.config.rules.rating_minutes
+        return {"rating_minutes": minutes, "rating_until": iso(now + timedelta(minutes=minutes))}
 
     def skip(self, window: int) -> Outcome:
         out, now = self._begin()
@@ -704,6 +732,27 @@ class QueueEngine:
         out.result = {"window": self.window_view(window)}
         return out
 
+    def attach_scan(self, window: int, ref: Any, scan: dict[str, Any]) -> Outcome:
+        """Link a checked scan ({sha256, size, type}) to a visit of this window that is not closed yet
+        (called, in service, or waiting for its rating); the same image twice is linked once."""
+        out, now = self._begin()
+        self._logged_in(window)
+        try:
+            ticket = self._ticket_by_ref(ref)
+        except DomainError as exc:
+            if exc.code == "not_found":
+                raise DomainError("not_found", f"{ref}不是正在办理的号（已结束的业务不能再附加扫描件）") from None
+            raise
+        if ticket.window != window or ticket.status not in (CALLED, SERVING, FINISHED):
+            raise DomainError("conflict", f"{ticket.number}号不在本窗口办理，不能附加扫描件")
+        if any(s["sha256"] == scan["sha256"] for s in ticket.scans):
+            out.result = {"ticket": ticket.public(), "scan": scan, "duplicate": True}
+            return out
+        ticket.scans = [*ticket.scans, scan]
+        self._emit("scan_attached", now, ticket, window, scan=scan)
+        out.result = {"ticket": ticket.public(), "scan": scan, "duplicate": False}
+        return out
+
     # ------------------------------------------------------------------ tablet
     def rate(self, window: int, ref: Any, score: Any, dimensions: Any = None) -> Outcome:
         out, now = self._begin()
@@ -714,18 +763,59 @@ class QueueEngine:
                     k not in RATING_DIMENSIONS or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5
                     for k, v in dimensions.items()):
                 raise DomainError("bad_request", f"分项评分须为 {'、'.join(RATING_DIMENSIONS)} 的1到5分")
-        ticket = self._ticket_by_ref(ref)
+        try:
+            ticket = self._ticket_by_ref(ref)
+        except DomainError as exc:
+            if exc.code == "not_found":     # closed: rated already, or the rating time is over
+                raise DomainError("not_found", f"{ref}不在待评价状态（已评价或评价时间已过）") from None
+            raise
         if ticket.window != window:
             raise DomainError("forbidden", "只能评价本窗口办理的号")
         if ticket.status not in (SERVING, FINISHED):
             raise DomainError("conflict", f"{ticket.number}号尚未办理")
         if ticket.rating is not None:
             raise DomainError("conflict", f"{ticket.number}号已评价")
-        ticket.rating = {"score": score, "dimensions": dimensions or {}, "at": iso(now)}
+        minutes = self.config.rules.rating_minutes
+        if ticket.status == FINISHED and ticket.finished_at and now - ticket.finished_at >= timedelta(minutes=minutes):
+            raise DomainError("conflict", f"{ticket.number}号办结已超过{minutes}分钟，评价时间已过")
+        ticket.rating = {"score": score, "level": RATING_LEVELS[score], "dimensions": dimensions or {},
+                         "at": iso(now)}
         self._emit("rating_received", now, ticket, window)
+        if score <= BAD_RATING_MAX:
+            self._emit("bad_rating", now, ticket, window, supervisor=True, score=score, level=RATING_LEVELS[score],
+                       message=f"差评：{window}号窗口 {ticket.number}号 {score}分（{RATING_LEVELS[score]}），请回访整改")
+            self.state.bad_ratings[ticket.id] = bad_rating_summary(out.events[-1])
         if ticket.status == FINISHED:
             self._close(ticket, now)
         out.result = {"ticket": ticket.public()}
+        return out
+
+    def resolve_bad_rating(self, ref: Any, note: Any, by: str) -> Outcome:
+        """A supervisor's follow-up (回访/整改) of an open 差评: `ref` is the ticket id, or its number
+        while only one open 差评 has that number."""
+        out, now = self._begin()
+        if not isinstance(note, str) or not note.strip():
+            raise DomainError("bad_request", "请填写回访或整改情况 note")
+        if len(note) > 1000:
+            raise DomainError("bad_request", "回访记录不能超过1000字")
+        if not isinstance(ref, str) or not ref.strip():
+            raise DomainError("bad_request", "缺少号码 ticket")
+        open_ = self.state.bad_ratings
+        if ref in open_:
+            ticket_id = ref
+        else:
+            matches = [tid for tid, b in open_.items() if b["ticket"]["number"] == ref.strip().upper()]
+            if len(matches) > 1:
+                raise DomainError("conflict", f"{ref}号有{len(matches)}条待回访差评，请用号票编号（ticket id）指定")
+            if not matches:
+                raise DomainError("not_found", f"没有待回访的差评：{ref}")
+            ticket_id = matches[0]
+        bad = open_.pop(ticket_id)
+        follow_up = {"note": note.strip(), "by": by, "at": iso(now)}
+        self._emit("bad_rating_resolved", now, window=bad["ticket"]["window"], supervisor=True,
+                   bad_rating=bad, follow_up=follow_up)
+        out.events[-1]["ticket"] = bad["ticket"]
+        out.result = {"bad_rating": {**bad, "follow_up": follow_up}}
         return out
 
     # ------------------------------------------------------------------ admin / clock
@@ -823,7 +913,15 @@ class QueueEngine:
             "ticket": current.public() if current else None, "paused_reason": win.paused_reason,
             "services": [ws.service for ws in cfg.services],
             "time_limit": self._time_limit(current),
+            "rating_pending": self._pending_rating_view(number),
         }
+
+    def _pending_rating_view(self, number: int) -> dict[str, Any] | None:
+        """The visit the window's tablet should ask a rating for, with its deadline (None: nothing)."""
+        ticket = self._rating_pending.get(number)
+        if ticket is None or ticket.finished_at is None:
+            return None
+        return {"ticket": ticket.public(), **self._rating_deadline(ticket.finished_at)}
 
     def _time_limit(self, ticket: Ticket | None) -> dict[str, Any] | None:
         """What the window terminal needs for its 限时办结 countdown (the limit runs per serving segment)."""
@@ -844,4 +942,6 @@ class QueueEngine:
             "windows": {str(n): self.window_view(n) for n in sorted(self.state.windows)},
             "calls": list(self.state.recent_calls),
             "devices": {k: dict(v) for k, v in self.state.devices.items()},
+            "bad_ratings": list(self.state.bad_ratings.values()),    # open 差评, for the supervisor view
         }
+

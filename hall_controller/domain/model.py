@@ -221,3 +221,6 @@ class EngineState:
     appointments: dict[str, Appointment] = field(default_factory=dict)
     recent_calls: list[dict[str, Any]] = field(default_factory=list)
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)   # live only, not persisted
+    # Open 差评 by ticket id (the visit itself is closed): rebuilt from the `bad_rating` and
+    # `bad_rating_resolved` events on start.
+    bad_ratings: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -23,6 +23,7 @@ from hall_controller.store import make_engine
 from hall_controller.store.schema import appointments
 from hall_controller.upstream.client import UpstreamClient
 from hall_controller.upstream.forwarder import IDLE_POLL_SECONDS, Clock, Forwarder
+from hall_controller.upstream.records import bad_ratings
 from hall_controller.upstream.reports import write_html, write_xlsx
 from hall_controller.upstream.service import KIND_LABELS, build_month_report, month_bounds, report_key
 
@@ -63,6 +64,13 @@ def add_commands(sub: argparse._SubParsersAction, with_config: ConfigAdder) -> N
     sp.add_argument("month", metavar="YYYY-MM")
     sp.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     sp.set_defaults(func=cmd_report_month)
+
+    sp = with_config(sub.add_parser("ratings", help="差评 (scores 1-2) and their follow-up (回访/整改)"), db=True)
+    sp.add_argument("--open", action="store_true", help="only 差评 still waiting for a follow-up")
+    sp.add_argument("--resolve", metavar="TICKET", help="record the follow-up of this 差评 (ticket id or number)")
+    sp.add_argument("--note", help="the follow-up text (with --resolve)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_ratings)
 
 
 def _local(config: HallConfig, stamp: str | None) -> str:
@@ -178,7 +186,7 @@ def cmd_report_month(args: argparse.Namespace) -> int:
         return 2
     engine = _engine(args, config)
     try:
-        report = build_month_report(engine, config, args.month)
+        report = build_month_report(engine, config, args.month, now=args.clock.now())
     finally:
         engine.dispose()
     out = Path(args.out)
@@ -193,4 +201,44 @@ def cmd_report_month(args: argparse.Namespace) -> int:
           f"过号 {totals['no_show']}，评价 {totals['rated']}")
     for path in paths:
         print(path)
+    return 0
+
+
+# -- 差评 and their follow-up -------------------------------------------------------------------------
+
+def cmd_ratings(args: argparse.Namespace) -> int:
+    from hall_controller.bus.client import CommandError
+    from hall_controller.domain import DomainError
+
+    config = load_config(args.config)
+    if args.resolve:
+        if not (args.note or "").strip():
+            print("请用 --note 填写回访或整改情况 / --note is required with --resolve", file=sys.stderr)
+            return 2
+        try:
+            result = admin_op(config, "resolve_bad_rating", {"ticket": args.resolve, "note": args.note},
+                              clock=args.clock, db_url=args.db)
+        except (DomainError, CommandError) as exc:
+            print(f"未记录 / not recorded: {exc.message}", file=sys.stderr)
+            return 1
+        bad = result["bad_rating"]
+        print(f"已记录 {bad['ticket']['number']}号差评的回访：{bad['follow_up']['note']}")
+        return 0
+    engine = _engine(args, config)
+    try:
+        items = bad_ratings(engine, open_only=args.open)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(items, ensure_ascii=False, indent=2))
+        return 0
+    waiting = sum(1 for b in items if b["follow_up"] is None)
+    print(f"差评 / bad ratings: {len(items)}（待回访 open: {waiting}）")
+    services = {s.code: s.name for s in config.services}
+    for b in items:
+        t, follow = b["ticket"], b["follow_up"]
+        state = (f"已回访 {_local(config, follow['at'])} {follow['by']}：{follow['note']}" if follow
+                 else "待回访")
+        print(f"  {_local(config, b['rated_at'])}  {t['number']}  {t['window']}号窗口  {t['staff_id'] or '-'}  "
+              f"{services.get(t['service'], t['service'])}  {b['score']}分 {b['level']}  {state}  [{t['id']}]")
     return 0

@@ -3,12 +3,17 @@
 Computed from the service records of `records.build_service_record`, so the report and the
 records the upstream holds agree. Definitions (口径), also printed on the report:
 - a record is counted in the month (and day) of its `issued_at`, in the hall's local time;
-- 取号数 = records (completed visits, no-shows and tickets cancelled at day end unserved);
-  办结数 = records that were served (neither a no-show nor cancelled);
+- 取号数 = every ticket issued (completed visits, no-shows, tickets cancelled at day end unserved, and
+  visits still open when the report is made, marked `"open": true`);
+  办结数 = records that were served (neither a no-show nor cancelled nor still waiting or in service);
+  未结束数 = visits still open (waiting, in service, or finished and waiting for their rating);
 - 等候时长 = issue → first call (all records that were called); 办理时长 = start → finish (served);
 - averages are arithmetic means rounded to 0.1 s; P90 is the nearest-rank 90th percentile
   (`percentile`): the value at rank ⌈0.9·n⌉ of the n values sorted ascending;
-- 满意率 = share of ratings of 4 or 5 among rated records; 未评价数 = served records without a rating.
+- 满意率 = share of ratings of 4 or 5 among rated records; 未评价数 = served records without a rating
+  whose rating time is over; 待评价数 = finished visits still inside their rating time;
+- 差评 = ratings of 1 or 2; 已回访 / 待回访 by the supervisor's follow-up (record field `follow_up`).
+A report of a period not over yet carries `as_of` (the clock's time) and says 截至 … .
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from openpyxl import Workbook
+from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
 SCORES = (1, 2, 3, 4, 5)
 SATISFIED_MIN_SCORE = 4
-UNSERVED = frozenset({"no_show", "cancelled"})  # record outcomes that are not 办结
+BAD_MAX_SCORE = 2                                # 差评: 1 非常不满意, 2 不满意
+OPEN = "open"                                    # outcome of a visit still waiting or in service
+UNSERVED = frozenset({"no_show", "cancelled", OPEN})  # record outcomes that are not 办结
 HALL_SUFFIX = "公共法律服务中心"
 
 # (key in a stats dict, Chinese column header, kind) — one list drives the XLSX and the HTML.
@@ -45,14 +53,23 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     *((f"score_{s}", f"{s}分", "int") for s in SCORES),
     ("satisfaction_rate", "满意率", "percent"),
     ("not_rated", "未评价数", "int"),
+    ("rating_pending", "待评价数", "int"),
+    ("bad", "差评数", "int"),
+    ("bad_followed_up", "差评已回访数", "int"),
+    ("bad_open", "差评待回访数", "int"),
+    ("open", "未结束数", "int"),
 )
 
 DEFINITIONS = (
     "统计口径:按取号时间(本中心当地时间)计入所属月份和日期。",
-    "取号数:已办结、过号未到及日终未办理而取消的号票数;办结数:不含过号未到和取消。",
+    "取号数:统计期间发出的全部号票,含已办结、过号未到、日终未办理而取消及尚未结束的号票;"
+    "办结数:不含过号未到、取消及尚在等候或办理中的号票。",
+    "未结束数:统计时仍在等候、办理中或办结后仍在评价时限内的号票。",
     "等候时长:取号至首次叫号;办理时长:开始办理至办结。平均值保留一位小数。",
     "P90:最近秩法第90百分位数,即将n个数值升序排列后第⌈0.9n⌉个数值。",
-    "满意率:评分4分及以上的评价数占评价数的比例;未评价数:办结但未评价的号票数。",
+    "满意率:评分4分及以上的评价数占评价数的比例;未评价数:办结后评价时限内未评价的号票数;"
+    "待评价数:办结后仍在评价时限内的号票数。",
+    "差评:评分1分(非常不满意)或2分(不满意);已回访/待回访以值班负责人记录的回访整改为准。",
     "超时办结数:办理时长超过该事项办结时限的号票数。",
 )
 
@@ -86,6 +103,8 @@ def _stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     waits = [r["wait_seconds"] for r in records if r.get("wait_seconds") is not None]
     handlings = [r["handling_seconds"] for r in served if r.get("handling_seconds") is not None]
     scores = [s for s in (_score(r) for r in served) if s is not None]
+    bad = [r for r in served if (s := _score(r)) is not None and s <= BAD_MAX_SCORE]
+    pending = sum(1 for r in served if r.get("open") and _score(r) is None)
     stats: dict[str, Any] = {
         "issued": len(records),
         "served": len(served),
@@ -102,7 +121,12 @@ def _stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         stats[f"score_{s}"] = scores.count(s)
     good = sum(1 for s in scores if s >= SATISFIED_MIN_SCORE)
     stats["satisfaction_rate"] = round(good / len(scores), 4) if scores else None
-    stats["not_rated"] = len(served) - len(scores)
+    stats["not_rated"] = len(served) - len(scores) - pending
+    stats["rating_pending"] = pending
+    stats["bad"] = len(bad)
+    stats["bad_followed_up"] = sum(1 for r in bad if r.get("follow_up"))
+    stats["bad_open"] = len(bad) - stats["bad_followed_up"]
+    stats["open"] = sum(1 for r in records if r.get("open"))
     return stats
 
 
@@ -129,10 +153,12 @@ def compute_month_report(
     services: dict[str, str],
     *,
     tz: tzinfo | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The 月报表 for `month` ("YYYY-MM") of `hall` ({"code", "name", "district"?}); `services`
     maps service codes to names in report order. Records outside the month are ignored; days are
-    taken in `tz` (the hall's time zone), or in each time's own offset when None."""
+    taken in `tz` (the hall's time zone), or in each time's own offset when None. `now` (from the
+    caller's clock): when the month is not over at that time the report is marked as of then."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", month)
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
@@ -147,11 +173,17 @@ def compute_month_report(
     by_staff = _group(selected, lambda r: r.get("staff_id"))
     by_day = _group(selected, lambda r: _issued_date(r, tz))
     service_codes = list(services) + sorted(c for c in by_service if c not in services)
+    as_of = None
+    if now is not None:
+        local_now = now.astimezone(tz) if tz is not None else now
+        if local_now.date() <= days[-1]:
+            as_of = local_now.isoformat(timespec="seconds")
     return {
         "title": f"{district}公共法律服务统计月报表",
         "hall": {"code": hall.get("code"), "name": name, "district": district},
         "month": month,
         "period": {"from": days[0].isoformat(), "to": days[-1].isoformat()},
+        "as_of": as_of,
         "totals": _stats(selected),
         "by_service": [
             {"service": code, "name": services.get(code, code), **_stats(by_service.get(code, []))}
@@ -183,7 +215,178 @@ _TABLES: tuple[tuple[str, str, str, Callable[[dict[str, Any]], str]], ...] = (
 
 
 def _subtitle(report: dict[str, Any]) -> str:
-    return f"填报单位:{report['hall']['name']}    统计期间:{report['period']['from']} 至 {report['period']['to']}"
+    text = f"填报单位:{report['hall']['name']}    统计期间:{report['period']['from']} 至 {report['period']['to']}"
+    if report.get("as_of"):
+        moment = datetime.fromisoformat(report["as_of"])
+        text += f"    截至 {moment:%Y-%m-%d %H:%M}(本期尚未结束,未结束的号票单列)"
+    return text
+
+
+# -- charts: one set of series for the XLSX (openpyxl charts) and the HTML (inline SVG) -----------
+
+def _minutes(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 60, 1)
+
+
+def _window_label(window: int | None) -> str:
+    return "未分配" if window is None else f"{window}号窗口"
+
+
+def chart_series(report: dict[str, Any]) -> dict[str, Any]:
+    """The figures the charts draw: per day visits and mean wait (minutes), per window satisfaction."""
+    return {
+        "days": [row["date"][-2:] for row in report["by_day"]],
+        "visits": [row["issued"] for row in report["by_day"]],
+        "wait_minutes": [_minutes(row["wait_avg"]) for row in report["by_day"]],
+        "windows": [_window_label(row["window"]) for row in report["by_window"]],
+        "satisfaction": [None if row["satisfaction_rate"] is None else round(row["satisfaction_rate"] * 100, 1)
+                         for row in report["by_window"]],
+    }
+
+
+def _nice_max(value: float) -> float:
+    """A round axis maximum at or above `value` (1, 2, 5 × 10^n)."""
+    if value <= 0:
+        return 1
+    step = 10 ** len(str(int(value))) / 10 if value >= 1 else 0.1
+    for factor in (1, 2, 5, 10):
+        if value <= factor * step:
+            return factor * step
+    return 10 * step
+
+
+def _svg_frame(width: int, height: int, title: str) -> list[str]:
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(title)}" class="chart">',
+            f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">'
+            f"{html.escape(title)}</text>"]
+
+
+def _svg_axis(x0: float, y0: float, plot_h: float, top: float, label: str, *, right: bool = False,
+              colour: str = "#000") -> list[str]:
+    """Round ticks from 0 to `top` (a `_nice_max`) on a vertical axis at x0 (labels left, or right)."""
+    anchor, dx = ("start", 6) if right else ("end", -6)
+    parts = [f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y0 - plot_h}" stroke="{colour}"/>']
+    steps = 4 if f"{top:e}".startswith("2") else 5       # 20 → 5s; 10, 50, 100 → tenths and fifths
+    for i in range(steps + 1):
+        value = top * i / steps
+        y = y0 - plot_h * i / steps
+        text = f"{value:g}"
+        parts.append(f'<text x="{x0 + dx}" y="{y + 4:.1f}" text-anchor="{anchor}" font-size="11" '
+                     f'fill="{colour}">{text}</text>')
+    lx = x0 + (44 if right else -44)
+    parts.append(f'<text x="{lx}" y="{y0 - plot_h / 2:.1f}" font-size="12" text-anchor="middle" fill="{colour}" '
+                 f'transform="rotate(-90 {lx} {y0 - plot_h / 2:.1f})">{html.escape(label)}</text>')
+    return parts
+
+
+def svg_daily_chart(series: dict[str, Any], width: int = 960, height: int = 320) -> str:
+    """Bars: visits per day (left axis); line: mean wait in minutes (right axis)."""
+    left, right, top, bottom = 60, 60, 36, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    y0 = top + plot_h
+    n = max(len(series["days"]), 1)
+    slot = plot_w / n
+    vmax = _nice_max(max(series["visits"], default=0))
+    waits = [w for w in series["wait_minutes"] if w is not None]
+    wmax = _nice_max(max(waits, default=0))
+    parts = _svg_frame(width, height, "每日取号数与平均等候时长")
+    parts += _svg_axis(left, y0, plot_h, vmax, "取号数")
+    parts += _svg_axis(left + plot_w, y0, plot_h, wmax, "平均等候(分钟)", right=True, colour="#c0392b")
+    parts.append(f'<line x1="{left}" y1="{y0}" x2="{left + plot_w}" y2="{y0}" stroke="#000"/>')
+    points = []
+    for i, (day, visits, wait) in enumerate(zip(series["days"], series["visits"], series["wait_minutes"], strict=True)):
+        x = left + slot * i
+        bar_h = plot_h * visits / vmax
+        parts.append(f'<rect x="{x + slot * 0.15:.1f}" y="{y0 - bar_h:.1f}" width="{slot * 0.7:.1f}" '
+                     f'height="{bar_h:.1f}" fill="#4a7ebb"><title>{day}日 取号 {visits}</title></rect>')
+        parts.append(f'<text x="{x + slot / 2:.1f}" y="{y0 + 14}" text-anchor="middle" font-size="10">{day}</text>')
+        if wait is not None:
+            points.append((x + slot / 2, y0 - plot_h * wait / wmax, day, wait))
+    if points:
+        path = " ".join(f"{px:.1f},{py:.1f}" for px, py, _, _ in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="#c0392b" stroke-width="2"/>')
+        parts += [f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="#c0392b"><title>{day}日 平均等候 {w} 分钟'
+                  f"</title></circle>" for px, py, day, w in points]
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 6}" text-anchor="middle" font-size="12">日期</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def svg_window_chart(series: dict[str, Any], width: int = 960, height: int = 280) -> str:
+    """Bars: satisfaction (%) per window; a window without ratings shows 无评价."""
+    left, right, top, bottom = 60, 20, 36, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    y0 = top + plot_h
+    n = max(len(series["windows"]), 1)
+    slot = plot_w / n
+    parts = _svg_frame(width, height, "各窗口满意率")
+    parts += _svg_axis(left, y0, plot_h, 100, "满意率(%)")
+    parts.append(f'<line x1="{left}" y1="{y0}" x2="{left + plot_w}" y2="{y0}" stroke="#000"/>')
+    for i, (label, rate) in enumerate(zip(series["windows"], series["satisfaction"], strict=True)):
+        x = left + slot * i
+        parts.append(f'<text x="{x + slot / 2:.1f}" y="{y0 + 14}" text-anchor="middle" font-size="11">'
+                     f"{html.escape(label)}</text>")
+        if rate is None:
+            parts.append(f'<text x="{x + slot / 2:.1f}" y="{y0 - 6}" text-anchor="middle" font-size="10" '
+                         f'fill="#888">无评价</text>')
+            continue
+        bar_h = plot_h * rate / 100
+        width_bar = min(slot * 0.6, 80)
+        parts.append(f'<rect x="{x + (slot - width_bar) / 2:.1f}" y="{y0 - bar_h:.1f}" width="{width_bar:.1f}" '
+                     f'height="{bar_h:.1f}" fill="#27ae60"><title>{html.escape(label)} {rate}%</title></rect>')
+        parts.append(f'<text x="{x + slot / 2:.1f}" y="{y0 - bar_h - 4:.1f}" text-anchor="middle" '
+                     f'font-size="11">{rate}%</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+CHART_DATA_COLUMN = 26      # column Z of 汇总: the charts' figures, clear of the tables and the notes
+
+
+def _xlsx_charts(wb: Workbook, report: dict[str, Any]) -> None:
+    """Two openpyxl charts on the 汇总 sheet, beside the figures (rows 4-19), drawn from a data block in
+    columns Z onward: per day visits (bars) and mean wait in minutes (line, right axis); satisfaction
+    per window (bars)."""
+    ws = wb["汇总"]
+    series = chart_series(report)
+    col = CHART_DATA_COLUMN
+
+    def block(first_row: int, headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> int:
+        for offset, header in enumerate(headers):
+            ws.cell(row=first_row, column=col + offset, value=header).font = Font(bold=True)
+        for i, values in enumerate(rows, start=1):
+            for offset, value in enumerate(values):
+                ws.cell(row=first_row + i, column=col + offset, value=value)
+        return first_row + max(len(rows), 1)
+
+    last = block(4, ("日", "取号数", "平均等候(分钟)"),
+                 list(zip(series["days"], series["visits"], series["wait_minutes"], strict=True)))
+    daily = BarChart()
+    daily.title = "每日取号数与平均等候时长"
+    daily.y_axis.title = "取号数"
+    daily.x_axis.title = "日期"
+    daily.add_data(Reference(ws, min_col=col + 1, min_row=4, max_row=last), titles_from_data=True)
+    daily.set_categories(Reference(ws, min_col=col, min_row=5, max_row=last))
+    wait = LineChart()
+    wait.add_data(Reference(ws, min_col=col + 2, min_row=4, max_row=last), titles_from_data=True)
+    wait.y_axis.axId = 200
+    wait.y_axis.title = "平均等候(分钟)"
+    wait.y_axis.crosses = "max"
+    daily += wait
+    daily.width, daily.height = 17, 8
+    ws.add_chart(daily, "D4")
+
+    top = last + 2
+    last = block(top, ("窗口", "满意率(%)"), list(zip(series["windows"], series["satisfaction"], strict=True)))
+    satisfaction = BarChart()
+    satisfaction.title = "各窗口满意率"
+    satisfaction.y_axis.title = "满意率(%)"
+    satisfaction.y_axis.scaling.min, satisfaction.y_axis.scaling.max = 0, 100
+    satisfaction.add_data(Reference(ws, min_col=col + 1, min_row=top, max_row=last), titles_from_data=True)
+    satisfaction.set_categories(Reference(ws, min_col=col, min_row=top + 1, max_row=last))
+    satisfaction.width, satisfaction.height = 14, 8
+    ws.add_chart(satisfaction, "N4")
 
 
 def _format(value: Any, kind: str) -> str:
@@ -221,6 +424,7 @@ def write_xlsx(report: dict[str, Any], path: str | Path) -> None:
     summary["A1"].font = Font(bold=True, size=14)
     summary.column_dimensions["A"].width = 22
     summary.column_dimensions["B"].width = 14
+    _xlsx_charts(wb, report)
 
     for section, title, label_header, label in _TABLES:
         ws = wb.create_sheet(title)
@@ -266,6 +470,7 @@ thead { display: table-header-group; }
 tr { page-break-inside: avoid; }
 section { page-break-before: always; }
 ol.notes { font-size: 9pt; }
+div.charts svg { display: block; margin: 6pt 0; font-family: "Noto Sans CJK SC", "WenQuanYi Micro Hei", sans-serif; }
 """
 
 
@@ -294,6 +499,8 @@ def render_html(report: dict[str, Any]) -> str:
         f'<p class="sub">{html.escape(_subtitle(report))}</p>',
         '<h2>汇总</h2><table style="width:auto"><thead><tr><th>指标</th><th>数值</th></tr></thead>',
         f"<tbody>{summary_rows}</tbody></table>",
+        "<h2>图表</h2>",
+        f'<div class="charts">{svg_daily_chart(chart_series(report))}{svg_window_chart(chart_series(report))}</div>',
     ]
     for index, (section, heading, label_header, label) in enumerate(_TABLES):
         rows = [(label(row), row) for row in report[section]] + [(TOTAL_LABEL, report["totals"])]

@@ -8,6 +8,7 @@
   copied into the engine through the admin op `add_appointment`, so check-in at the kiosk keeps
   working from the hall's own database while the upstream is down. Codes already known are skipped;
   a booking marked `"status": "cancelled"` withdraws it.
+- Scans: the same loop drops scan images `scans.retention_days` after the forwarder uploaded them.
 - Monthly report: once the business day is in a new month, the previous month's 月报表 is computed
   from the tickets table and queued as outbox kind `monthly_report` (key `report-{hall}-{YYYY-MM}`);
   the forwarder retries it until accepted (409 = already there). It waits while tickets of that
@@ -32,13 +33,14 @@ from sqlalchemy import Engine, func, select
 
 from hall_controller.config import HallConfig
 from hall_controller.domain import DomainError
+from hall_controller.scans import purge_scans
 from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 from hall_controller.store.schema import outbox, tickets
 from hall_controller.upstream.client import UpstreamClient, UpstreamError
 from hall_controller.upstream.forwarder import Clock, Forwarder
 from hall_controller.upstream.outbox import enqueue
-from hall_controller.upstream.records import record_builder_for
+from hall_controller.upstream.records import bad_ratings, record_builder_for
 from hall_controller.upstream.reports import compute_month_report
 
 logger = logging.getLogger(__name__)
@@ -64,24 +66,35 @@ def report_key(config: HallConfig, month: str) -> str:
 
 
 def month_records(engine: Engine, config: HallConfig, month: str) -> list[dict[str, Any]]:
-    """Service records of the closed visits that may fall in `month`, recomputed from the tickets table
-    (so visits closed before an upstream was configured count too). A ticket's business day is its
+    """Service records of every visit that may fall in `month`, recomputed from the tickets table (so
+    visits closed before an upstream was configured count too); visits not closed yet come marked
+    `"open"`, and a 差评 carries its `follow_up` (None while open). A ticket's business day is its
     local issue date or the day before, hence the one-day margin; the report filters exactly."""
     first, last = month_bounds(month)
     build = record_builder_for(config)
-    query = (select(tickets.c.data)
-             .where(tickets.c.closed_at.is_not(None), tickets.c.day >= (first - timedelta(days=1)).isoformat(),
-                    tickets.c.day <= last.isoformat())
+    query = (select(tickets.c.data, tickets.c.closed_at)
+             .where(tickets.c.day >= (first - timedelta(days=1)).isoformat(), tickets.c.day <= last.isoformat())
              .order_by(tickets.c.issued_at))
     with engine.connect() as conn:
-        return [build(json.loads(data)) for data in conn.execute(query).scalars()]
+        rows = conn.execute(query).all()
+        follow_ups = {b["ticket"]["id"]: b["follow_up"] for b in bad_ratings(conn)}
+    records = []
+    for data, closed_at in rows:
+        record = build(json.loads(data), open_visit=closed_at is None)
+        if record["record_id"] in follow_ups:
+            record["follow_up"] = follow_ups[record["record_id"]]
+        records.append(record)
+    return records
 
 
-def build_month_report(engine: Engine, config: HallConfig, month: str) -> dict[str, Any]:
-    """The 月报表 of `month` for this hall, from its own database."""
+def build_month_report(engine: Engine, config: HallConfig, month: str, *, now: datetime | None = None
+                       ) -> dict[str, Any]:
+    """The 月报表 of `month` for this hall, from its own database; `now` (the caller's clock) marks a
+    month that is not over yet as 截至 then."""
     hall = {"code": config.hall_code, "name": config.name, "district": config.district}
     services = {s.code: s.name for s in config.services}
-    return compute_month_report(month_records(engine, config, month), month, hall, services, tz=config.tz)
+    return compute_month_report(month_records(engine, config, month), month, hall, services, tz=config.tz,
+                                now=now)
 
 
 def _start_at(booking: dict[str, Any], tz: tzinfo) -> str | None:
@@ -138,7 +151,7 @@ class UpstreamService:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            for step in (self.sync_appointments, self.ensure_monthly_report):
+            for step in (self.sync_appointments, self.ensure_monthly_report, self.purge_scans):
                 try:
                     step()
                 except Exception:
@@ -215,6 +228,12 @@ class UpstreamService:
             logger.warning("upstream booking %s not usable: %s", code, reason)
         return "invalid"
 
+    # -- scans ----------------------------------------------------------------------------------
+
+    def purge_scans(self) -> int:
+        """Drop the images the upstream has had for the configured retention (DESIGN §8)."""
+        return purge_scans(self._store.engine, self._clock.now(), self._config.scan_retention_days)
+
     # -- monthly report -------------------------------------------------------------------------
 
     def ensure_monthly_report(self) -> str | None:
@@ -237,7 +256,7 @@ class UpstreamService:
         if total > closed and current.day < self._config.upstream_report_day:
             logger.debug("%s: %d visit(s) of %s still open; report waits", key, total - closed, month)
             return None
-        report = build_month_report(engine, self._config, month)
+        report = build_month_report(engine, self._config, month, now=self._clock.now())
         with engine.begin() as conn:
             queued = enqueue(conn, record_key=key, kind="monthly_report", payload=report, now=self._clock.now())
         if not queued:
