@@ -4,8 +4,8 @@
 One polling thread talks to the reader, one exchange at a time (request, then its reply within the
 reply timeout): find card → select → read base info. A cycle starts no sooner than the profile's
 ``framing.poll_ms`` after the previous one. A card is read once and delivered through
-``on_card(card)`` (a :class:`hall_controller.domain.CardData`, clear text: the daemon masks and hashes
-it); it is not read again until a find reports no card, i.e. until it has been taken away.
+``on_card(info)`` (the decoded :class:`drivers.codecs.gat467.BaseInfo`, clear text: the daemon masks
+and hashes it); it is not read again until a find reports no card, i.e. until it has been taken away.
 
 The SAM's status is asked when the driver opens and kept for :meth:`health`. A reader that does not
 answer within the reply timeout, or a transport failure, stops the thread and is reported once
@@ -27,6 +27,7 @@ from drivers.codecs.gat467 import (
     SW3_FOUND,
     SW3_NO_CARD,
     SW3_OK,
+    BaseInfo,
     Gat467Framing,
     Response,
     ResponseDecoder,
@@ -36,13 +37,15 @@ from drivers.codecs.gat467 import (
 )
 from drivers.registry import register
 from drivers.transport import Transport, TransportError, TransportIOError, TransportTimeout, open_transport
-from hall_controller.domain import CardData
 
 log = logging.getLogger(__name__)
 
 __all__ = ["GatCardReader", "ReaderStats", "open_card_reader"]
 
-CardCallback = Callable[[CardData], None]
+CardCallback = Callable[[BaseInfo], None]
+# Replies carry the holder's name and ID number: the DEBUG traffic log keeps only the preamble,
+# length and status words of each chunk.
+TRAFFIC_LOG_BYTES = 10
 
 # Reply sizes beyond the preamble, for the transfer-time part of the reply timeout.
 _REPLY_BYTES = {"read_base_info": 7 + BASE_INFO_SIZE + 4}
@@ -91,6 +94,7 @@ class GatCardReader(CardReaderDriver):
         if self._thread is not None:
             return
         self._transport = open_transport(self.url, **self._options)
+        self._transport.log_limit = TRAFFIC_LOG_BYTES
         self._stop.clear()
         self._failed = None
         self._card_present = False
@@ -190,12 +194,9 @@ class GatCardReader(CardReaderDriver):
             return
         self.stats.cards_read += 1
         log.info("%s: card read (%d bytes of photo)", self.url, len(info.photo))
-        card = CardData(name=info.name, id_number=info.id_number, sex=info.sex, birth=info.birth,
-                        nation=info.nation, address=info.address, issuer=info.issuer,
-                        valid_from=info.valid_from, valid_to=info.valid_to, photo=info.photo)
         if self._on_card is not None:
             try:
-                self._on_card(card)
+                self._on_card(info)
             except Exception:
                 log.exception("%s: on_card callback failed", self.url)
 

@@ -86,6 +86,9 @@ class Transport(ABC):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        # At most this many bytes of each chunk go to the DEBUG traffic log (None: all). A card
+        # reader's replies carry a citizen's name and ID number, which no log may hold.
+        self.log_limit: int | None = None
 
     @property
     @abstractmethod
@@ -114,13 +117,19 @@ class Transport(ABC):
         state = "open" if self.is_open else "closed"
         return f"<{type(self).__name__} {self.url} {state}>"
 
+    def _traffic(self, data: bytes) -> str:
+        limit = self.log_limit
+        if limit is None or len(data) <= limit:
+            return _hex(data)
+        return f"{_hex(data[:limit])} … ({len(data)} bytes, the rest not logged)"
+
     def _log_rx(self, data: bytes) -> None:
         if data and log.isEnabledFor(logging.DEBUG):
-            log.debug("%s RX %s", self.url, _hex(data))
+            log.debug("%s RX %s", self.url, self._traffic(data))
 
     def _log_tx(self, data: bytes) -> None:
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s TX %s", self.url, _hex(data))
+            log.debug("%s TX %s", self.url, self._traffic(data))
 
 
 def _buffered(port: serial.SerialBase) -> int:

@@ -41,9 +41,8 @@ from drivers.codecs.gat467 import (
     nation_code,
 )
 
-from .device import EmulatedDevice, Fault, HallBuilder, now
+from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer, now
 from .device import Request as ApiRequest
-from .dory import MIN_IDLE_S, _IdleFramer
 from .link import Link
 from .registry import emulates
 
@@ -142,7 +141,7 @@ class EmulatedCardReader(EmulatedDevice):
         self.kiosk = kiosk
         self.framing = gat467_framing(profile)
         baud = profile.transport.get("baudrate", 115200)
-        self._framer = _IdleFramer(RequestDecoder(self.framing), max(MIN_IDLE_S, 40 / baud))
+        self._framer = IdleFramer(RequestDecoder(self.framing), max(MIN_IDLE_S, 40 / baud))
         self._card: BaseInfo | None = None
         self._inserted_at: str | None = None
         self._emptied = False  # the field was empty since the last find

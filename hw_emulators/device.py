@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .link import Link
@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FAULT_MODES = ("disconnect", "silent", "corrupt", "delay")
+# A profile's inter-frame gap is a few milliseconds at 9600 baud; thread scheduling jitters more
+# than that, so a partial frame is only abandoned after this much silence.
+MIN_IDLE_S = 0.05
 _OFF_LINE = ("disconnect", "silent")
 MAX_DELAY_MS = 60_000
 
@@ -46,6 +49,30 @@ class DeviceNotFound(LookupError):
 
 class AmbiguousDevice(ValueError):
     """Several buses have a device at that address; the caller must name the bus."""
+
+
+FrameT = TypeVar("FrameT")
+
+
+class _Decoder(Protocol[FrameT]):
+    def feed(self, data: bytes) -> list[FrameT]: ...
+
+    def flush(self) -> list[FrameT]: ...
+
+
+class IdleFramer(Generic[FrameT]):
+    """A sans-IO decoder plus the UART idle timer: a gap in the traffic ends any partial frame."""
+
+    def __init__(self, decoder: _Decoder[FrameT], idle_s: float) -> None:
+        self._decoder = decoder
+        self._idle_s = idle_s
+        self._last = 0.0
+
+    def feed(self, data: bytes) -> list[FrameT]:
+        t = time.monotonic()
+        frames = self._decoder.flush() if t - self._last > self._idle_s else []
+        self._last = t
+        return frames + self._decoder.feed(data)
 
 
 @dataclass(frozen=True)

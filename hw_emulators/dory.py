@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import abstractmethod
 from collections import deque
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 from device_profiles import Profile
 from drivers.codecs.window_bus import (
@@ -32,7 +31,7 @@ from drivers.codecs.window_bus import (
     parse_keypad_display,
 )
 
-from .device import EmulatedDevice, Fault, HallBuilder, Request, corrupt_bytes, now
+from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer, Request, corrupt_bytes, now
 from .link import Link
 from .registry import emulates
 
@@ -42,32 +41,7 @@ HISTORY_LIMIT = 200
 # Real keypads wait a few hundred milliseconds for the echo and then repeat the frame.
 ACK_TIMEOUT_S = 0.3
 PRESS_ATTEMPTS = 3
-# The profile's inter-frame gap is a few milliseconds at 9600 baud; thread scheduling jitters more
-# than that, so a partial frame is only abandoned after this much silence.
-MIN_IDLE_S = 0.05
 
-FrameT = TypeVar("FrameT")
-
-
-class _Decoder(Protocol[FrameT]):
-    def feed(self, data: bytes) -> list[FrameT]: ...
-
-    def flush(self) -> list[FrameT]: ...
-
-
-class _IdleFramer(Generic[FrameT]):
-    """A decoder plus the UART idle timer: a gap in the traffic ends any partial frame."""
-
-    def __init__(self, decoder: _Decoder[FrameT], idle_s: float) -> None:
-        self._decoder = decoder
-        self._idle_s = idle_s
-        self._last = 0.0
-
-    def feed(self, data: bytes) -> list[FrameT]:
-        t = time.monotonic()
-        frames = self._decoder.flush() if t - self._last > self._idle_s else []
-        self._last = t
-        return frames + self._decoder.feed(data)
 
 
 @dataclass(frozen=True)
@@ -210,7 +184,7 @@ class EmulatedLed(BusDevice):
                  address: int, window: int | None = None) -> None:
         super().__init__(device_id, profile_name, profile, bus, address=address, window=window)
         self.framing = led_framing(profile)
-        self._framer = _IdleFramer(LedDecoder(self.framing), bus.idle_s)
+        self._framer = IdleFramer(LedDecoder(self.framing), bus.idle_s)
         self.text = ""
         self.history: deque[tuple[str, str]] = deque(maxlen=HISTORY_LIMIT)
 
@@ -260,7 +234,7 @@ class EmulatedKeypad(BusDevice):
         super().__init__(device_id, profile_name, profile, bus, address=address, window=window)
         self.framing = keypad_framing(profile)
         self.display_chars = int(profile.framing.get("display_chars", 4))
-        self._framer = _IdleFramer(KeypadDecoder(self.framing), bus.idle_s)
+        self._framer = IdleFramer(KeypadDecoder(self.framing), bus.idle_s)
         self.display = ""
         self.presses = 0
         self._press_lock = threading.Lock()

@@ -30,8 +30,11 @@ def scan(folder: Path) -> dict[str, list[str]]:
         data = path.read_bytes()
         for secret in SECRETS:
             for encoding in ("utf-8", "utf-16-le"):
-                if secret.encode(encoding) in data:
-                    found.setdefault(path.name, []).append(f"{secret} ({encoding})")
+                raw = secret.encode(encoding)
+                # as bytes, and as the hex a DEBUG traffic log would write them
+                for form, needle in (("", raw), (" hex", raw.hex(" ").upper().encode())):
+                    if needle in data:
+                        found.setdefault(path.name, []).append(f"{secret} ({encoding}{form})")
     return found
 
 
@@ -43,9 +46,9 @@ def test_no_clear_id_number_in_database_files_or_logs(tmp_path: Path) -> None:
     levels = [logger.level for logger in watched]
     for logger in watched:
         logger.addHandler(handler)
-    # the daemon's own code at DEBUG; the transport's hex traffic dump stays at the default INFO
+    # everything at DEBUG, including the transport's hex traffic dump of the reader's replies
     logging.getLogger("hall_controller").setLevel(logging.DEBUG)
-    logging.getLogger("drivers").setLevel(logging.INFO)
+    logging.getLogger("drivers").setLevel(logging.DEBUG)
     hall = CardHall(tmp_path, "pty")
     try:
         hall.service.execute(Actor("admin", "admin"), "add_appointment", {
@@ -68,7 +71,9 @@ def test_no_clear_id_number_in_database_files_or_logs(tmp_path: Path) -> None:
         database = b"".join(p.read_bytes() for p in tmp_path.glob("hall.db*"))
         assert b"310101********0022" in database        # the masked form is stored ...
         assert "李**".encode() in database               # ... and the masked name
-        assert "card at kiosk-1: usable" in log_file.read_text(encoding="utf-8")
+        log_text = log_file.read_text(encoding="utf-8")
+        assert "card at kiosk-1: usable" in log_text
+        assert "AA AA AA 96 69" in log_text and "the rest not logged" in log_text  # traffic is logged, cut short
     finally:
         hall.close()
         for logger, level in zip(watched, levels, strict=True):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from drivers.codecs.window_bus import CHECKSUMS, _Decoder, _Parse
+from drivers.codecs.window_bus import CHECKSUMS, FrameScanner, ParseResult
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def encode_response(response: Response, framing: Gat467Framing = DEFAULT_FRAMING
 FrameT = TypeVar("FrameT", Request, Response)
 
 
-class _FrameDecoder(_Decoder[FrameT], Generic[FrameT]):
+class _FrameDecoder(FrameScanner[FrameT], Generic[FrameT]):
     """Scanner for one direction; ``_head`` bytes (CMD PARA or SW1..SW3) precede the data."""
 
     _head: int
@@ -260,34 +260,34 @@ class _FrameDecoder(_Decoder[FrameT], Generic[FrameT]):
         self.rejected = 0
         self.last_error: str | None = None
 
-    def _reject(self, reason: str, buf: bytearray, pos: int, size: int) -> tuple[_Parse, None, int]:
+    def _reject(self, reason: str, buf: bytearray, pos: int, size: int) -> tuple[ParseResult, None, int]:
         self.rejected += 1
         self.last_error = reason
         log.warning("GA/T 467 %s rejected: %s (%s)", self._what, reason,
                     bytes(buf[pos : pos + min(size, 24)]).hex(" "))
-        return _Parse.BAD, None, 0
+        return ParseResult.BAD, None, 0
 
-    def _parse(self, buf: bytearray, pos: int) -> tuple[_Parse, FrameT | None, int]:
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, FrameT | None, int]:
         f = self.framing
         pre, nlen = len(f.preamble), f.length_bytes
         available = len(buf) - pos
         got = buf[pos : pos + pre]
         if got != f.preamble[: len(got)]:
-            return _Parse.BAD, None, 0
+            return ParseResult.BAD, None, 0
         if available < pre + nlen:
-            return _Parse.NEED_MORE, None, 0
+            return ParseResult.NEED_MORE, None, 0
         size = int.from_bytes(buf[pos + pre : pos + pre + nlen], "big")
         if not self._head + 1 <= size <= f.max_len:
             return self._reject(f"长度 {size} 无效", buf, pos, pre + nlen)
         total = pre + nlen + size
         if available < total:
-            return _Parse.NEED_MORE, None, 0
+            return ParseResult.NEED_MORE, None, 0
         covered = bytes(buf[pos + pre : pos + total - 1])
         expected = self._checksum(covered)
         if buf[pos + total - 1] != expected:
             return self._reject(f"校验和错误（收到 {buf[pos + total - 1]:02X}，应为 {expected:02X}）",
                                 buf, pos, total)
-        return _Parse.OK, self._make(covered[nlen:]), total
+        return ParseResult.OK, self._make(covered[nlen:]), total
 
     @abstractmethod
     def _make(self, body: bytes) -> FrameT:

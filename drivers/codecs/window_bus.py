@@ -52,6 +52,8 @@ __all__ = [
     "DEFAULT_KEYPAD_FRAMING",
     "DEFAULT_LED_FRAMING",
     "DIGIT_CODES",
+    "FrameScanner",
+    "ParseResult",
     "FUNC_DISPLAY",
     "FUNC_KEY_EVENT",
     "KEY_CANCEL",
@@ -245,7 +247,7 @@ def encode_led(frame: LedFrame, framing: LedFraming = DEFAULT_LED_FRAMING) -> by
 # ------------------------------------------------------------------------------------- decoders
 
 
-class _Parse(Enum):
+class ParseResult(Enum):
     OK = 1
     BAD = 2
     NEED_MORE = 3
@@ -254,7 +256,7 @@ class _Parse(Enum):
 FrameT = TypeVar("FrameT")
 
 
-class _Decoder(ABC, Generic[FrameT]):
+class FrameScanner(ABC, Generic[FrameT]):
     """Resynchronising scanner shared by both decoders; subclasses parse one candidate frame."""
 
     def __init__(self, sync: int, idle: frozenset[int]) -> None:
@@ -293,11 +295,11 @@ class _Decoder(ABC, Generic[FrameT]):
             if pos >= len(buf):
                 break
             status, frame, size = self._parse(buf, pos)
-            if status is _Parse.OK:
+            if status is ParseResult.OK:
                 assert frame is not None
                 frames.append(frame)
                 pos += size
-            elif status is _Parse.BAD or final:
+            elif status is ParseResult.BAD or final:
                 # Skip one byte only: a real frame may start inside the rejected candidate.
                 self._skip(buf[pos : pos + 1])
                 pos += 1
@@ -307,11 +309,11 @@ class _Decoder(ABC, Generic[FrameT]):
         return frames
 
     @abstractmethod
-    def _parse(self, buf: bytearray, pos: int) -> tuple[_Parse, FrameT | None, int]:
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, FrameT | None, int]:
         """Judge the candidate frame starting at ``pos``; on OK also return the frame and its size."""
 
 
-class KeypadDecoder(_Decoder[KeypadFrame]):
+class KeypadDecoder(FrameScanner[KeypadFrame]):
     """Finds keypad frames (either direction) in a byte stream."""
 
     def __init__(self, framing: KeypadFraming = DEFAULT_KEYPAD_FRAMING) -> None:
@@ -319,28 +321,28 @@ class KeypadDecoder(_Decoder[KeypadFrame]):
         self.framing = framing
         self._checksum = CHECKSUMS[framing.checksum]
 
-    def _parse(self, buf: bytearray, pos: int) -> tuple[_Parse, KeypadFrame | None, int]:
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, KeypadFrame | None, int]:
         f = self.framing
         head = buf[pos : pos + 4]
         # Reject as early as the available bytes allow, so garbage is not held back.
         if len(head) >= 2 and not 2 <= head[1] <= f.max_data + 2:
-            return _Parse.BAD, None, 0
+            return ParseResult.BAD, None, 0
         if (len(head) >= 3 and head[2] != head[1]) or (len(head) == 4 and head[3] != f.start):
-            return _Parse.BAD, None, 0
+            return ParseResult.BAD, None, 0
         if len(head) < 4:
-            return _Parse.NEED_MORE, None, 0
+            return ParseResult.NEED_MORE, None, 0
         size = head[1]
         total = 4 + size + 2
         if len(buf) - pos < total:
-            return _Parse.NEED_MORE, None, 0
+            return ParseResult.NEED_MORE, None, 0
         body = bytes(buf[pos + 4 : pos + 4 + size])
         checksum, end = buf[pos + 4 + size], buf[pos + 5 + size]
         if end != f.end or checksum != self._checksum(body):
-            return _Parse.BAD, None, 0
-        return _Parse.OK, KeypadFrame(body[0], body[1], body[2:]), total
+            return ParseResult.BAD, None, 0
+        return ParseResult.OK, KeypadFrame(body[0], body[1], body[2:]), total
 
 
-class LedDecoder(_Decoder[LedFrame]):
+class LedDecoder(FrameScanner[LedFrame]):
     """Finds LED frames in a byte stream (used by emulated screens and bus monitors)."""
 
     def __init__(self, framing: LedFraming = DEFAULT_LED_FRAMING) -> None:
@@ -348,28 +350,28 @@ class LedDecoder(_Decoder[LedFrame]):
         self.framing = framing
         self._checksum = CHECKSUMS[framing.checksum]
 
-    def _parse(self, buf: bytearray, pos: int) -> tuple[_Parse, LedFrame | None, int]:
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, LedFrame | None, int]:
         f = self.framing
         pre = len(f.preamble)
         available = len(buf) - pos
         got = buf[pos : pos + pre]
         if got != f.preamble[: len(got)]:
-            return _Parse.BAD, None, 0
+            return ParseResult.BAD, None, 0
         if available < pre + 4:
             if available >= pre + 3 and buf[pos + pre + 2] << 8 > f.max_data:
-                return _Parse.BAD, None, 0
-            return _Parse.NEED_MORE, None, 0
+                return ParseResult.BAD, None, 0
+            return ParseResult.NEED_MORE, None, 0
         addr, cmd = buf[pos + pre], buf[pos + pre + 1]
         size = int.from_bytes(buf[pos + pre + 2 : pos + pre + 4], "big")
         if size > f.max_data:
-            return _Parse.BAD, None, 0
+            return ParseResult.BAD, None, 0
         total = pre + 4 + size + 1
         if available < total:
-            return _Parse.NEED_MORE, None, 0
+            return ParseResult.NEED_MORE, None, 0
         body = bytes(buf[pos + pre : pos + total - 1])
         if buf[pos + total - 1] != self._checksum(body):
-            return _Parse.BAD, None, 0
-        return _Parse.OK, LedFrame(addr, cmd, body[4:]), total
+            return ParseResult.BAD, None, 0
+        return ParseResult.OK, LedFrame(addr, cmd, body[4:]), total
 
 
 # --------------------------------------------------------------------------------- keypad helpers

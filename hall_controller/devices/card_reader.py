@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from drivers.codecs.gat467 import BaseInfo
+
 from ..config import DeviceConfig
 from ..domain import CardData
 from .handler import DeviceHandler, HandlerContext, handles
@@ -42,10 +44,13 @@ class CardReaderHandler(DeviceHandler):
     def _on_up(self, link: DeviceLink) -> None:
         """Nothing to restore on a reader: a card still lying on it is read again by the new driver."""
 
-    def _on_card(self, card: CardData) -> None:
+    def _on_card(self, info: BaseInfo) -> None:
         kiosk = self.device.kiosk
         if kiosk is None:
             return
+        card = CardData(name=info.name, id_number=info.id_number, sex=info.sex, birth=info.birth,
+                        nation=info.nation, address=info.address, issuer=info.issuer,
+                        valid_from=info.valid_from, valid_to=info.valid_to, photo=info.photo)
         try:
             view = self.ctx.service.card_inserted(kiosk, card)
         except Exception:
