@@ -8,7 +8,7 @@ import time
 import pytest
 
 from drivers.codecs.window_bus import encode_keypad, key_press_frame
-from hall_controller.devices.screens import DEFAULT_IDLE_TEXT, KEYPAD_PAUSED
+from hall_controller.devices.screens import DEFAULT_IDLE_TEXT, KEYPAD_PAUSED, PAUSED_TEXT
 from hall_controller.service import Actor
 
 from .daemonkit import free_port
@@ -83,7 +83,9 @@ def test_noise_and_garbage_do_not_crash_the_manager(tmp_path):
         keypad.set_fault("corrupt")
         assert not keypad.press("next", attempts=2, ack_timeout=0.2).acked
         keypad.clear_fault()
-        # Noise on what the LED hears from now on: it must drop the frames.
+        # Noise on what the LED hears from now on: a frame it hears corrupted it must drop. (The
+        # emulator corrupts one byte per chunk read off the line, so a frame that shares its chunk
+        # with another may come through intact: the screen then shows it, never anything else.)
         hall.emu.led(3).set_fault("corrupt")
         # Raw garbage, a truncated frame, a valid frame with an unknown key code, a key from a keypad
         # at no window: each is dropped or ignored.
@@ -95,14 +97,15 @@ def test_noise_and_garbage_do_not_crash_the_manager(tmp_path):
             controller.link.send(junk)
         # A valid key behind the junk on the same line: once its effect shows, the junk has been
         # handled. Pausing redraws LED 3 first, then keypad 3: once the keypad shows PAUS, the LED
-        # has heard its (corrupted) frame too.
+        # has heard its frame too.
         hall.press(3, "pause")
         hall.wait_keypad(3, KEYPAD_PAUSED)
         assert hall.service.snapshot()["windows"]["3"]["status"] == "paused"
         assert not [e for e in hall.events if e["type"] == "ticket_called"], "the junk called a ticket"
-        assert hall.led(3) == DEFAULT_IDLE_TEXT
+        assert set(hall.led_history(3)) <= {DEFAULT_IDLE_TEXT, PAUSED_TEXT}, hall.led_history(3)
         hall.emu.led(3).clear_fault()
         hall.service.execute(KEYPAD_3, "resume")
+        hall.wait_led(3, DEFAULT_IDLE_TEXT)                  # the manager carries on
 
         hall.press(3, "next")
         hall.wait_led(3, number)
