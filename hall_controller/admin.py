@@ -9,6 +9,7 @@ or "due" by another clock than the daemon it stands in for.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from typing import Any
 
@@ -28,6 +29,11 @@ def admin_client(config: HallConfig, timeout: float = 3.0) -> Any:
     if password is None or not config.mqtt_listen:
         return None
     host, port = split_hostport(config.mqtt_listen)
+    try:  # nothing listening: say so now, not after the client's connect timeout
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        log.info("daemon not reachable over MQTT at %s:%d: %s", host, port, exc)
+        return None
     client = HallClient("admin", password, host, port, config.hall_id, role="admin")
     try:
         client.connect(timeout=timeout)

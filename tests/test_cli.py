@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from hall_controller.cli import main as hallctl
@@ -79,6 +80,7 @@ def test_status_without_a_daemon_reads_the_database(tmp_path, capsys):
     assert '"windows"' in captured.out
 
 
+@pytest.mark.slow
 def test_run_emulator_option_points_the_daemon_at_the_emulator_control_api(tmp_path):
     """The config names one control port, `hall-emu run --control` listens on another: --emulator
     connects the daemon's emulated devices there; without it the log says what is wrong."""
@@ -128,6 +130,7 @@ def test_run_emulator_option_must_be_host_port(tmp_path, capsys):
     assert "--emulator must be HOST:PORT" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_every_command_that_opens_the_database_takes_db(tmp_path, capsys):
     """--db as for `run`: the config's database (hall.db) is never touched, the other one is used."""
     port = free_port()          # nothing listens there: the admin ops take their offline path

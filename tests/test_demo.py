@@ -10,6 +10,7 @@ import sys
 import threading
 import urllib.request
 
+import pytest
 import yaml
 
 from hall_controller.bus.client import HallClient
@@ -24,6 +25,7 @@ def _http(method: str, url: str, body: dict | None = None) -> dict:
         return json.loads(resp.read())
 
 
+@pytest.mark.slow
 def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
     # The log goes to its own file: on a shared pipe a log line can land inside the summary lines.
     log = (tmp_path / "demo.log").open("w")

@@ -24,6 +24,7 @@ def _retries_logged(caplog: pytest.LogCaptureFixture, device_id: str) -> int:
                                                                                          "unavailable"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("link", ["tcp", "pty"])
 def test_unplugged_bus_goes_offline_once_and_comes_back_showing_the_current_state(tmp_path, link, caplog):
     caplog.set_level(logging.DEBUG, logger="hall_controller.devices.link")   # every retry is logged

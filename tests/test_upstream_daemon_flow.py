@@ -134,6 +134,7 @@ class Traffic:
 
 # -- (a) a week of traffic during an outage, then delivery -------------------------------------------
 
+@pytest.mark.slow
 def test_week_outage_then_every_record_delivered_once_in_order(tmp_path, emu):
     hall = Hall(tmp_path, datetime(2026, 11, 16, 8, 0, tzinfo=TZ))
     upstream = hall.upstream(emu)
@@ -233,6 +234,7 @@ def figures_from_events(events, month: str, tz) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_month_report_matches_the_event_log_and_hallctl_writes_it(tmp_path, emu, capsys):
     hall = Hall(tmp_path, datetime(2026, 10, 31, 7, 30, tzinfo=TZ))
     traffic = Traffic(hall, seed=11)

@@ -256,6 +256,7 @@ def test_adjacent_failing_records_cannot_block_the_queue(engine, clock):
     assert delivered == {keys[0], keys[3], keys[4], keys[5]}
 
 
+@pytest.mark.slow
 def test_week_long_outage_delivers_every_record_once_in_order(engine, emu, client, clock):
     """A record every 5 minutes for 7 days while the upstream answers 503, then it recovers."""
     fwd = Forwarder(engine, client, clock, rng=random.Random(11))
