@@ -533,7 +533,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
             chk.add(f"{path}.role", f"unknown role {role!r} (one of {', '.join(ROLES)})")
             role = None
         window = chk.integer(raw, "window", path, minimum=1)
-        if role in ("window", "tablet") and window is None:
+        if role == "tablet" and window is None:      # a window client without one is a supervisor's terminal
             chk.add(f"{path}.window", f"is required for role {role!r}")
         if window is not None and window not in seen_windows:
             chk.add(f"{path}.window", f"window {window} is not defined")

@@ -40,6 +40,9 @@ ALL_OPS = set().union(*ROLE_OPS.values())
 # 前台统一受理: a window client may issue tickets for visitors while its clerk holds this position.
 RECEPTION_POSITION = "综合接待岗"
 RECEPTION_OPS = {"issue_ticket"}
+# A window client bound to no window is a supervisor's terminal (值班长): it reads the hall and records
+# the follow-up of a 差评, and may do nothing that needs a window.
+SUPERVISOR_OPS = {"status", "resolve_bad_rating"}
 READ_ONLY_OPS = {"status", "print_notice", "service_guide"}
 CARD_TTL_SECONDS = 120
 # Ops whose result the calling kiosk's own printer prints (see HallService.set_printer).
@@ -261,6 +264,10 @@ class HallService:
     def _authorise(self, actor: Actor, op: str, args: dict[str, Any]) -> None:
         if not isinstance(op, str) or op not in ALL_OPS:
             raise DomainError("bad_request", f"未知操作 {op!r}")
+        if actor.role == "window" and actor.window is None:
+            if op not in SUPERVISOR_OPS:
+                raise DomainError("forbidden", f"该终端未绑定窗口（值班长终端），不能执行 {op}")
+            return
         if op in RECEPTION_OPS and actor.role == "window":
             self._authorise_reception(actor)
             return

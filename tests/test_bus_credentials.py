@@ -44,7 +44,7 @@ def test_reset_replaces_password_role_and_window(store):
 
 
 @pytest.mark.parametrize("client_id, role, window", [
-    ("window-3", "window", None), ("tablet-3", "tablet", 0), ("tablet-3", "tablet", True),
+    ("tablet-3", "tablet", None), ("window-3", "window", 0), ("tablet-3", "tablet", 0), ("tablet-3", "tablet", True),
     ("kiosk-1", "kiosk", 2), ("x", "superuser", None), ("bad id", "kiosk", None), ("a/b", "kiosk", None),
     ("user:x", "kiosk", None), ("", "kiosk", None), ("not-the-daemon", "daemon", None),
     (DAEMON_CLIENT_ID, "admin", None),

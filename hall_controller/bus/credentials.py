@@ -124,7 +124,7 @@ def _check_password_text(password: object) -> str:
 def _check_role_window(client_id: str, role: object, window: object) -> None:
     if role not in ROLES:
         raise CredentialError(f"{client_id}: unknown role {role!r} (one of {', '.join(ROLES)})")
-    if role in WINDOW_ROLES:
+    if role in WINDOW_ROLES and (window is not None or role == "tablet"):   # window without one: a supervisor
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise CredentialError(f"{client_id}: role {role} needs a window number >= 1, got {window!r}")
     elif window is not None:
