@@ -14,7 +14,7 @@ from .admin import admin_op
 from .clock import SystemClock
 from .config import ConfigError, hash_pin, load_config, sample_config_text
 from .logsetup import setup_logging
-from .setup_hall import init_hall, passwords_path, save_password  # noqa: F401 - kiosk_ui.qtbus imports passwords_path from here
+from .setup_hall import init_hall, save_password
 
 log = logging.getLogger("hallctl")
 

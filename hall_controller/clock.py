@@ -5,6 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """What every component that needs the time takes (an aware datetime, UTC)."""
+
+    def now(self) -> datetime: ...
 
 
 class SystemClock:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from drivers.codecs.camera import CAPTURE, IMAGE, STATUS, RequestDecoder, camera_framing, encode_frame
 
-from .device import EmulatedDevice, Fault, HallBuilder, RawResponse, now
+from .device import EmulatedDevice, Fault, HallBuilder, RawResponse
 from .device import Request as ApiRequest
 from .link import Link
 from .printer import _font
@@ -148,7 +148,7 @@ class EmulatedCamera(EmulatedDevice):
         with self._lock:
             self.captures += 1
             serial, document = self.captures, self.document
-            moment = now()
+            moment = self.now()
             self.last_capture_at = moment.isoformat(timespec="seconds")
         jpeg = render_document(document, serial, moment, self.size, hall=f"{self.window or ''}号窗口")
         logger.info("%s: capture %d (%s, %d bytes)", self.id, serial, document, len(jpeg))

@@ -41,7 +41,7 @@ from drivers.codecs.gat467 import (
     nation_code,
 )
 
-from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer, now
+from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer
 from .device import Request as ApiRequest
 from .link import Link
 from .registry import emulates
@@ -172,7 +172,7 @@ class EmulatedCardReader(EmulatedDevice):
         with self._lock:
             self._emptied = self._emptied or self._card is not None
             self._card = card
-            self._inserted_at = now().isoformat(timespec="seconds")
+            self._inserted_at = self.now().isoformat(timespec="seconds")
         logger.info("%s: card of %s* inserted", self.id, card.name[:1])
 
     def remove(self) -> bool:

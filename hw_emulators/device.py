@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from hall_controller.clock import Clock, SystemClock
+
 if TYPE_CHECKING:
     from .link import Link
 
@@ -85,11 +87,6 @@ class Fault:
         return {"mode": self.mode, "ms": self.ms, "since": self.since.isoformat(timespec="seconds")}
 
 
-def now() -> datetime:
-    """Local wall-clock time with offset: what an operator compares with the daemon's logs."""
-    return datetime.now().astimezone()
-
-
 def corrupt_bytes(data: bytes) -> bytes:
     """Alter the middle byte by +0x5A: breaks any sum or XOR check, also when applied twice."""
     if not data:
@@ -144,6 +141,9 @@ class EmulatedDevice(ABC):
     def __init__(self, device_id: str, profile_name: str, profile: Any, *, address: int | None = None,
                  window: int | None = None) -> None:
         self.id = device_id
+        # The hall's clock (EmulatedHall sets it; the system clock by default): emulated hardware
+        # stamps what it shows and records with it, never with the wall clock directly.
+        self.clock: Clock = SystemClock()
         self.profile_name = profile_name
         self.profile = profile
         self.address = address
@@ -166,6 +166,10 @@ class EmulatedDevice(ABC):
     def start(self) -> None:  # noqa: B027 - most devices have no link of their own
         """Open the device's own link, if it has one (never in the constructor)."""
 
+    def now(self) -> datetime:
+        """Local time with offset from the hall's clock: what an operator compares with the daemon's logs."""
+        return self.clock.now().astimezone()
+
     # -- faults ---------------------------------------------------------------------------------
     @property
     def fault(self) -> Fault | None:
@@ -178,7 +182,7 @@ class EmulatedDevice(ABC):
             raise FaultError("delay 模式需要 ms（毫秒）")
         if ms is not None and (isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms <= MAX_DELAY_MS):
             raise FaultError(f"ms 须为 0–{MAX_DELAY_MS} 的整数")
-        fault = Fault(mode, ms or 0, now())
+        fault = Fault(mode, ms or 0, self.now())
         with self._lock:
             self._fault = fault
         logger.info("%s: fault %s%s", self.id, mode, f" {fault.ms} ms" if mode == "delay" else "")

@@ -31,7 +31,7 @@ from drivers.codecs.window_bus import (
     parse_keypad_display,
 )
 
-from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer, Request, corrupt_bytes, now
+from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer, Request, corrupt_bytes
 from .link import Link
 from .registry import emulates
 
@@ -211,7 +211,7 @@ class EmulatedLed(BusDevice):
     def _show(self, text: str) -> None:
         with self._lock:
             self.text = text
-            self.history.append((text, now().isoformat(timespec="milliseconds")))
+            self.history.append((text, self.now().isoformat(timespec="milliseconds")))
         logger.info("%s shows %r", self.id, text)
 
     def view(self) -> dict[str, Any]:

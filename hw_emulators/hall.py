@@ -19,6 +19,7 @@ import yaml
 
 from device_profiles import load_profile
 from drivers.registry import DEVICE_KINDS, UnknownDeviceKind, link_kind
+from hall_controller.clock import Clock, SystemClock
 
 from .control import ControlServer
 from .device import AmbiguousDevice, DeviceNotFound, EmulatedDevice
@@ -69,12 +70,14 @@ class EmulatedHall:
     """Builds, starts and stops the emulated devices of one hall and serves their control API."""
 
     def __init__(self, devices: Iterable[Mapping[str, Any] | Any], link: str = "tcp", *,
-                 site_dir: str | Path | None = None) -> None:
-        """``devices``: config entries as mappings or ``hall_controller.config.DeviceConfig``s."""
+                 site_dir: str | Path | None = None, clock: Clock | None = None) -> None:
+        """``devices``: config entries as mappings or ``hall_controller.config.DeviceConfig``s;
+        ``clock`` stamps what the devices show and record (the system clock by default)."""
         if link not in LINK_KINDS:
             raise HallSetupError(f"未知的链路 {link!r}（可选：{'、'.join(LINK_KINDS)}）")
         self.link_kind = link
         self._site_dir = site_dir
+        self.clock: Clock = clock or SystemClock()
         self.devices: dict[str, EmulatedDevice] = {}
         self.pending: dict[str, dict[str, Any]] = {}  # listed kinds without an emulator yet
         self._entries: dict[str, dict[str, Any]] = {}
@@ -109,6 +112,7 @@ class EmulatedHall:
                 continue  # on a real host
             device = cls.build(entry, self._profile(entry, kind), self)
             if device is not None:
+                device.clock = self.clock
                 self.devices[entry["id"]] = device
 
     def _profile(self, entry: dict[str, Any], kind: str) -> Any:

@@ -42,7 +42,7 @@ from drivers.codecs.escpos import (
     wrap_columns,
 )
 
-from .device import EmulatedDevice, Fault, FaultError, HallBuilder, RawResponse, Request, now
+from .device import EmulatedDevice, Fault, FaultError, HallBuilder, RawResponse, Request
 from .link import Link
 from .registry import emulates
 
@@ -120,7 +120,7 @@ class EmulatedPrinter(EmulatedDevice):
         if mode in PRINTER_FAULTS:
             if ms is not None:
                 raise FaultError(f"{mode} 不需要 ms")
-            fault = Fault(mode, 0, now())
+            fault = Fault(mode, 0, self.now())
             with self._lock:
                 self._fault = fault
             logger.info("%s: fault %s", self.id, mode)
@@ -176,7 +176,7 @@ class EmulatedPrinter(EmulatedDevice):
         with self._lock:
             self.printed += 1
             self.cuts += job.cut is not None
-            ticket = PrintedTicket(self.printed, now().isoformat(timespec="milliseconds"), job)
+            ticket = PrintedTicket(self.printed, self.now().isoformat(timespec="milliseconds"), job)
             self.tickets.append(ticket)
         logger.info("%s printed ticket %d: %s", self.id, ticket.n, " / ".join(line for line in job.lines if line))
 

@@ -37,7 +37,7 @@ from drivers.codecs.audio_frames import (
     read_wav,
 )
 
-from .device import EmulatedDevice, Fault, HallBuilder, RawResponse, Request, now
+from .device import EmulatedDevice, Fault, HallBuilder, RawResponse, Request
 from .link import Link
 from .registry import emulates
 
@@ -144,7 +144,7 @@ class EmulatedSpeaker(EmulatedDevice):
             logger.warning("%s: refused frame %d: %s", self.id, frame.seq, exc)
             self.send(encode(ERROR, frame.seq, {"error": str(exc)}))
             return
-        started = now()
+        started = self.now()
         t0 = time.monotonic()
         self.send(encode(STARTED, frame.seq))
         with self._lock:

@@ -93,7 +93,7 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
         raise UsageError(str(exc)) from exc
     if not args.client:
         raise UsageError("使用 --config 时必须指定 --client (client id)")
-    from hall_controller.cli import passwords_path  # the file `hallctl init` / `client add` write
+    from hall_controller.setup_hall import passwords_path  # the file `hallctl init` / `client add` write
 
     pw_file = passwords_path(config)
     try:

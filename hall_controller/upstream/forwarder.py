@@ -27,11 +27,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Row, and_, func, or_, select, update
 
 from hall_controller.backoff import Backoff
+from hall_controller.clock import Clock
 from hall_controller.store.schema import db_time, outbox, scans
 from hall_controller.upstream.client import DeliveryResult, UpstreamClient
 
@@ -40,10 +41,6 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 30.0  # re-check the outbox even without wake(), e.g. rows added by another process
 ERROR_RETRY_SECONDS = 5.0  # after an unexpected error (database locked, bug) in a round
 MAX_ERROR_TEXT = 500
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 class Forwarder:

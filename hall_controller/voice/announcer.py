@@ -33,8 +33,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
+from ..clock import Clock
 from .composer import Composed, Composer
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ TRIGGERS = ("ticket_called", "ticket_recalled")
 PLAY, SHORTEN, DROP = "play", "shorten", "drop"
 RETRY_S = 0.5
 MAX_ATTEMPTS = 3  # a request the speaker failed on this often is dropped (reason speaker_failed)
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
