@@ -190,9 +190,10 @@ def test_idle_return_to_the_start_screen(qtbot, ui_bus, monkeypatch) -> None:
     assert window.model.state.result is None
 
 
-def test_started_as_a_user_starts_it_reports_online(hall_daemon) -> None:
+def test_started_as_a_user_starts_it_reports_online(hall_daemon, tmp_path: Path) -> None:
     """`hall-kiosk --mqtt-url … --hall demo` runs, publishes its retained client status, and exits on SIGTERM
-    leaving `offline` behind."""
+    leaving `offline` behind. Its log goes to a file (a pipe nobody reads could fill and stall the app) and
+    is shown when the test fails."""
     seen: list[str] = []
     got = threading.Event()
 
@@ -207,21 +208,24 @@ def test_started_as_a_user_starts_it_reports_online(hall_daemon) -> None:
     watcher.connect("127.0.0.1", hall_daemon.port)
     watcher.loop_start()
     url = f"mqtt://kiosk-2:{passwords(hall_daemon.config)['kiosk-2']}@127.0.0.1:{hall_daemon.port}"
-    app = subprocess.Popen([sys.executable, "-c", "from kiosk_ui.app import main_kiosk; raise SystemExit(main_kiosk())",
-                            "--mqtt-url", url, "--hall", "demo", "--windowed"],
-                           env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, stderr=subprocess.DEVNULL)
+    log_path = tmp_path / "hall-kiosk.log"
+    with log_path.open("w") as log_file:
+        app = subprocess.Popen([sys.executable, "-c",
+                                "from kiosk_ui.app import main_kiosk; raise SystemExit(main_kiosk())",
+                                "--mqtt-url", url, "--hall", "demo", "--windowed"],
+                               env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, stderr=log_file)
     try:
         deadline = time.monotonic() + 20
         while '"online"' not in "".join(seen) and time.monotonic() < deadline:
             got.wait(0.2)
             got.clear()
-        assert any('"online"' in s for s in seen), seen
+        assert any('"online"' in s for s in seen), (seen, log_path.read_text())
         app.send_signal(signal.SIGTERM)
-        assert app.wait(10) == 0
+        assert app.wait(10) == 0, log_path.read_text()
         deadline = time.monotonic() + 5
         while '"offline"' not in seen[-1] and time.monotonic() < deadline:
             got.wait(0.2)
-        assert '"offline"' in seen[-1]
+        assert '"offline"' in seen[-1], (seen, log_path.read_text())
     finally:
         if app.poll() is None:
             app.kill()

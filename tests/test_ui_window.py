@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
-import base64
+import argparse
+import hashlib
+import io
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import sqlalchemy as sa
+from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage
 
+from drivers.camera import QtCamera
 from hall_controller.bus.client import CommandError
-from hall_controller.bus.topics import ALL_EVENTS
 from hall_controller.clock import SystemClock
+from hall_controller.config import load_config, parse_config
+from hw_emulators.hall import EmulatedHall
+from kiosk_ui.qtbus import add_common_arguments, options_from_args
 from kiosk_ui.style import apply_style
 from kiosk_ui.tablet import TabletView
+from window_terminal import app as window_app
 from window_terminal import state as st
 from window_terminal.app import WINDOW_EVENTS
-from window_terminal.camera import MAX_SCAN_BYTES, EmulatedCamera, encode_scan, synthetic_document
+from window_terminal.camera import SCAN_LONG_SIDE, CameraSource, DocumentCamera, camera_source
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
 from . import uikit
-from .daemonkit import passwords, wait_until
+from .conftest import sample_data
+from .daemonkit import free_port, passwords, wait_until
 from .uikit import window_client
 
 hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus  # fixtures
@@ -40,6 +50,42 @@ TIMEOUT = 10_000
 def styled(qapp):
     """The apps' age-friendly style sheet, as run_app applies it."""
     apply_style(qapp)
+
+
+@pytest.fixture
+def emulated_camera():
+    """hall-emu's document camera of window 3 on a real TCP link, with its control API: (hall, HOST:PORT)."""
+    devices = [{"id": "camera-3", "kind": "camera", "profile": "eloam-s500l", "url": "emulated", "window": 3}]
+    with EmulatedHall(devices, link="tcp") as hall:
+        host, port = hall.serve_control("127.0.0.1", 0)
+        yield hall, f"{host}:{port}"
+
+
+@pytest.fixture
+def hall_window(qtbot, hall_daemon, ui_bus):
+    """Factory: what `hall-window --config hall.yaml --client CLIENT [extra …]` builds (the app's own
+    command line, bus options and builder), on a test bus; cameras are closed at the end."""
+    cameras: list[DocumentCamera] = []
+
+    def build(client: str, *extra: str):
+        parser = argparse.ArgumentParser()
+        add_common_arguments(parser)
+        window_app._arguments(parser)
+        args = parser.parse_args(["--config", str(hall_daemon.config), "--client", client,
+                                  "--mqtt-url", f"mqtt://127.0.0.1:{hall_daemon.port}", *extra])
+        options = options_from_args(args)
+        bus = ui_bus(client, role=options.role, **window_app._bus_options(options, args))
+        widget = window_app._build(options, bus, args)
+        qtbot.addWidget(widget)
+        widget.resize(1600, 1000)
+        widget.show()
+        if getattr(widget, "camera", None) is not None:
+            cameras.append(widget.camera)
+        return widget
+
+    yield build
+    for camera in cameras:
+        camera.close()
 
 
 def terminal(qtbot, ui_bus, number: int, *, camera=None) -> WindowTerminal:
@@ -79,20 +125,38 @@ def shot(widget, name: str) -> None:
     assert widget.grab().save(str(SHOTS / name))
 
 
-def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon, ui_bus):
+def daemon_db(daemon) -> sa.Engine:
+    return sa.create_engine(load_config(daemon.config).database)
+
+
+def stored_scans(daemon) -> dict[str, bytes]:
+    """The daemon's scans table: sha256 -> image bytes."""
+    with daemon_db(daemon).connect() as conn:
+        return {r.sha256: bytes(r.data) for r in conn.execute(sa.text("SELECT sha256, data FROM scans"))}
+
+
+def visit_record(daemon, ticket_id: str) -> dict | None:
+    """The service record of a closed visit, as queued for the management system."""
+    with daemon_db(daemon).connect() as conn:
+        payload = conn.execute(sa.text("SELECT payload FROM outbox WHERE record_key = :k"), {"k": ticket_id}).scalar()
+    return json.loads(payload) if payload else None
+
+
+def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon, ui_bus, hall_window,
+                                                            emulated_camera):
+    emulator, control = emulated_camera
     first = kiosk_issue(hall_daemon)
     second = kiosk_issue(hall_daemon)
-    camera = EmulatedCamera(lambda: "3号窗口 测试")
-    w = terminal(qtbot, ui_bus, 3, camera=camera)
+    w = hall_window("window-3", "--camera", "emulated", "--emulator", control)
+    assert isinstance(w, WindowTerminal) and w.window == 3 and w.camera.source.device_id == "camera-3"
     assert w.pages.currentIndex() == 0 and not w.buttons["call_next"].isEnabled()
     shot(w, "window-login.png")
     tablet_bus = ui_bus("tablet-3", role="tablet", window=3)
     tablet = TabletView(tablet_bus, 3)
     qtbot.addWidget(tablet)
-    admin = ui_bus("admin", role="admin", events=ALL_EVENTS)
-    sup = SupervisorView(admin, clock=SystemClock())
-    qtbot.addWidget(sup)
-    sup.resize(1600, 1000)
+    sup = hall_window("supervisor")                 # the sample hall's window client bound to no window
+    assert isinstance(sup, SupervisorView)
+    qtbot.waitUntil(lambda: "今日取号 2" in sup.counts_label.text(), timeout=TIMEOUT)   # `status` is allowed
 
     login(qtbot, w, "1003")
     qtbot.waitUntil(lambda: tablet.name_label.text() == "张伟", timeout=TIMEOUT)
@@ -113,17 +177,30 @@ def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon,
     qtbot.waitUntil(lambda: "剩余" in w.countdown_label.text(), timeout=TIMEOUT)
     assert w.countdown_level == st.NORMAL and "办理时限30分钟" in w.countdown_label.text()
 
-    # scan: the emulated camera, a preview, attach
+    # scan: hall-emu's camera over TCP through drivers/camera.py, a preview, attach
+    emulator.device("camera-3").set_fault("disconnect")               # the cable is out: said, in red
     press(qtbot, w, "scan")
-    qtbot.waitUntil(lambda: w.scan_image is not None, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.message.text().startswith("拍照失败，请检查高拍仪后重拍"), timeout=TIMEOUT)
+    assert w.scan is None and not w.forms["scan"].confirm.isEnabled()
+    emulator.device("camera-3").clear_fault()
+    qtbot.mouseClick(w.retake_button, Qt.MouseButton.LeftButton)     # 重拍 opens the camera again
+    qtbot.waitUntil(lambda: w.scan is not None, timeout=TIMEOUT)
+    scan = w.scan
+    assert emulator.device("camera-3").captures == 1
+    with Image.open(io.BytesIO(scan.jpeg)) as page:     # the 1944×2592 page, scaled to a legible 1200×1600
+        assert page.format == "JPEG" and page.size == (1200, SCAN_LONG_SIDE)
+    assert 50_000 < len(scan.jpeg) < 1_000_000
     assert w.scan_preview.pixmap() is not None and not w.scan_preview.pixmap().isNull()
     assert w.forms["scan"].confirm.isEnabled()
     shot(w, "window-scan.png")
     w.forms["scan"].confirm.click()
-    qtbot.waitUntil(lambda: w.scan_image is None or "附加" in w.message.text() or "不支持" in w.message.text()
-                    or "未支持" in w.message.text(), timeout=TIMEOUT)
-    if w.scan_image is None:
-        qtbot.waitUntil(lambda: len(w.state.ticket.get("scans") or ()) == 1, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.scan is None, timeout=TIMEOUT)
+    assert w.message.text() == "扫描件已附加（本次业务共1份）"      # from the daemon's reply
+    digest = hashlib.sha256(scan.jpeg).hexdigest()
+    ref = {"sha256": digest, "size": len(scan.jpeg), "type": "image/jpeg"}
+    qtbot.waitUntil(lambda: (w.state.ticket or {}).get("scans") == [ref], timeout=TIMEOUT)
+    assert "扫描件1份" in w.visit_info.text()
+    assert stored_scans(hall_daemon) == {digest: scan.jpeg}
 
     # finish with outcome and note
     press(qtbot, w, "finish")
@@ -145,8 +222,10 @@ def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon,
     qtbot.mouseClick(tablet.submit_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: tablet.state.screen == "thanks", timeout=TIMEOUT)
     qtbot.waitUntil(lambda: w.served_table.item(0, 4).text() == "非常不满意", timeout=TIMEOUT)
+    record = wait_until(lambda: visit_record(hall_daemon, first["id"]), timeout=10, what="the visit's record")
+    assert record["scans"] == [ref]
 
-    # the supervisor sees the 差评 and records the follow-up
+    # the supervisor's terminal sees the 差评 and records the follow-up
     qtbot.waitUntil(lambda: sup.bad_table.rowCount() == 1, timeout=TIMEOUT)
     assert sup.bad_table.item(0, 0).text() == first["number"] and sup.bad_table.item(0, 3).text() == "非常不满意"
     assert sup.bad_table.item(0, 2).text() == "张伟"
@@ -156,8 +235,11 @@ def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon,
     qtbot.waitUntil(lambda: "已记录回访" in sup.message.text(), timeout=TIMEOUT)
     assert sup.bad_table.rowCount() == 0
     with pytest.raises(CommandError) as err:        # the daemon has no open 差评 left
-        admin.client.request("resolve_bad_rating", ticket=first["id"], note="again")
+        sup.bus.client.request("resolve_bad_rating", ticket=first["id"], note="again")
     assert err.value.code == "not_found"
+    with pytest.raises(CommandError) as err:        # and it is no window
+        sup.bus.client.request("call_next")
+    assert err.value.code == "forbidden"
 
 
 def test_transfer_to_another_window_and_return_to_first_officer(qtbot, hall_daemon, ui_bus):
@@ -250,32 +332,87 @@ def test_pause_with_a_reason_and_resume(qtbot, hall_daemon, ui_bus):
     qtbot.waitUntil(lambda: w.status_label.text() == "空闲", timeout=TIMEOUT)
 
 
-def test_scan_encoding_fits_one_command_and_stays_an_image(qtbot):
-    page = synthetic_document("3号窗口 A001", 1)
-    data = encode_scan(page)
-    assert len(data) <= MAX_SCAN_BYTES and data[:2] == b"\xff\xd8"
-    decoded = QImage.fromData(data)
-    assert not decoded.isNull() and decoded.width() >= 600
-    assert len(base64.b64encode(data)) < 64 * 1024 - 200
+def test_the_camera_of_a_window_comes_from_the_config_or_the_command_line(qapp):
+    data = sample_data()
+    data["devices"].append({"id": "camera-9", "kind": "camera", "profile": "eloam-s500l", "url": "uvc://S500L",
+                            "window": 4})
+    data["devices"] = [d for d in data["devices"] if d["id"] != "camera-4"]
+    config = parse_config(data, "sample.yaml")
+    assert camera_source(None, 3, config) == CameraSource("emulated", "camera-3", "eloam-s500l", "127.0.0.1:8790")
+    assert camera_source(None, 4, config).url == "uvc://S500L"               # a real camera, no emulator
+    assert camera_source(None, 3, config, "127.0.0.1:9999").emulator == "127.0.0.1:9999"
+    assert camera_source("socket://127.0.0.1:7000", 3, config).url == "socket://127.0.0.1:7000"
+    assert camera_source("none", 3, config) is None
+    assert camera_source(None, 3, None) is None                                # --mqtt-url alone: no camera
+    assert camera_source("emulated", 5, None, "127.0.0.1:8790") == CameraSource("emulated", "camera-5",
+                                                                               emulator="127.0.0.1:8790")
 
 
-def test_hall_window_starts_as_a_user_starts_it(hall_daemon, tmp_path):
-    """`hall-window --mqtt-url … --hall demo` runs (offscreen), reports its client status online."""
-    pw = passwords(hall_daemon.config)
-    url = f"mqtt://window-2:{pw['window-2']}@127.0.0.1:{hall_daemon.port}"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from window_terminal.app import main; sys.exit(main())",
-                             "--mqtt-url", url, "--hall", "demo", "--windowed", "--camera", "emulated"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def test_camera_failures_are_said_in_chinese_and_the_next_capture_opens_it_again(qtbot, emulated_camera,
+                                                                                 monkeypatch):
+    emulator, control = emulated_camera
+    opened_in: list[threading.Thread] = []
+    qt_open = QtCamera.open
+    monkeypatch.setattr(QtCamera, "open", lambda self: (opened_in.append(threading.current_thread()), qt_open(self)))
+
+    def capture(camera: DocumentCamera):
+        got: list = []
+        camera.capture(got.append, got.append)
+        qtbot.waitUntil(lambda: bool(got), timeout=TIMEOUT)
+        return got[0]
+
+    nowhere = DocumentCamera(CameraSource("emulated", "camera-3", emulator=f"127.0.0.1:{free_port()}"))
+    unknown = DocumentCamera(CameraSource("emulated", "camera-9", emulator=control))
+    no_emulator = DocumentCamera(camera_source("emulated", 3))
+    camera = DocumentCamera(camera_source("emulated", 3, None, control))
+    usb = DocumentCamera(camera_source("uvc://S500L", 3))
     try:
-        assert client_status(hall_daemon, "window-2", "online")
-        assert proc.poll() is None
+        assert "未检测到高拍仪“S500L”" in capture(usb)                             # no camera on this PC
+        assert opened_in == [threading.main_thread()]                           # QtCamera: in the GUI thread
+        assert capture(nowhere).startswith("拍照失败：无法连接设备模拟器 127.0.0.1:")
+        assert capture(unknown) == "拍照失败：模拟器未提供设备 camera-9"
+        assert "未指定模拟器控制地址" in capture(no_emulator)
+        emulator.device("camera-3").set_fault("disconnect")                   # the USB cable is out
+        failure = capture(camera)
+        assert isinstance(failure, str) and failure.startswith("拍照失败，请检查高拍仪后重拍（")
+        emulator.device("camera-3").clear_fault()
+        busy: list = []
+        camera.capture(busy.append, busy.append)
+        camera.capture(busy.append, busy.append)                               # pressed twice
+        assert busy == ["正在拍摄，请稍候"]
+        qtbot.waitUntil(lambda: len(busy) == 2, timeout=TIMEOUT)
+        assert busy[1].jpeg[:3] == b"\xff\xd8\xff" and emulator.device("camera-3").captures == 1
     finally:
+        for c in (nowhere, unknown, no_emulator, camera, usb):
+            c.close()
+
+
+@pytest.mark.parametrize("client", ["window-2", "supervisor"])
+def test_hall_window_starts_as_a_user_starts_it(hall_daemon, tmp_path, client):
+    """`hall-window --mqtt-url … --hall demo` runs (offscreen), reports its client status online, and leaves
+    `offline` behind on SIGTERM. Its log goes to a file (an unread pipe could fill and stall the app)."""
+    pw = passwords(hall_daemon.config)
+    url = f"mqtt://{client}:{pw[client]}@127.0.0.1:{hall_daemon.port}"
+    log_path = tmp_path / "hall-window.log"
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; from window_terminal.app import main; sys.exit(main())",
+                                 "--mqtt-url", url, "--hall", "demo", "--windowed", "--camera", "emulated"],
+                                env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+                                stdout=subprocess.DEVNULL, stderr=log_file)
+    try:
+        assert client_status(hall_daemon, client, '"online"'), log_path.read_text()
+        assert proc.poll() is None, log_path.read_text()
         proc.terminate()
-        proc.wait(15)
+        assert proc.wait(15) == 0, log_path.read_text()
+        assert client_status(hall_daemon, client, '"offline"'), log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(15)
 
 
 def client_status(daemon, client_id: str, wanted: str, timeout: float = 30.0) -> bool:
-    """Wait for the retained `client/{id}/status` to say `wanted` (read as the admin)."""
+    """Wait for the retained `client/{id}/status` to say `wanted` (read as the admin); False after `timeout`."""
     seen: list[bytes] = []
     observer = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="admin", protocol=mqtt.MQTTv311)
     observer.username_pw_set("admin", passwords(daemon.config)["admin"])
@@ -286,6 +423,8 @@ def client_status(daemon, client_id: str, wanted: str, timeout: float = 30.0) ->
     try:
         wait_until(lambda: any(wanted.encode() in p for p in seen), timeout=timeout, what=f"{client_id} {wanted}")
         return True
+    except AssertionError:
+        return False
     finally:
         observer.disconnect()
         observer.loop_stop()

@@ -1,11 +1,12 @@
 """`hall-window`: the window clerk's terminal, or the supervisor view.
 
-    hall-window --mqtt-url mqtt://window-3:PASSWORD@HALL-PC:1883 --hall demo [--window 3] [--camera emulated]
-    hall-window --config hall.yaml --client window-3
-    hall-window --config hall.yaml --client admin            # supervisor view (also --supervisor)
+    hall-window --mqtt-url mqtt://window-3:PASSWORD@HALL-PC:1883 --hall demo [--window 3] [--camera URL]
+    hall-window --config hall.yaml --client window-3         # its camera: the config's camera-3
+    hall-window --config hall.yaml --client supervisor       # supervisor view (also the admin, --supervisor)
 
 The window number comes from --window, else the config's client entry, else a client id `window-N`;
-a client with no window (or the admin) gets the supervisor view.
+a window client bound to no window (the sample hall's `supervisor`) or the admin gets the supervisor view.
+The document camera: --camera, else the config's camera device of the window (see window_terminal.camera).
 """
 
 from __future__ import annotations
@@ -42,8 +43,12 @@ def staff_names(options: Any) -> dict[str, str]:
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, help="window number (default: from the config or the client id)")
     parser.add_argument("--supervisor", action="store_true", help="the supervisor view instead of a window")
-    parser.add_argument("--camera", default="auto",
-                        help="document camera: auto (first video input), emulated, none, or part of its name")
+    parser.add_argument("--camera", default=None,
+                        help="document camera: a driver URL (uvc://S500L, socket://HOST:PORT, /dev/ttyUSB0), "
+                             "emulated (this window's camera in hall-emu), none; default: the config's camera "
+                             "device of this window")
+    parser.add_argument("--emulator", metavar="HOST:PORT", default=None,
+                        help="hall-emu control API for an emulated camera (default: the config's emulator.control)")
 
 
 def _bus_options(options: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -52,7 +57,9 @@ def _bus_options(options: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _build(options: Any, bus: Any, args: argparse.Namespace) -> Any:
-    from .camera import open_camera
+    from PySide6.QtWidgets import QApplication
+
+    from .camera import DocumentCamera, camera_source
     from .supervisor import SupervisorView
     from .terminal import WindowTerminal
 
@@ -61,15 +68,11 @@ def _build(options: Any, bus: Any, args: argparse.Namespace) -> Any:
         return SupervisorView(bus, clock=clock, staff_names=staff_names(options))
     number = window_number(options, args)
     assert number is not None
-    terminal: WindowTerminal
-
-    def caption() -> str:
-        ticket = terminal.state.ticket or {}
-        return f"{number}号窗口 {ticket.get('number', '')} {clock.now().astimezone():%Y-%m-%d %H:%M}"
-
-    terminal = WindowTerminal(bus, number, clock=clock, camera=open_camera(args.camera, caption),
-                              staff_names=staff_names(options))
-    return terminal
+    source = camera_source(args.camera, number, options.config, args.emulator)
+    camera = DocumentCamera(source) if source is not None else None
+    if camera is not None:
+        QApplication.instance().aboutToQuit.connect(camera.close)
+    return WindowTerminal(bus, number, clock=clock, camera=camera, staff_names=staff_names(options))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,15 @@
-"""The window's document camera (高拍仪, Eloam S500L: a UVC camera) behind one small interface.
+"""The window's document camera (高拍仪) in the terminal: where it is, capturing without freezing the
+screen, and the JPEG that goes into `attach_scan`.
 
-`DocumentCamera.capture(done, failed)` delivers one QImage in the UI thread. `QtCamera` uses
-QtMultimedia (QCamera + QImageCapture, in the pyside6-addons wheel) when a video input exists;
-`EmulatedCamera` draws a synthetic A4 document so the whole flow runs without the hardware.
-`encode_scan` makes the image small enough for one `attach_scan` command on the bus.
+The device layer is `drivers/camera.py` (`LinkCamera` for a byte link such as the emulated camera of
+`hall-emu`, `QtCamera` for `uvc://[NAME]`); this module only finds the camera and runs its driver.
+Where the camera is: `--camera URL`, else the hall config's camera device of this window (`camera-N`);
+the URL `emulated` is looked up in the emulator's control API (`--emulator HOST:PORT`, else the config's
+`emulator.control`), as the daemon does for its own devices. A failed capture closes the driver; the
+next press of 拍照 opens it again (drivers never retry on their own).
+
+The captured page is scaled to at most SCAN_LONG_SIDE pixels and saved as JPEG at SCAN_QUALITY: an A4
+form stays legible (about 190 dpi) at a few hundred KB, far below the daemon's `scans.max_mb`.
 """
 
 from __future__ import annotations
@@ -11,164 +17,196 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from PySide6.QtCore import QBuffer, QIODevice, QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, Signal, Slot
+from PySide6.QtGui import QImage
 
-from kiosk_ui.style import font_family
+from device_profiles import ProfileError, load_profile
+from drivers.base import CameraDriver
+from drivers.camera import QtCamera
+from drivers.registry import get_factory
+from drivers.transport import TransportError
+from hall_controller.config import HallConfig
 
 log = logging.getLogger(__name__)
 
-A4_PIXELS = (1240, 1754)          # A4 at 150 dpi
-MAX_SCAN_BYTES = 45_000           # one command is at most 64 KiB of JSON on the bus; base64 adds a third
+DEFAULT_PROFILE = "eloam-s500l"
+SCAN_LONG_SIDE = 1600        # pixels: an A4 page at about 190 dpi
+SCAN_QUALITY = 85            # JPEG quality: small print and stamps stay sharp
+# A camera unplugged, an emulator not running, a bad profile or image: logged without a traceback.
+EXPECTED_ERRORS = (TransportError, LookupError, ValueError, ProfileError)
 
-Done = Callable[[QImage], None]
+
+@dataclass(frozen=True)
+class Scan:
+    """A captured page, scaled and encoded for `attach_scan`; `image` is what the preview shows."""
+
+    image: QImage
+    jpeg: bytes
+
+    def payload(self) -> str:
+        """The `image` argument of `attach_scan`: base64 of the JPEG."""
+        return base64.b64encode(self.jpeg).decode("ascii")
+
+
+Done = Callable[[Scan], None]
 Failed = Callable[[str], None]
 
 
-class DocumentCamera(Protocol):
-    name: str
+@dataclass(frozen=True)
+class CameraSource:
+    """Where a window's camera is: `url` (or `emulated`: ask the emulator control API for `device_id`)."""
 
-    def capture(self, done: Done, failed: Failed) -> None: ...
+    url: str
+    device_id: str
+    profile: str = DEFAULT_PROFILE
+    emulator: str | None = None             # HOST:PORT of the emulator control API
+    profiles_dir: str | None = None
 
-    def close(self) -> None: ...
+    def resolve(self) -> str:
+        """The driver's URL; asks the emulator (HTTP on the LAN) for an emulated camera. Blocks: call it
+        off the UI thread."""
+        # Imported here, off the UI thread: the daemon's device package loads its service and database layer.
+        from hall_controller.devices.link import emulator_url
+        from hall_controller.devices.manager import EMULATED
 
-
-class EmulatedCamera:
-    """A synthetic A4 page (a form with the visit's number and time) in place of the real camera."""
-
-    name = "模拟高拍仪"
-
-    def __init__(self, caption: Callable[[], str] | None = None) -> None:
-        self._caption = caption or (lambda: "")
-        self.count = 0
-
-    def capture(self, done: Done, failed: Failed) -> None:
-        self.count += 1
-        image = synthetic_document(self._caption(), self.count)
-        QTimer.singleShot(0, lambda: done(image))       # asynchronous, like the real camera
-
-    def close(self) -> None:
-        pass
-
-
-def synthetic_document(caption: str, page: int) -> QImage:
-    """A grey-paper A4 form with ruled lines, a heading, the caption and a red seal."""
-    width, height = A4_PIXELS
-    image = QImage(width, height, QImage.Format.Format_RGB32)
-    image.fill(QColor("#f4f1ea"))
-    p = QPainter(image)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    family = font_family()
-    p.setPen(QColor("#1a1a1a"))
-    p.setFont(QFont(family, 40, QFont.Weight.Bold))
-    p.drawText(QRectF(0, 110, width, 90), Qt.AlignmentFlag.AlignHCenter, "法律援助申请表（样张）")
-    p.setFont(QFont(family, 20))
-    p.drawText(QRectF(120, 230, width - 240, 50), Qt.AlignmentFlag.AlignLeft, caption or "模拟高拍仪拍摄")
-    p.drawText(QRectF(120, 230, width - 240, 50), Qt.AlignmentFlag.AlignRight, f"第 {page} 页")
-    fields = ("申请人姓名", "身份证号码", "联系电话", "住所地址", "案件类型", "对方当事人", "申请事项", "事实与理由")
-    p.setPen(QPen(QColor("#333333"), 2))
-    y = 340
-    for name in fields:
-        p.drawText(QRectF(120, y, 260, 60), Qt.AlignmentFlag.AlignVCenter, name + "：")
-        p.drawLine(390, y + 48, width - 120, y + 48)
-        y += 110
-    p.setPen(QPen(QColor("#888888"), 1))
-    for line in range(12):
-        p.drawLine(120, y + 40 + line * 46, width - 120, y + 40 + line * 46)
-    p.setPen(QPen(QColor("#c62828"), 8))
-    p.drawEllipse(QRectF(width - 430, height - 430, 260, 260))
-    p.setFont(QFont(family, 22, QFont.Weight.Bold))
-    p.setPen(QColor("#c62828"))
-    p.drawText(QRectF(width - 430, height - 430, 260, 260), Qt.AlignmentFlag.AlignCenter, "受理\n专用章")
-    p.end()
-    return image
+        if self.url != EMULATED:
+            return self.url
+        if not self.emulator:
+            raise LookupError(f"{self.device_id} 为模拟高拍仪，但未指定模拟器控制地址（--emulator 主机:端口 或配置 "
+                              "emulator.control）")
+        try:
+            return emulator_url(self.emulator, self.device_id)
+        except OSError as exc:
+            raise LookupError(f"无法连接设备模拟器 {self.emulator}（{exc}），请确认 hall-emu 已启动") from exc
 
 
-class QtCamera:
-    """A UVC document camera through QtMultimedia: QCamera + QMediaCaptureSession + QImageCapture."""
+def camera_source(spec: str | None, window: int, config: HallConfig | None = None,
+                  emulator: str | None = None) -> CameraSource | None:
+    """Window `window`'s camera. `spec` (the command line's --camera): None for the config's camera device
+    of this window, `none` for no camera, `emulated`, or a driver URL (`uvc://S500L`, `socket://HOST:PORT`,
+    a serial device). None when there is no camera."""
+    if spec == "none":
+        return None
+    device = None
+    if config is not None:
+        device = next((d for d in config.devices if d.kind == "camera" and d.window == window), None)
+    control = emulator or (config.emulator_control if config is not None else None)
+    profiles_dir = config.profiles_dir if config is not None else None
+    url = spec if spec is not None else (device.url if device is not None else None)
+    if url is None:
+        return None
+    return CameraSource(url, device.id if device is not None else f"camera-{window}",
+                        device.profile if device is not None else DEFAULT_PROFILE, control, profiles_dir)
 
-    def __init__(self, device: Any, multimedia: Any) -> None:
-        self.name = device.description()
-        self._camera = multimedia.QCamera(device)
-        self._session = multimedia.QMediaCaptureSession()
-        self._capture = multimedia.QImageCapture()
-        self._session.setCamera(self._camera)
-        self._session.setImageCapture(self._capture)
+
+def prepare_scan(data: bytes) -> Scan:
+    """The captured bytes as a page for the preview and for `attach_scan` (any thread: QImage only)."""
+    image = QImage.fromData(data)
+    if image.isNull():
+        raise ValueError("高拍仪返回的图像无法解码，请重拍")
+    if max(image.width(), image.height()) > SCAN_LONG_SIDE:
+        image = image.scaled(SCAN_LONG_SIDE, SCAN_LONG_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
+                             Qt.TransformationMode.SmoothTransformation)
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "JPEG", SCAN_QUALITY):
+        raise ValueError("照片无法编码为 JPEG，请重拍")
+    return Scan(image, bytes(buffer.data().data()))
+
+
+def failure_text(exc: BaseException) -> str:
+    """What the clerk reads when a capture fails (the drivers' messages are Chinese already)."""
+    if isinstance(exc, ProfileError):
+        return f"高拍仪设备档案有误：{exc}"
+    if isinstance(exc, TransportError):            # unplugged, no answer, a garbled frame
+        return f"拍照失败，请检查高拍仪后重拍（{exc}）"
+    if isinstance(exc, EXPECTED_ERRORS):
+        return f"拍照失败：{exc}"
+    return f"拍照失败，高拍仪出现未知故障：{exc}"
+
+
+class DocumentCamera(QObject):
+    """One window's camera. `capture(done, failed)` returns at once; `done(Scan)` or `failed(message)`
+    runs later in the UI thread. The URL is resolved, the driver built and a byte-link camera read on a
+    worker thread; a UVC camera (QtCamera) waits for its image in a local Qt event loop and is opened and
+    read in the GUI thread, which stays responsive meanwhile."""
+
+    _finished = Signal(object, str)          # Scan or None, message
+    _in_gui = Signal()                       # go on in the GUI thread (a QtCamera)
+
+    def __init__(self, source: CameraSource, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.source = source
+        self.name = source.device_id
+        self._driver: CameraDriver | None = None
         self._pending: tuple[Done, Failed] | None = None
-        self._capture.imageCaptured.connect(self._captured)
-        self._capture.errorOccurred.connect(self._error)
-        self._camera.errorOccurred.connect(lambda *_: self._error(-1, None, self._camera.errorString()))
-        self._camera.start()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camera-{source.device_id}")
+        self._finished.connect(self._deliver)
+        self._in_gui.connect(self._attempt_in_gui)
 
     def capture(self, done: Done, failed: Failed) -> None:
         if self._pending is not None:
             failed("正在拍摄，请稍候")
             return
-        if not self._capture.isReadyForCapture():
-            failed("高拍仪未就绪，请稍后再试")
-            return
         self._pending = (done, failed)
-        self._capture.capture()
+        self._pool.submit(self._attempt)
 
-    def _captured(self, _id: int, image: QImage) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending[0](image)
+    def _make_driver(self, url: str) -> CameraDriver:
+        profile = load_profile(self.source.profile, self.source.profiles_dir)
+        return get_factory("camera")(url, [profile])
 
-    def _error(self, _id: int, _error: Any, message: str) -> None:
-        log.warning("document camera %s: %s", self.name, message)
+    @Slot()
+    def _attempt_in_gui(self) -> None:
+        self._attempt(gui_thread=True)
+
+    def _attempt(self, gui_thread: bool = False) -> None:
+        try:
+            if self._driver is None:
+                self._driver = self._make_driver(self.source.resolve())     # no I/O before open()
+            if isinstance(self._driver, QtCamera) and not gui_thread:
+                self._in_gui.emit()
+                return
+            self._driver.open()
+            data, _content_type = self._driver.capture()
+            scan = prepare_scan(data)
+        except Exception as exc:
+            self._fail(exc)
+        else:
+            log.info("document camera %s: %d×%d, %d bytes JPEG", self.name, scan.image.width(),
+                     scan.image.height(), len(scan.jpeg))
+            self._finished.emit(scan, "")
+
+    def _fail(self, exc: Exception) -> None:
+        """Report to the clerk and close the driver: the next capture opens it afresh."""
+        log.warning("document camera %s (%s): %s", self.name, self.source.url, exc,
+                    exc_info=not isinstance(exc, EXPECTED_ERRORS))
+        self._drop_driver()
+        self._finished.emit(None, failure_text(exc))
+
+    def _drop_driver(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            try:
+                driver.close()
+            except Exception:
+                log.exception("closing the document camera %s failed", self.name)
+
+    @Slot(object, str)
+    def _deliver(self, scan: Any, message: str) -> None:
         pending, self._pending = self._pending, None
-        if pending is not None:
-            pending[1](f"高拍仪拍摄失败：{message}")
+        if pending is None:
+            return
+        done, failed = pending
+        if scan is not None:
+            done(scan)
+        else:
+            failed(message)
 
     def close(self) -> None:
-        self._camera.stop()
-
-
-def open_camera(spec: str | None, caption: Callable[[], str] | None = None) -> DocumentCamera | None:
-    """`emulated`, `none`, a camera name (part of its description), or None/`auto` for the first video
-    input QtMultimedia finds. None when there is no camera (the scan button says so)."""
-    if spec == "none":
-        return None
-    if spec == "emulated":
-        return EmulatedCamera(caption)
-    try:
-        from PySide6 import QtMultimedia
-    except ImportError:
-        log.warning("QtMultimedia is not installed (pip install pyside6-addons): no document camera")
-        return None
-    devices = list(QtMultimedia.QMediaDevices.videoInputs())
-    if spec not in (None, "auto"):
-        devices = [d for d in devices if spec.lower() in d.description().lower()]
-    if not devices:
-        log.warning("no document camera found%s", f" matching {spec!r}" if spec not in (None, "auto") else "")
-        return None
-    return QtCamera(devices[0], QtMultimedia)
-
-
-def encode_scan(image: QImage, max_bytes: int = MAX_SCAN_BYTES) -> bytes:
-    """JPEG bytes of at most `max_bytes`: lower quality first, then smaller, until it fits."""
-    scaled = image
-    while True:
-        for quality in (80, 65, 50, 35):
-            data = _jpeg(scaled, quality)
-            if len(data) <= max_bytes:
-                return data
-        if scaled.width() < 300:
-            raise ValueError("图像过大，无法压缩到可传输的大小")
-        scaled = scaled.scaledToWidth(int(scaled.width() * 0.8), Qt.TransformationMode.SmoothTransformation)
-
-
-def _jpeg(image: QImage, quality: int) -> bytes:
-    buffer = QBuffer()
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "JPEG", quality)
-    return bytes(buffer.data().data())
-
-
-def scan_payload(image: QImage, max_bytes: int = MAX_SCAN_BYTES) -> str:
-    """The `image` argument of `attach_scan`: base64 of the encoded JPEG."""
-    return base64.b64encode(encode_scan(image, max_bytes)).decode("ascii")
-
+        """Wait for a capture under way, then close the driver."""
+        self._pool.shutdown(wait=True)
+        self._drop_driver()

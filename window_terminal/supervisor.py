@@ -1,8 +1,9 @@
 """The supervisor view (值班长/大厅主任): every window with its current visit and time limit, overdue
 visits, devices offline, upstream dead letters, open 差评 with the follow-up form, today's counts.
 
-Runs as the hall's admin client (or a window client bound to no window): it reads every window's
-retained state and every event. The follow-up is the daemon's `resolve_bad_rating` {ticket, note}.
+Runs as a window client bound to no window (the sample hall's `supervisor`) or as the admin: it reads
+every window's retained state and every event, and asks `status` for the day's counts. The follow-up is
+the daemon's `resolve_bad_rating` {ticket, note}; both ops are all the daemon lets such a client do.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class SupervisorView(QWidget):
 
     @Slot(bool)
     def _on_online(self, online: bool) -> None:
-        if online:   # the day's issued count; only an admin may ask, a window client goes without
+        if online:   # the day's issued count (a window client bound to a window may not ask: goes without)
             self.bus.request("status", lambda snap: self._snapshot(snap), lambda _failure: None)
         self._render()
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -41,7 +41,7 @@ from kiosk_ui.qtbus import QtHallBus, RequestFailure
 from kiosk_ui.style import PALETTE
 
 from . import state as st
-from .camera import DocumentCamera, scan_payload
+from .camera import DocumentCamera, Scan
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class WindowTerminal(QWidget):
         self.staff_names = dict(staff_names or {})
         self.windows: dict[int, dict[str, Any]] = {}       # every window's state, for the transfer picker
         self.busy: str | None = None                       # the op in flight
-        self.scan_image: QImage | None = None
+        self.scan: Scan | None = None                      # captured, not attached yet
         self.setWindowTitle(f"{window}号窗口 · 窗口呼叫软件")
         self._build()
         bus.state_changed.connect(self._on_state)
@@ -403,7 +403,7 @@ class WindowTerminal(QWidget):
                  "call_number": f"已呼叫{ticket['number']}号" if ticket else "", "recall": "已重呼",
                  "start": "开始办理", "finish": "已办结，请群众在评价器上评价", "skip": "已过号",
                  "transfer": "已转移", "return_to_first": "已退回首问责任人", "pause": "已暂停服务",
-                 "resume": "已恢复服务", "attach_scan": "扫描件已附加", "logout": "已退出登录", "login": "登录成功"}
+                 "resume": "已恢复服务", "logout": "已退出登录", "login": "登录成功"}
         self._say(texts.get(op, ""))
         if on_ok:
             on_ok(result)
@@ -555,32 +555,30 @@ class WindowTerminal(QWidget):
             self._say("请先呼叫并办理一个号，再拍照", error=True)
             return
         self.side.setCurrentWidget(self.forms["scan"])
+        self._say("正在拍照……")
         self.camera.capture(self._captured, lambda message: self._say(message, error=True))
 
-    def _captured(self, image: QImage) -> None:
-        self.scan_image = image
-        pixmap = QPixmap.fromImage(image).scaled(self.scan_preview.width() or 320, 360,
-                                                 Qt.AspectRatioMode.KeepAspectRatio,
-                                                 Qt.TransformationMode.SmoothTransformation)
+    def _captured(self, scan: Scan) -> None:
+        self.scan = scan
+        pixmap = QPixmap.fromImage(scan.image).scaled(self.scan_preview.width() or 320, 360,
+                                                      Qt.AspectRatioMode.KeepAspectRatio,
+                                                      Qt.TransformationMode.SmoothTransformation)
         self.scan_preview.setPixmap(pixmap)
-        self._say(f"已拍摄（{image.width()}×{image.height()}），请确认后附加")
+        self._say(f"已拍摄（{scan.image.width()}×{scan.image.height()}，{len(scan.jpeg) // 1024} KB），请确认后附加")
         self._render_buttons()
 
     def _confirm_attach(self) -> None:
         ticket = self.state.ticket
-        if self.scan_image is None or ticket is None:
+        if self.scan is None or ticket is None:
             self._say("没有可附加的照片", error=True)
             return
-        try:
-            image = scan_payload(self.scan_image)
-        except ValueError as exc:
-            self._say(str(exc), error=True)
-            return
 
-        def attached(_result: dict) -> None:
-            self.scan_image = None
+        def attached(result: dict) -> None:
+            self.scan = None
             self.scan_preview.setText("（尚未拍照）")
-        self._send("attach_scan", attached, ticket=ticket["id"], image=image)
+            count = len((result.get("ticket") or {}).get("scans") or ())
+            self._say("这张照片已附加过" if result.get("duplicate") else f"扫描件已附加（本次业务共{count}份）")
+        self._send("attach_scan", attached, ticket=ticket["id"], image=self.scan.payload())
 
     # ------------------------------------------------------------------ rendering
     def _render(self) -> None:
@@ -667,6 +665,6 @@ class WindowTerminal(QWidget):
         for key, form in self.forms.items():
             ok = live and (key in allowed or key in ("scan",) and "scan" in allowed)
             if key == "scan":
-                ok = ok and self.scan_image is not None
+                ok = ok and self.scan is not None
             form.confirm.setEnabled(ok and form is open_form)
         self.retake_button.setEnabled(live and "scan" in allowed)
