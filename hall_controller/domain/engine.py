@@ -24,6 +24,7 @@ from ..identity import (
     mask_name,
     parse_id_number,
 )
+from .estimate import WaitEstimator
 from .model import (
     ACTIVE,
     CALLED,
@@ -133,6 +134,8 @@ class QueueEngine:
                 pending = self._rating_pending.get(t.window)
                 if pending is None or (pending.finished_at and pending.finished_at < t.finished_at):
                     self._rating_pending[t.window] = t
+        self._estimates = WaitEstimator(self._windows, self.state, self._lines, self._targeted,
+                                        choose=self._choose, rank=self._rank)
 
     def _set_waiting(self, ticket: Ticket, waiting: bool) -> None:
         """Every change into or out of WAITING (or of a waiting ticket's service, priority, arrival or
@@ -173,6 +176,8 @@ class QueueEngine:
         elif window is not None:
             event["window"] = window
         event.update(extra)
+        if type_ in WaitEstimator.OBSERVED and ticket is not None:
+            self._estimates.observe(type_, ticket, event["window"], now, extra)
         self._out.events.append(event)
         self._out.dirty_hall = True
 
@@ -310,7 +315,7 @@ class QueueEngine:
                 if (t.holder and t.holder.id_hash == holder.id_hash and t.service == svc.code
                         and t.status in ACTIVE):
                     self._emit("ticket_reprinted", now, t)
-                    out.result = {"ticket": t.public(), "reprinted": True}
+                    out.result = {"ticket": t.public(), "reprinted": True, **self.wait_info(t, now)}
                     return out
         priority, due_at, arrival = "normal", None, now
         late = False
@@ -343,7 +348,7 @@ class QueueEngine:
             appointment.status, appointment.ticket_id = "checked_in", ticket.id
             out.dirty_appointments.add(appointment.id)
         self._emit("ticket_issued", now, ticket, appointment_late=late if appointment else None)
-        out.result = {"ticket": ticket.public(), "reprinted": False, "waiting_before": self._waiting_before(ticket)}
+        out.result = {"ticket": ticket.public(), "reprinted": False, **self.wait_info(ticket, now)}
         return out
 
     def _due_appointment_of(self, holder: Holder, service: str, now: datetime) -> Appointment | None:
@@ -374,9 +379,10 @@ class QueueEngine:
             raise DomainError("conflict", f"预约时段为{local_start:%H:%M}，请于{opens.astimezone(self.config.tz):%H:%M}后签到")
         return appt
 
-    def _waiting_before(self, ticket: Ticket) -> int:
-        """People already waiting for the same service (printed on the ticket as 前面等候人数)."""
-        return len(self._waiting.get(ticket.service, {})) - 1
+    def wait_info(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
+        """What the ticket shows: `ahead` (前面还有N人) and `estimate` (预计等待 range, or None when
+        hidden); see domain/estimate.py."""
+        return self._estimates.for_ticket(ticket, now)
 
     def reprint(self, ref: Any) -> Outcome:
         out, now = self._begin()
@@ -384,7 +390,7 @@ class QueueEngine:
         if ticket.status not in ACTIVE:
             raise DomainError("conflict", f"{ticket.number}号已办结，不能补打")
         self._emit("ticket_reprinted", now, ticket)
-        out.result = {"ticket": ticket.public(), "reprinted": True}
+        out.result = {"ticket": ticket.public(), "reprinted": True, **self.wait_info(ticket, now)}
         return out
 
     def add_appointment(self, *, code: str, service: str, start_at: datetime, source: str,
@@ -460,10 +466,13 @@ class QueueEngine:
     def pick_next(self, window: int, now: datetime) -> Ticket | None:
         """DESIGN §4 calling order; see docs/QUEUE_RULES.md for the table."""
         win_cfg = self._windows[window]
-        win = self.state.windows[window]
+        return self._choose(win_cfg, self._candidates(win_cfg), self.state.windows[window].priority_streak, now)
+
+    def _choose(self, win_cfg: Window, candidates: list[Ticket], streak: int, now: datetime) -> Ticket | None:
+        """The ticket this window calls among `candidates` (the wait forecast replays it too)."""
         best = best_normal = None
         best_key = best_normal_key = None
-        for t in self._candidates(win_cfg):
+        for t in candidates:
             weight = self._eligible(win_cfg, t)
             if weight is None:
                 continue
@@ -474,7 +483,7 @@ class QueueEngine:
             if rank == PRIORITY_RANK["normal"] and (best_normal_key is None or key < best_normal_key):
                 best_normal, best_normal_key = t, key
         if (best is not None and best_key is not None and best_key[0] < PRIORITY_RANK["normal"]
-                and best_normal is not None and win.priority_streak >= self.config.rules.priority_ratio):
+                and best_normal is not None and streak >= self.config.rules.priority_ratio):
             return best_normal
         return best
 
@@ -931,7 +940,10 @@ class QueueEngine:
                 "warn_ratio": self.config.rules.time_limit_warn_ratio, "since": iso(ticket.segment_started_at)}
 
     def queues_view(self) -> dict[str, Any]:
-        return {code: {"name": s.name, "prefix": s.prefix, "waiting": len(self._waiting.get(code, {}))}
+        """Per service: waiting count and the estimate a visitor taking a number now would be shown."""
+        estimates = self._estimates.for_services(self._services, self.clock.now())
+        return {code: {"name": s.name, "prefix": s.prefix, "waiting": len(self._waiting.get(code, {})),
+                       "estimate": e.to_dict() if (e := estimates[code]) else None}
                 for code, s in self._services.items()}
 
     def snapshot(self) -> dict[str, Any]:
