@@ -134,7 +134,7 @@ class QueueEngine:
                 pending = self._rating_pending.get(t.window)
                 if pending is None or (pending.finished_at and pending.finished_at < t.finished_at):
                     self._rating_pending[t.window] = t
-        self._estimates = WaitEstimator(self._windows, self.state, self._lines, self._targeted,
+        self._estimates = WaitEstimator(self._services, self._windows, self.state, self._lines, self._targeted,
                                         choose=self._choose, rank=self._rank)
 
     def _set_waiting(self, ticket: Ticket, waiting: bool) -> None:
@@ -941,7 +941,7 @@ class QueueEngine:
 
     def queues_view(self) -> dict[str, Any]:
         """Per service: waiting count and the estimate a visitor taking a number now would be shown."""
-        estimates = self._estimates.for_services(self._services, self.clock.now())
+        estimates = self._estimates.for_services(self.clock.now())
         return {code: {"name": s.name, "prefix": s.prefix, "waiting": len(self._waiting.get(code, {})),
                        "estimate": e.to_dict() if (e := estimates[code]) else None}
                 for code, s in self._services.items()}

@@ -376,9 +376,11 @@ class WaitEstimator:
     OBSERVED = frozenset({"ticket_issued", "ticket_called", "service_finished", "ticket_skipped",
                           "ticket_transferred"})
 
-    def __init__(self, windows: Mapping[int, Window], state: EngineState, lines: Mapping[tuple[str, str], Line],
-                 targeted: Mapping[int, Mapping[str, Ticket]], *, choose: Choose, rank: Rank):
+    def __init__(self, services: Iterable[str], windows: Mapping[int, Window], state: EngineState,
+                 lines: Mapping[tuple[str, str], Line], targeted: Mapping[int, Mapping[str, Ticket]], *,
+                 choose: Choose, rank: Rank):
         self.history = History()
+        self._services = list(services)
         self._windows, self._state, self._lines, self._targeted = windows, state, lines, targeted
         self._choose, self._rank = choose, rank
         self._cached: tuple[int, datetime, dict[str, Estimate | None]] | None = None
@@ -417,6 +419,12 @@ class WaitEstimator:
         if ticket.status == WAITING and self.history.mean(ticket.service) is not None:
             if self._called_now(ticket, now):
                 return {"ahead": ahead, "estimate": wait_range(0).to_dict()}
+            line = self._lines.get((ticket.service, "normal"), ())
+            if ticket.priority == "normal" and ticket.target_window is None and line and line[-1][-1] is ticket:
+                # The newest normal ticket stands where the per-service forecast's newcomer stands:
+                # share that forecast (made at most REFRESH ago) instead of running one per ticket.
+                shared = self.for_services(now, newest=ticket)[ticket.service]
+                return {"ahead": ahead, "estimate": shared.to_dict() if shared else None}
             desks = self._desks(now)
             if any(d.cfg.weight_of(ticket.service) is not None for d in desks):
                 at = self._forecast(now, desks, targets=(ticket.id,)).get(ticket.id)
@@ -436,32 +444,39 @@ class WaitEstimator:
                     return True
         return False
 
-    def for_services(self, services: Iterable[str], now: datetime) -> dict[str, Estimate | None]:
+    def for_services(self, now: datetime, *, newest: Ticket | None = None) -> dict[str, Estimate | None]:
         """Per service, the estimate a visitor taking a normal number now would be shown.
 
-        The retained queue state is rebuilt after every commit; under a rush that would mean a
-        forecast per command, so the answer is kept for REFRESH (and MAX_AGE if nothing changed):
-        the ranges move in 5-minute steps anyway."""
+        The retained queue state is rebuilt after every commit and every normal ticket issued
+        asks for its service's; under a rush that would mean a forecast per command, so the answer
+        is kept for REFRESH (and MAX_AGE if nothing changed; the ranges move in 5-minute steps
+        anyway). `newest` is a ticket just issued at the back of its normal line: it stands where
+        that service's newcomer would."""
         if self._cached is not None:
             seq, at, cached = self._cached
             age = now - at
-            if timedelta(0) <= age < (MAX_AGE if seq == self._state.seq else REFRESH):
+            if timedelta(0) <= age < (MAX_AGE if seq == self._state.seq and newest is None else REFRESH):
                 return cached
-        out = self._for_services(services, now)
+        out = self._for_services(self._services, now, newest)
         self._cached = (self._state.seq, now, out)
         return out
 
-    def _for_services(self, services: Iterable[str], now: datetime) -> dict[str, Estimate | None]:
+    def _for_services(self, services: Iterable[str], now: datetime,
+                      newest: Ticket | None) -> dict[str, Estimate | None]:
         out: dict[str, Estimate | None] = dict.fromkeys(services)
         desks = self._desks(now)
         served = {ws.service for d in desks for ws in d.cfg.services}
         known = [code for code in out if code in served and self.history.mean(code) is not None]
         if not known:
             return out
-        news = {code: Visitor(LINE_MARKER + code, code, "normal", now, now) for code in known}
-        found = self._forecast(now, desks, newcomers=news)
+        spot = {code: LINE_MARKER + code for code in known}
+        if newest is not None:
+            spot[newest.service] = newest.id
+        news = {code: Visitor(tag, code, "normal", now, now) for code, tag in spot.items() if tag.startswith(LINE_MARKER)}
+        found = self._forecast(now, desks, targets=[t for t in spot.values() if not t.startswith(LINE_MARKER)],
+                               newcomers=news)
         for code in known:
-            at = found.get(LINE_MARKER + code)
+            at = found.get(spot[code])
             out[code] = None if at is None else wait_range((at - now).total_seconds())
         return out
 
