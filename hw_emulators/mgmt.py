@@ -29,8 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from hall_controller.clock import SystemClock
-from hall_controller.domain import Clock
+from hall_controller.clock import Clock, SystemClock
 from hall_controller.logsetup import setup_logging
 
 logger = logging.getLogger(__name__)

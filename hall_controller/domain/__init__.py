@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .engine import RATING_DIMENSIONS, CardData, Clock, Outcome, QueueEngine
+from .engine import RATING_DIMENSIONS, CardData, Outcome, QueueEngine
 from .model import ACTIVE, FINAL, STATUSES, DomainError, EngineState, Ticket, WindowState
 
-__all__ = ["ACTIVE", "FINAL", "RATING_DIMENSIONS", "STATUSES", "CardData", "Clock", "DomainError",
+__all__ = ["ACTIVE", "FINAL", "RATING_DIMENSIONS", "STATUSES", "CardData", "DomainError",
            "EngineState", "Outcome", "QueueEngine", "Ticket", "WindowState"]

@@ -12,8 +12,9 @@ from bisect import bisect_left, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from ..clock import Clock
 from ..config import HallConfig, Window, verify_pin
 from ..identity import (
     InvalidCard,
@@ -58,10 +59,6 @@ def bad_rating_summary(event: dict[str, Any]) -> dict[str, Any]:
     return {"ticket": {k: ticket.get(k) for k in ("id", "number", "service", "window", "staff_id", "day")},
             "score": event["score"], "level": event["level"],
             "dimensions": (ticket.get("rating") or {}).get("dimensions") or {}, "rated_at": event["ts"]}
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 @dataclass
@@ -281,10 +278,7 @@ class QueueEngine:
         return "idle"
 
     def is_open(self, now: datetime) -> bool:
-        local = now.astimezone(self.config.tz)
-        spans = self.config.opening_hours[("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]]
-        t = local.time()
-        return any(start <= t <= end for start, end in spans)
+        return self.config.is_open(now)
 
     # ------------------------------------------------------------------ kiosk ops
     def holder_from_card(self, card: CardData, today: date) -> Holder:

@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from hall_controller.admin import admin_op
+from hall_controller.clock import Clock
 from hall_controller.config import HallConfig, load_config
 from hall_controller.store import make_engine
 from hall_controller.store.schema import appointments
 from hall_controller.upstream.client import UpstreamClient
-from hall_controller.upstream.forwarder import IDLE_POLL_SECONDS, Clock, Forwarder
+from hall_controller.upstream.forwarder import IDLE_POLL_SECONDS, Forwarder
 from hall_controller.upstream.records import bad_ratings
 from hall_controller.upstream.reports import write_html, write_xlsx
 from hall_controller.upstream.service import KIND_LABELS, build_month_report, month_bounds, report_key

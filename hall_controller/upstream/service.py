@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from hall_controller.clock import Clock
 from hall_controller.config import HallConfig
 from hall_controller.domain import DomainError
 from hall_controller.scans import purge_scans
@@ -38,7 +39,7 @@ from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 from hall_controller.store.schema import outbox, tickets
 from hall_controller.upstream.client import UpstreamClient, UpstreamError
-from hall_controller.upstream.forwarder import Clock, Forwarder
+from hall_controller.upstream.forwarder import Forwarder
 from hall_controller.upstream.outbox import enqueue
 from hall_controller.upstream.records import bad_ratings, record_builder_for
 from hall_controller.upstream.reports import compute_month_report
