@@ -82,7 +82,7 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
             "client_passwords": str(passwords_path(config)),
             "emulator_control": f"http://{control[0]}:{control[1]}/",
             "management_system": mgmt.url,
-            "apps": _apps_note(ui, config_path, daemon.mqtt_address),
+            "apps": _apps_note(ui, config_path, daemon.mqtt_address, f"{control[0]}:{control[1]}"),
         }
         print("示范大厅已启动 / demo hall running:")
         for key, value in summary.items():
@@ -99,7 +99,7 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
     return 0
 
 
-def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None) -> str:
+def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None, emulator: str) -> str:
     """Start the kiosk and the hall display when there is a screen (they stop when the demo exits)."""
     if not ui:
         return "not started (--no-ui)"
@@ -111,6 +111,6 @@ def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None
         return f"Qt apps not started: {exc} (pip install 'hall-controller[ui]')"
     if mqtt_address is None:
         return "no MQTT broker: Qt apps not started"
-    procs = start_public_apps(config_path, *mqtt_address)
+    procs = start_public_apps(config_path, *mqtt_address, emulator=emulator)
     return ("hall-kiosk (kiosk-1), hall-display (display-1), hall-window (window-1), hall-tablet (tablet-1) "
             "started: pids " + ", ".join(str(p.pid) for p in procs))

@@ -22,15 +22,19 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def start_public_apps(config_path: str | Path, host: str, port: int) -> list[subprocess.Popen[bytes]]:
+def start_public_apps(config_path: str | Path, host: str, port: int,
+                      emulator: str | None = None) -> list[subprocess.Popen[bytes]]:
     """The kiosk, the hall display, window 1's terminal and its rating tablet as separate processes,
     windowed, each with its own client id and the password from the hall's password file; stopped when
-    this process exits."""
+    this process exits. ``emulator`` (HOST:PORT of the emulator's control API) tells the window
+    terminal where its emulated document camera is listed."""
     procs = []
     for name, module, entry, client, extra in APPS:
         cmd = [sys.executable, "-c", f"from {module} import {entry}; raise SystemExit({entry}())",
                "--config", str(config_path), "--client", client, "--mqtt-url", f"mqtt://{host}:{port}", "--windowed",
                *extra]
+        if emulator and "--camera" in extra:
+            cmd += ["--emulator", emulator]
         procs.append(subprocess.Popen(cmd))
         log.info("started %s as %s (pid %d)", name, client, procs[-1].pid)
     atexit.register(stop_apps, procs)
