@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from drivers.codecs.camera import CAPTURE, IMAGE, STATUS, RequestDecoder, camera_framing, encode_frame
 
-from .device import EmulatedDevice, Fault, HallBuilder, RawResponse
+from .device import LinkedDevice, RawResponse
 from .device import Request as ApiRequest
 from .link import Link
 from .printer import _font
@@ -110,15 +110,13 @@ def render_document(template: str, serial: int, at: datetime, size: tuple[int, i
 
 
 @emulates("camera")
-class EmulatedCamera(EmulatedDevice):
+class EmulatedCamera(LinkedDevice):
     """A document camera at a window, on its own link."""
 
     routes = {("GET", ""): "api_view", ("GET", "capture"): "api_capture", ("POST", "document"): "api_document"}
 
-    def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, *,
-                 window: int | None = None) -> None:
-        super().__init__(device_id, profile_name, profile, window=window)
-        self.link = link
+    def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, **where: Any) -> None:
+        super().__init__(device_id, profile_name, profile, link, **where)
         self.framing = camera_framing(profile)
         width, height = self.framing.resolution
         self.size = (min(width, height), max(width, height))            # a page is photographed upright
@@ -126,22 +124,6 @@ class EmulatedCamera(EmulatedDevice):
         self.document = DEFAULT_DOCUMENT
         self.captures = 0
         self.last_capture_at: str | None = None
-
-    @classmethod
-    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> EmulatedCamera:
-        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]), window=entry.get("window"))
-
-    @property
-    def url(self) -> str:
-        return self.link.url
-
-    def start(self) -> None:
-        self.link.start(self.receive)
-        logger.info("%s listens at %s", self.id, self.url)
-
-    def stop(self) -> None:
-        self.link.stop()
-        super().stop()
 
     # -- capturing ------------------------------------------------------------------------------
     def capture(self) -> bytes:
@@ -162,9 +144,6 @@ class EmulatedCamera(EmulatedDevice):
                 status = f'{{"document": "{self.document}", "captures": {self.captures}}}'
                 self.send(encode_frame(STATUS, status.encode(), self.framing))
 
-    def _transmit(self, data: bytes) -> None:
-        self.link.send(data)
-
     # -- control API ----------------------------------------------------------------------------
     def api_view(self, request: ApiRequest) -> dict[str, Any]:
         with self._lock:
@@ -183,20 +162,5 @@ class EmulatedCamera(EmulatedDevice):
             self.document = template
         return self.api_view(request)
 
-    # -- faults ---------------------------------------------------------------------------------
-    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
-        """As for any device; ``disconnect`` also drops the link (the USB cable is pulled)."""
-        fault = super().set_fault(mode, ms)
-        if mode == "disconnect":
-            self.link.drop()
-        else:
-            self.link.restore()
-        return fault
-
-    def clear_fault(self) -> None:
-        super().clear_fault()
-        self.link.restore()
-
     def state(self) -> dict[str, Any]:
-        return {**super().state(), **self.api_view(ApiRequest({}, {})), "url": self.url,
-                "host_connected": self.link.host_connected}
+        return {**super().state(), **self.api_view(ApiRequest({}, {}))}

@@ -41,7 +41,7 @@ from drivers.codecs.gat467 import (
     nation_code,
 )
 
-from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer
+from .device import MIN_IDLE_S, IdleFramer, LinkedDevice
 from .device import Request as ApiRequest
 from .link import Link
 from .registry import emulates
@@ -129,16 +129,13 @@ def _photo(value: Any) -> bytes:
 
 
 @emulates("card_reader")
-class EmulatedCardReader(EmulatedDevice):
+class EmulatedCardReader(LinkedDevice):
     """A reader on its own link (USB-serial on the kiosk PC, reached through a serial server)."""
 
     routes = {("POST", "insert"): "api_insert", ("POST", "remove"): "api_remove", ("GET", ""): "api_view"}
 
-    def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, *,
-                 kiosk: str | None = None) -> None:
-        super().__init__(device_id, profile_name, profile)
-        self.link = link
-        self.kiosk = kiosk
+    def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, **where: Any) -> None:
+        super().__init__(device_id, profile_name, profile, link, **where)
         self.framing = gat467_framing(profile)
         baud = profile.transport.get("baudrate", 115200)
         self._framer = IdleFramer(RequestDecoder(self.framing), max(MIN_IDLE_S, 40 / baud))
@@ -150,22 +147,6 @@ class EmulatedCardReader(EmulatedDevice):
         #: ``(time.monotonic(), command name)`` of every request heard, for pacing checks.
         self.history: deque[tuple[float, str]] = deque(maxlen=HISTORY_LIMIT)
         self.heard = threading.Condition(self._lock)
-
-    @classmethod
-    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> EmulatedCardReader:
-        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]), kiosk=entry.get("kiosk"))
-
-    @property
-    def url(self) -> str:
-        return self.link.url
-
-    def start(self) -> None:
-        self.link.start(self.receive)
-        logger.info("%s listens at %s", self.id, self.url)
-
-    def stop(self) -> None:
-        self.link.stop()
-        super().stop()
 
     # -- the card -------------------------------------------------------------------------------
     def insert(self, card: BaseInfo) -> None:
@@ -232,30 +213,6 @@ class EmulatedCardReader(EmulatedDevice):
         logger.warning("%s: unknown command %02X %02X", self.id, request.cmd, request.para)
         return Response(SW3_BAD_COMMAND)
 
-    def _transmit(self, data: bytes) -> None:
-        self.link.send(data)
-
-    # -- faults ---------------------------------------------------------------------------------
-    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
-        """As for any device; ``disconnect`` also drops the link (the USB cable is pulled)."""
-        fault = super().set_fault(mode, ms)
-        if mode == "disconnect":
-            self.link.drop()
-        else:
-            self.link.restore()
-        return fault
-
-    def clear_fault(self) -> None:
-        super().clear_fault()
-        self.link.restore()
-
     # -- reporting ------------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        out = super().describe()
-        if self.kiosk is not None:
-            out["kiosk"] = self.kiosk
-        return out
-
     def state(self) -> dict[str, Any]:
-        return {**super().state(), **self.api_view(ApiRequest({}, {})), "url": self.url,
-                "host_connected": self.link.host_connected}
+        return {**super().state(), **self.api_view(ApiRequest({}, {}))}

@@ -139,7 +139,7 @@ class EmulatedDevice(ABC):
     routes: ClassVar[dict[tuple[str, str], str]] = {}
 
     def __init__(self, device_id: str, profile_name: str, profile: Any, *, address: int | None = None,
-                 window: int | None = None) -> None:
+                 window: int | None = None, kiosk: str | None = None) -> None:
         self.id = device_id
         # The hall's clock (EmulatedHall sets it; the system clock by default): emulated hardware
         # stamps what it shows and records with it, never with the wall clock directly.
@@ -148,6 +148,7 @@ class EmulatedDevice(ABC):
         self.profile = profile
         self.address = address
         self.window = window
+        self.kiosk = kiosk
         self._fault: Fault | None = None
         self._lock = threading.RLock()
         self._later: ThreadPoolExecutor | None = None
@@ -271,7 +272,7 @@ class EmulatedDevice(ABC):
     def describe(self) -> dict[str, Any]:
         """Identity as in ``GET /devices`` (without url, which the hall knows)."""
         out: dict[str, Any] = {"id": self.id, "kind": self.kind}
-        for key in ("address", "window"):
+        for key in ("address", "window", "kiosk"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -282,3 +283,58 @@ class EmulatedDevice(ABC):
         fault = self._fault
         return {**self.describe(), "profile": self.profile_name, "online": self.online,
                 "fault": fault.as_dict() if fault else None}
+
+
+class LinkedDevice(EmulatedDevice):
+    """A device on a link of its own (a USB or serial cable, a TCP port): ``disconnect`` pulls the cable.
+
+    Subclasses add the protocol (``on_bytes``) and their routes; ``placement`` turns the config entry
+    into their constructor's keywords.
+    """
+
+    def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, **where: Any) -> None:
+        super().__init__(device_id, profile_name, profile, **where)
+        self.link = link
+
+    @classmethod
+    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> LinkedDevice:
+        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]), **cls.placement(entry))
+
+    @classmethod
+    def placement(cls, entry: dict[str, Any]) -> dict[str, Any]:
+        """Where the device stands, from its config entry."""
+        return {"window": entry.get("window"), "kiosk": entry.get("kiosk")}
+
+    @property
+    def url(self) -> str:
+        return self.link.url
+
+    def start(self) -> None:
+        self.link.start(self.receive)
+        logger.info("%s listens at %s", self.id, self.url)
+
+    def stop(self) -> None:
+        self.link.stop()
+        super().stop()
+
+    def _transmit(self, data: bytes) -> None:
+        self.link.send(data)
+
+    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
+        """As for any device; ``disconnect`` also drops the link, any other mode restores it."""
+        fault = super().set_fault(mode, ms)
+        self._apply_to_link(mode)
+        return fault
+
+    def _apply_to_link(self, mode: str) -> None:
+        if mode == "disconnect":
+            self.link.drop()
+        else:
+            self.link.restore()
+
+    def clear_fault(self) -> None:
+        super().clear_fault()
+        self.link.restore()
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "url": self.url, "host_connected": self.link.host_connected}

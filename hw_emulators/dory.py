@@ -31,7 +31,15 @@ from drivers.codecs.window_bus import (
     parse_keypad_display,
 )
 
-from .device import MIN_IDLE_S, EmulatedDevice, Fault, HallBuilder, IdleFramer, Request, corrupt_bytes
+from .device import (
+    MIN_IDLE_S,
+    EmulatedDevice,
+    HallBuilder,
+    IdleFramer,
+    LinkedDevice,
+    Request,
+    corrupt_bytes,
+)
 from .link import Link
 from .registry import emulates
 
@@ -55,25 +63,16 @@ class PressResult:
 
 
 @emulates("controller")
-class DoryController(EmulatedDevice):
+class DoryController(LinkedDevice):
     """Owns the link; relays bytes between the host and the bus devices."""
 
-    def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link) -> None:
-        super().__init__(device_id, profile_name, profile)
-        self.link = link
+    def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link, **where: Any) -> None:
+        super().__init__(device_id, profile_name, profile, link, **where)
         self.bus_devices: list[BusDevice] = []
         self._local_echo = bool(profile.quirks.get("local_echo"))
         baud = profile.transport.get("baudrate", 9600)
         gap_s = profile.framing.get("gap_chars", 3.5) * 10 / baud  # 8N1 = 10 bits a character
         self.idle_s = max(gap_s, profile.framing.get("min_gap_ms", 0) / 1000, MIN_IDLE_S)
-
-    @classmethod
-    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> DoryController:
-        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]))
-
-    @property
-    def url(self) -> str:
-        return self.link.url
 
     def attach(self, device: BusDevice) -> None:
         self.bus_devices.append(device)
@@ -84,14 +83,12 @@ class DoryController(EmulatedDevice):
         if len(rates - {None}) > 1:
             logger.warning("%s: devices on this bus use different baud rates %s; the real bus "
                            "would not work", self.id, sorted(rates - {None}))
-        self.link.start(self.receive)
-        logger.info("%s listens at %s", self.id, self.url)
+        super().start()
 
     def stop(self) -> None:
-        self.link.stop()
+        super().stop()
         for device in self.bus_devices:
             device.stop()
-        super().stop()
 
     def on_bytes(self, data: bytes) -> None:
         if self._local_echo:
@@ -99,25 +96,6 @@ class DoryController(EmulatedDevice):
             self._transmit(data)
         for device in self.bus_devices:
             device.receive(data)
-
-    def _transmit(self, data: bytes) -> None:
-        self.link.send(data)
-
-    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
-        """As for any device; ``disconnect`` also drops the link, any other mode restores it."""
-        fault = super().set_fault(mode, ms)
-        if mode == "disconnect":
-            self.link.drop()
-        else:
-            self.link.restore()
-        return fault
-
-    def clear_fault(self) -> None:
-        super().clear_fault()
-        self.link.restore()
-
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "url": self.url, "host_connected": self.link.host_connected}
 
 
 class BusDevice(EmulatedDevice):

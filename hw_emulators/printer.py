@@ -42,7 +42,7 @@ from drivers.codecs.escpos import (
     wrap_columns,
 )
 
-from .device import EmulatedDevice, Fault, FaultError, HallBuilder, RawResponse, Request
+from .device import Fault, FaultError, LinkedDevice, RawResponse, Request
 from .link import Link
 from .registry import emulates
 
@@ -78,16 +78,13 @@ class PrintedTicket:
 
 
 @emulates("printer")
-class EmulatedPrinter(EmulatedDevice):
+class EmulatedPrinter(LinkedDevice):
     """A kiosk's thermal printer on its own link (USB/serial/TCP 9100 in real life)."""
 
     routes = {("GET", "tickets"): "api_tickets"}
 
-    def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link, *,
-                 kiosk: str | None = None) -> None:
-        super().__init__(device_id, profile_name, profile)
-        self.link = link
-        self.kiosk = kiosk
+    def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link, **where: Any) -> None:
+        super().__init__(device_id, profile_name, profile, link, **where)
         self.dots = printer_framing(profile).dots_per_line
         self._decoder = EscposDecoder()
         self._last_rx = 0.0
@@ -97,22 +94,6 @@ class EmulatedPrinter(EmulatedDevice):
         self.cuts = 0
         self.refused = 0
         self.status_queries = 0
-
-    @classmethod
-    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> EmulatedPrinter:
-        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]), kiosk=entry.get("kiosk"))
-
-    @property
-    def url(self) -> str:
-        return self.link.url
-
-    def start(self) -> None:
-        self.link.start(self.receive)
-        logger.info("%s listens at %s", self.id, self.url)
-
-    def stop(self) -> None:
-        self.link.stop()
-        super().stop()
 
     # -- faults ---------------------------------------------------------------------------------
     def set_fault(self, mode: str, ms: int | None = None) -> Fault:
@@ -124,20 +105,12 @@ class EmulatedPrinter(EmulatedDevice):
             with self._lock:
                 self._fault = fault
             logger.info("%s: fault %s", self.id, mode)
-        else:
-            try:
-                fault = super().set_fault(mode, ms)
-            except FaultError as exc:
-                raise FaultError(f"{exc}；打印机另有：{'、'.join(PRINTER_FAULTS)}") from None
-        if mode == "disconnect":
-            self.link.drop()
-        else:
-            self.link.restore()
-        return fault
-
-    def clear_fault(self) -> None:
-        super().clear_fault()
-        self.link.restore()
+            self._apply_to_link(mode)
+            return fault
+        try:
+            return super().set_fault(mode, ms)
+        except FaultError as exc:
+            raise FaultError(f"{exc}；打印机另有：{'、'.join(PRINTER_FAULTS)}") from None
 
     def printer_status(self) -> PrinterStatus:
         mode = self._mode()
@@ -162,9 +135,6 @@ class EmulatedPrinter(EmulatedDevice):
             self._last_rx = 0.0
             return self._decoder.flush()
         return []
-
-    def _transmit(self, data: bytes) -> None:
-        self.link.send(data)
 
     def _print(self, job: Job) -> None:
         status = self.printer_status()
@@ -210,17 +180,11 @@ class EmulatedPrinter(EmulatedDevice):
             ticket.png = render_ticket(ticket.job, self.dots)
         return ticket.png
 
-    def describe(self) -> dict[str, Any]:
-        out = super().describe()
-        if self.kiosk is not None:
-            out["kiosk"] = self.kiosk
-        return out
-
     def state(self) -> dict[str, Any]:
         with self._lock:
             recent = [t.n for t in list(self.tickets)[-RECENT_ON_DASHBOARD:]]
         return {**super().state(), "printed": self.printed, "refused": self.refused, "recent_tickets": recent,
-                "fault_modes": list(PRINTER_FAULTS), "host_connected": self.link.host_connected}
+                "fault_modes": list(PRINTER_FAULTS)}
 
 
 # ------------------------------------------------------------------------------------ rendering

@@ -37,7 +37,7 @@ from drivers.codecs.audio_frames import (
     read_wav,
 )
 
-from .device import EmulatedDevice, Fault, HallBuilder, RawResponse, Request
+from .device import LinkedDevice, RawResponse, Request
 from .link import Link
 from .registry import emulates
 
@@ -47,15 +47,14 @@ KEEP = 500  # announcements kept (and their WAV files)
 
 
 @emulates("speaker")
-class EmulatedSpeaker(EmulatedDevice):
+class EmulatedSpeaker(LinkedDevice):
     """A PC audio output → amplifier → ceiling speakers, reached over a byte link."""
 
     routes = {("GET", "announcements"): "api_announcements"}
 
     def __init__(self, device_id: str, profile_name: str, profile: Profile, link: Link, *,
-                 zone: str | None = None, speed: float = 1.0) -> None:
-        super().__init__(device_id, profile_name, profile)
-        self.link = link
+                 zone: str | None = None, speed: float = 1.0, **where: Any) -> None:
+        super().__init__(device_id, profile_name, profile, link, **where)
         self.zone = zone or device_id
         self.speed = speed  # 1.0 = real time; tests of the emulator alone may play faster
         self.announcements: deque[dict[str, Any]] = deque(maxlen=KEEP)
@@ -68,13 +67,8 @@ class EmulatedSpeaker(EmulatedDevice):
         self._folder: Path | None = None
 
     @classmethod
-    def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> EmulatedSpeaker:
-        options = entry.get("options") or {}
-        return cls(entry["id"], entry["profile"], profile, hall.make_link(entry["id"]), zone=options.get("zone"))
-
-    @property
-    def url(self) -> str:
-        return self.link.url
+    def placement(cls, entry: dict[str, Any]) -> dict[str, Any]:
+        return {**super().placement(entry), "zone": (entry.get("options") or {}).get("zone")}
 
     @property
     def folder(self) -> Path:
@@ -86,8 +80,8 @@ class EmulatedSpeaker(EmulatedDevice):
         self._folder = Path(tempfile.mkdtemp(prefix=f"hall-emu-{self.id}-"))
         self._player = threading.Thread(target=self._play_loop, name=f"emu-{self.id}-player", daemon=True)
         self._player.start()
-        self.link.start(self.receive)
-        logger.info("%s listens at %s, keeps WAVs in %s", self.id, self.url, self._folder)
+        super().start()
+        logger.info("%s keeps WAVs in %s", self.id, self._folder)
 
     def stop(self) -> None:
         self.link.stop()
@@ -99,19 +93,6 @@ class EmulatedSpeaker(EmulatedDevice):
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
 
-    # -- faults: disconnect drops the link like a pulled cable; the others are the base class's ------
-    def set_fault(self, mode: str, ms: int | None = None) -> Fault:
-        fault = super().set_fault(mode, ms)
-        if mode == "disconnect":
-            self.link.drop()
-        else:
-            self.link.restore()
-        return fault
-
-    def clear_fault(self) -> None:
-        super().clear_fault()
-        self.link.restore()
-
     # -- bytes ----------------------------------------------------------------------------------
     def on_bytes(self, data: bytes) -> None:
         with self._rx_lock:
@@ -121,9 +102,6 @@ class EmulatedSpeaker(EmulatedDevice):
                 logger.warning("%s: ignoring frame type %#x from the host", self.id, frame.type)
                 continue
             self._queue.put(frame)
-
-    def _transmit(self, data: bytes) -> None:
-        self.link.send(data)
 
     def _play_loop(self) -> None:
         while True:
