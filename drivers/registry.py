@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from drivers.base import DeviceDriver
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEVICE_KINDS",
+    "ClassRegistry",
     "ENTRY_POINT_GROUP",
     "PENDING_KINDS",
     "DriverFactory",
@@ -132,3 +133,34 @@ def link_kind(kind: str) -> str:
 def registered_kinds() -> list[str]:
     _load()
     return sorted(_specs)
+
+
+C = TypeVar("C", bound=type)
+
+
+class ClassRegistry(Generic[C]):
+    """Device kind -> class, filled by a class decorator; the built-in modules are imported on first
+    lookup. The daemon's device handlers and the emulators are each found through one of these."""
+
+    def __init__(self, builtin_modules: tuple[str, ...]) -> None:
+        self.classes: dict[str, C] = {}
+        self._builtin_modules = builtin_modules
+        self._loaded = False
+
+    def register(self, kind: str) -> Callable[[C], C]:
+        if kind not in DEVICE_KINDS:
+            raise ValueError(f"unknown device kind {kind!r} (one of {', '.join(DEVICE_KINDS)})")
+
+        def decorate(cls: C) -> C:
+            cls.kind = kind
+            self.classes[kind] = cls
+            return cls
+
+        return decorate
+
+    def get(self, kind: str) -> C | None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._builtin_modules:
+                importlib.import_module(module)
+        return self.classes.get(kind)

@@ -104,8 +104,8 @@ def test_a_kind_without_an_emulator_is_listed_and_answers_501(monkeypatch: pytes
     from hw_emulators import registry
 
     registry.emulator_for("card_reader")  # load the built-ins before hiding one
-    monkeypatch.setattr(registry, "_emulators", {k: v for k, v in registry._emulators.items()
-                                                 if k != "card_reader"})
+    monkeypatch.setattr(registry.REGISTRY, "classes", {k: v for k, v in registry.REGISTRY.classes.items()
+                                                       if k != "card_reader"})
     with EmulatedHall(DEVICES, link="memory") as pending_hall:
         api = Api(*pending_hall.serve_control("127.0.0.1", 0))
         by_id = {d["id"]: d for d in api.call("GET", "/devices")[1]}

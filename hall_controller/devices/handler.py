@@ -12,13 +12,12 @@ handler modules and dispatches through :func:`handler_for` — never on kind nam
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from drivers.registry import DEVICE_KINDS
+from drivers.registry import ClassRegistry
 
 from ..config import DeviceConfig, HallConfig
 
@@ -26,12 +25,10 @@ if TYPE_CHECKING:
     from ..service import HallService
     from .link import DeviceLink
 
-__all__ = ["DeviceHandler", "HandlerContext", "handled_kinds", "handler_for", "handles"]
+__all__ = ["DeviceHandler", "HandlerContext", "handler_for", "handles"]
 
 _BUILTIN_MODULES = ("hall_controller.devices.window_bus", "hall_controller.devices.card_reader",
                     "hall_controller.devices.printer", "hall_controller.devices.speaker")
-_handlers: dict[str, type[DeviceHandler]] = {}
-_loaded = False
 
 
 @dataclass(frozen=True)
@@ -72,34 +69,8 @@ class DeviceHandler(ABC):
     def stop(self) -> None: ...
 
 
-H = TypeVar("H", bound="type[DeviceHandler]")
-
-
-def handles(kind: str) -> Callable[[H], H]:
-    if kind not in DEVICE_KINDS:
-        raise ValueError(f"unknown device kind {kind!r}")
-
-    def decorate(cls: H) -> H:
-        cls.kind = kind
-        _handlers[kind] = cls
-        return cls
-
-    return decorate
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in _BUILTIN_MODULES:
-            importlib.import_module(module)
-
-
-def handler_for(kind: str) -> type[DeviceHandler] | None:
-    _load()
-    return _handlers.get(kind)
-
-
-def handled_kinds() -> list[str]:
-    _load()
-    return [kind for kind in DEVICE_KINDS if kind in _handlers]
+REGISTRY: ClassRegistry[type[DeviceHandler]] = ClassRegistry(_BUILTIN_MODULES)
+#: Class decorator: the class runs devices of that kind in the daemon.
+handles = REGISTRY.register
+#: The handler class of a kind, or None (the daemon does not drive that kind itself).
+handler_for = REGISTRY.get
