@@ -180,7 +180,7 @@ def with_issued(state: KioskState, reply: dict[str, Any]) -> KioskState:
     if not isinstance(number, str) or not number:
         return replace(state, busy=False, message="取号失败，请重试或联系工作人员")
     service = next((s for s in state.services if s.code == ticket.get("service")), None)
-    ahead = reply.get("waiting_before", reply.get("ahead"))
+    ahead = reply.get("ahead")
     printed, problem = _printed(reply)
     holder = ticket.get("holder") if isinstance(ticket.get("holder"), dict) else {}
     result = TicketResult(

@@ -84,7 +84,7 @@ def test_kiosk_screens_follow_connection_closed_hours_and_results() -> None:
 def test_kiosk_result_from_the_reply_with_and_without_optional_fields() -> None:
     reply = {"ticket": {"number": "A004", "service": "consult", "priority": "elderly",
                         "holder": {"name_masked": "张*", "id_masked": "3101**********1234"}},
-             "reprinted": False, "waiting_before": 3, "estimate": {"low_min": 10, "high_min": 20},
+             "reprinted": False, "ahead": 3, "estimate": {"low_min": 10, "high_min": 20},
              "printed": False, "print_error": "缺纸"}
     result = ks.with_issued(ks.with_request(_online()), reply)
     r = result.result
@@ -95,7 +95,7 @@ def test_kiosk_result_from_the_reply_with_and_without_optional_fields() -> None:
     assert (bare.ahead, bare.estimate, bare.printed, bare.remember_number, bare.ahead_text) == (None, None, None,
                                                                                                 False, "")
     printed = ks.with_issued(_online(), {"ticket": {"number": "B002", "service": "legal_aid"},
-                                         "print": {"ok": True}, "waiting_before": 0}).result
+                                         "print": {"ok": True}, "ahead": 0}).result
     assert printed.printed is True and printed.ahead_text.startswith("前面没有人")
     assert ks.home(ks.with_issued(_online(), reply)).screen == "home"
 
