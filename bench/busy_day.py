@@ -6,7 +6,8 @@ bridge does. The day (08:30–17:00): arrivals by the hour with a morning and an
 times per service from a lognormal, elderly visitors with their ID card, appointments checked in
 around their slot, a few green-channel cases, no-shows (recalled, then skipped), transfers from
 consultation to legal aid, ratings, clerks calling when free, two windows pausing. For every ticket the
-range shown at the kiosk is compared with the wait it really had (issue → first call).
+range shown at the kiosk is compared with the wait it really had (issue → first call); `shown` is the
+share of tickets that got a range at all (the others showed only 前面还有N人).
 
 Run: .venv/bin/python bench/busy_day.py [--seed N] [--scale 1.0]
 """
@@ -288,8 +289,8 @@ def report(day: BusyDay) -> bool:
         print(f"{name:10} {len(visits):6d} {statistics.fmean(waits):7.1f} m {_p90(waits):6.1f} m"
               f" {len(shown) / len(visits):6.0%} {statistics.median(errors) if errors else 0:10.1f} m"
               f" {share:8.0%} {width:8d} m")
-        if name == "all":
-            ok = share >= 0.8 and width <= 10
+        if name == "all":     # a range shown to few would make the share inside it meaningless
+            ok = share >= 0.8 and width <= 10 and len(shown) >= 0.6 * len(visits)
     return ok
 
 
@@ -309,7 +310,8 @@ def main() -> int:
           f" in {elapsed:.1f} s ({day.commits / elapsed:,.0f} commits/s; bare SQLite in the same run:"
           f" {bare:,.0f} commits/s); state rebuilt after every commit: {day.snapshot_s * 1e3 / day.commits:.2f} ms each")
     ok = report(day)
-    print("target: >= 80% of real waits inside the range shown; ranges centred under 30 min at most 10 min wide:",
+    print("target: >= 80% of real waits inside the range shown; ranges centred under 30 min at most 10 min wide;"
+          " a range shown to >= 60% of tickets:",
           "met" if ok else "NOT met")
     return 0 if ok else 1
 

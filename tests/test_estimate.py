@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import random
 import re
 
 import pytest
 
 from hall_controller.clock import ManualClock
 from hall_controller.domain import QueueEngine
-from hall_controller.domain.estimate import REFRESH, wait_range
+from hall_controller.domain.estimate import REFRESH, SAMPLES, SHOW_SHARE, History, shown_range
 from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 
@@ -38,19 +40,49 @@ def issued(hall: EngineHall, service: str, **kwargs) -> dict:
     return hall.engine.issue_ticket(service, **kwargs).result
 
 
-def test_wait_range_is_on_a_5_minute_grid_holds_the_forecast_and_is_narrow_under_30_minutes():
-    assert wait_range(60).to_dict() == {"low_min": 0, "high_min": 5, "text": "约5分钟内"}
-    assert wait_range(12 * 60).to_dict() == {"low_min": 5, "high_min": 15, "text": "约5–15分钟"}
-    assert wait_range(29 * 60) == wait_range(29.9 * 60)
-    for tenth in range(0, 1200):
-        minutes = tenth / 10
-        r = wait_range(minutes * 60)
-        assert r.low_min % 5 == 0 and r.high_min % 5 == 0
-        assert r.low_min <= minutes <= r.high_min
-        if minutes < 30:
+def minutes(*values: float) -> list[float]:
+    return [60 * v for v in values]
+
+
+def test_shown_range_is_on_a_5_minute_grid_where_the_replays_are_and_narrow_under_30_minutes():
+    assert shown_range(minutes(*[1] * 19, 7)).to_dict() == {"low_min": 0, "high_min": 5, "text": "约5分钟内"}
+    assert shown_range(minutes(2, 3, 4, 6, 7, 8, 9)).to_dict() == {"low_min": 0, "high_min": 10, "text": "约10分钟内"}
+    # Skewed replays: the range goes where most of them are, not around their mean.
+    skewed = minutes(*[12] * 6, 14, 16, 17, 19, 24, 40)
+    assert shown_range(skewed) == shown_range(minutes(*[12] * 6, 14, 16, 17, 19, 24, 41))
+    assert (shown_range(skewed).low_min, shown_range(skewed).high_min) == (10, 20)
+    rng = random.Random(7)
+    for _ in range(500):
+        centre = rng.uniform(0, 120)
+        waits = [max(0.0, rng.gauss(centre, centre / 10)) for _ in range(SAMPLES)]
+        r = shown_range(minutes(*waits))
+        assert r is not None and r.low_min % 5 == 0 and r.high_min % 5 == 0
+        assert sum(r.low_min <= w <= r.high_min for w in waits) >= SHOW_SHARE * SAMPLES
+        if r.low_min + r.high_min < 60:             # centred under 30 minutes: at most 10 wide
             assert r.high_min - r.low_min <= 10
-        else:
-            assert (r.low_min + r.high_min) / 2 >= 30     # ranges centred under 30 min stay narrow
+
+
+def test_shown_range_is_hidden_when_the_replays_scatter_wider_than_a_range():
+    assert shown_range(minutes(5, 9, 13, 17, 21, 25, 29, 33)) is None
+    assert shown_range(minutes(*[12] * 7, math.inf, math.inf, math.inf)) is not None
+    assert shown_range([math.inf] * SAMPLES) is None
+    assert shown_range([]) is None
+
+
+def test_a_visit_that_has_run_long_is_expected_to_go_on():
+    history = History()
+    for seconds in (300, 480, 600, 720, 900, 1200):
+        history.add("consult", seconds)
+    mean = history.mean("consult")
+    assert mean is not None
+    rng = random.Random(1)
+    fresh = [history.draw("consult", rng) for _ in range(2000)]
+    left_late = [history.draw("consult", rng, elapsed=2 * mean) for _ in range(2000)]
+    assert 0.8 * mean < sum(fresh) / len(fresh) < 1.2 * mean
+    assert min(left_late) >= 0
+    # Past twice the mean, the plain mean says nothing is left; the lognormal's tail says about 0.4 mean.
+    assert 0.3 * mean < sum(left_late) / len(left_late) < 0.6 * mean
+    assert history.draw("mediation", rng) is None       # no visits of it yet
 
 
 def test_no_data_hides_the_estimate_but_counts_the_people_ahead(hall):
@@ -76,7 +108,7 @@ def test_estimate_follows_the_queue_position(hall, clock):
     assert [r["ahead"] for r in results] == [0, 1, 2, 3]
     # One window, ten minutes a visit (plus the clerk's turnaround): 0, ~10, ~21, ~31 minutes.
     assert [(r["estimate"]["low_min"], r["estimate"]["high_min"]) for r in results] == [
-        (0, 5), (5, 15), (15, 25), (25, 40)]
+        (0, 5), (5, 15), (15, 25), (20, 40)]
     assert results[2]["estimate"]["text"] == "约15–25分钟"
     lows = [r["estimate"]["low_min"] for r in results]
     assert lows == sorted(lows)
@@ -183,3 +215,20 @@ def test_normal_tickets_in_a_burst_share_their_service_forecast(hall, clock):
     assert hall.engine.queues_view()["consult"]["estimate"] == first["estimate"]
     clock.advance(seconds=REFRESH.total_seconds())
     assert hall.engine.reprint(second["ticket"]["number"]).result["estimate"]["low_min"] == 15
+
+
+def test_the_same_state_gives_the_same_estimate(hall, clock):
+    hall.login(3, "S003")
+    for minutes_ in (8, 10, 12):                 # visits of differing lengths: the replays scatter
+        hall.issue("consult")
+        hall.engine.call_next(3)
+        clock.advance(minutes=minutes_)
+        hall.engine.finish(3)
+    hall.issue("consult")
+    hall.engine.call_next(3)
+    waiting = [issued(hall, "consult") for _ in range(2)]
+    elderly = issued(hall, "consult", card=card("老人", birth="19400101", serial="301"))
+    again = hall.engine.reprint(elderly["ticket"]["number"]).result
+    assert elderly["estimate"] is not None and elderly["estimate"] == again["estimate"]
+    first = hall.engine.reprint(waiting[0]["ticket"]["number"]).result
+    assert first["estimate"] == hall.engine.reprint(waiting[0]["ticket"]["number"]).result["estimate"]

@@ -5,24 +5,30 @@ it*: a consult ticket shares windows 4, 6 and 8 with their own services, which t
 by weight, and any elderly ticket of any of their services goes first. Rather than a formula for
 that, `forecast` replays the calling rules forward: each open window becomes free when its current
 visit is expected to end, takes the ticket the engine's own choice function would give it (priority
-class, weight, arrival, the anti-starvation ratio), and stays busy for the recent mean occupancy of
-that ticket's service. The simulated call time of a ticket is its forecast.
+class, weight, arrival, the anti-starvation ratio), and stays busy for a visit length of that
+ticket's service. The simulated call time of a ticket is one forecast of its call.
 
-What it cannot know (visitors still to come who will rank ahead, a clerk pausing, the spread of
-service times) is carried by the range around that forecast, calibrated with `bench/busy_day.py`.
-The range is a guide printed as 约10–15分钟, never a promise; without enough recent visits of a
-service nothing is shown but the number of people ahead.
+Waits scatter (visit lengths are heavy-tailed, priority visitors come at random and rank ahead), so
+the replay runs SAMPLES times with visit lengths drawn from each service's recent occupancy (a visit
+under way: beyond what it has run already) and walk-ins arriving at random at the recent rates; the
+range shown is where most replays call the ticket (`shown_range`). The range is a guide printed as
+约10–15分钟, never a promise. Nothing but the number of people ahead is shown without enough recent
+visits of a service, and when the replays scatter too widely for the range to hold most of them.
+What it cannot know at all (a clerk about to pause) is not in the replays.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import random
+import zlib
 from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from statistics import NormalDist
 from typing import Any
 
 from ..config import Window
@@ -39,11 +45,12 @@ REFRESH = timedelta(seconds=5)           # per-service estimates are recomputed 
 MAX_AGE = timedelta(seconds=60)          # ... and at least this often
 RESIDUAL_FLOOR = 0.3       # without a fit, a visit past its mean length still has this share of one left
 TURNAROUND_S = 20.0        # from a window being free to its next call (the clerk presses 下一位)
-# The range around a forecast of f minutes, calibrated on bench/busy_day.py (see wait_range).
-SHORT_MIN = 2.5            # f below this: 约5分钟内
-NARROW_LIMIT_MIN = 30      # f below this: a 10-minute range, placed ...
-NARROW_SHIFT_MIN = 6       # ... from about f-6 to f+4 (real waits scatter more above f than below)
-WIDE_LOW, WIDE_HIGH = 0.5, 1.15          # f above: from half of f to f+15 %, starting at 25 at least
+# The range shown, from SAMPLES replays with drawn visit lengths and arrivals (see shown_range).
+SAMPLES = 20
+SHOW_SHARE = 0.6           # shown only when at least this share of the replays falls inside the range
+QUICK_SHARE = 0.9          # 约5分钟内 when this share of the replays is called within 5 minutes
+NARROW_LIMIT_MIN = 30      # median replay below this: a range 10 minutes wide; above, ...
+WIDE_WIDTH = 0.5           # ... about half the median wide
 TRANSFER = "transfer"      # arrivals by transfer: normal class, but ahead of every normal ticket
 LINE_MARKER = "line:"      # id prefix of the virtual newcomer placed behind a service's queue
 
@@ -69,20 +76,41 @@ class Estimate:
         return {"low_min": self.low_min, "high_min": self.high_min, "text": self.text}
 
 
-def wait_range(wait_s: float) -> Estimate:
-    """A forecast wait as the range shown, on a 5-minute grid.
+CALLED_NOW = Estimate(0, 5)
 
-    Real waits scatter around the forecast, more above it than below (someone ranked higher comes,
-    a visit runs long), so a range sits a little below-centre on the forecast: 约5分钟内 for a wait
-    of a minute or two, 10 minutes wide under half an hour, wider (proportionally) above."""
-    f = wait_s / 60
-    if f < SHORT_MIN:
-        return Estimate(0, 5)
-    if f < NARROW_LIMIT_MIN:
-        low = max(0, 5 * math.floor((f - NARROW_SHIFT_MIN) / 5 + 0.5))
-        return Estimate(low, low + 10)
-    low = max(NARROW_LIMIT_MIN - 5, 5 * math.floor(f * WIDE_LOW / 5))
-    return Estimate(low, max(low + 10, 5 * math.ceil(f * WIDE_HIGH / 5)))
+
+def shown_range(waits_s: Sequence[float]) -> Estimate | None:
+    """The range shown for the waits of the replays (seconds; inf for not called within HORIZON).
+
+    The range on a 5-minute grid that holds the most replays: 约5分钟内 when nearly all are that
+    short, else 10 minutes wide while the median replay is under half an hour, about half the median
+    wide above. Visit lengths are heavy-tailed and priority visitors come at random, so waits scatter
+    more above the mean than below: placing the range where the replays are, rather than around a
+    mean, follows that skew. When even the best range holds less than SHOW_SHARE of the replays the
+    wait is too uncertain for a narrow range and nothing is shown (only 前面还有N人)."""
+    minutes = sorted(w / 60 for w in waits_s)
+    n = len(minutes)
+    if not n:
+        return None
+    if bisect_left(minutes, 5.0 + 1e-9) >= QUICK_SHARE * n:
+        return CALLED_NOW
+    median = minutes[n // 2]
+    if math.isinf(median):
+        return None         # most replays do not reach it within HORIZON
+    if median < NARROW_LIMIT_MIN:
+        width, first = 10, 0
+    else:       # a wide range is centred at NARROW_LIMIT_MIN or above: narrow ones cover below it
+        width = max(15, 5 * math.ceil(WIDE_WIDTH * median / 5))
+        first = 5 * math.ceil((NARROW_LIMIT_MIN - width / 2) / 5)
+
+    def held(low: int) -> int:
+        return bisect_left(minutes, low + width + 1e-9) - bisect_left(minutes, low)
+
+    lows = range(first, max(first, int(median // 5) * 5) + 5, 5)
+    best = max(lows, key=lambda low: (held(low), -abs(low + width / 2 - median)))
+    if held(best) < SHOW_SHARE * n:
+        return None
+    return Estimate(best, best + width)
 
 
 class History:
@@ -137,19 +165,20 @@ class History:
         mu, sigma = self._fits[service]
         return math.exp(mu + sigma * sigma / 2)
 
-    def residual(self, service: str, elapsed: float) -> float | None:
-        """Expected time left of a visit of `service` already `elapsed` seconds at the window, for
-        occupancy lognormal as fitted to the samples: long visits tend to go on (the tail is heavy)."""
+    def draw(self, service: str, rng: random.Random, elapsed: float = 0.0) -> float | None:
+        """A visit length of `service` drawn from the lognormal fitted to the samples, or what is left
+        of one already `elapsed` seconds at the window (drawn from the fit beyond `elapsed`: a visit
+        that has run long tends to go on, the tail is heavy); None below MIN_SAMPLES."""
         if service not in self._fits:
             return None
         mu, sigma = self._fits[service]
         if elapsed <= 1.0:
-            return math.exp(mu + sigma * sigma / 2)
-        z = math.log(elapsed)
-        survive = _phi((mu - z) / sigma)
-        if survive < 1e-6:
-            return elapsed * sigma       # far in the tail: the fit says little, assume it goes on a while
-        return max(math.exp(mu + sigma * sigma / 2) * _phi((mu + sigma * sigma - z) / sigma) / survive - elapsed, 0.0)
+            return math.exp(rng.gauss(mu, sigma))
+        done = _NORMAL.cdf((math.log(elapsed) - mu) / sigma)
+        if done > 1 - 1e-6:
+            return elapsed * sigma * 2 * rng.random()   # far in the tail: the fit says little
+        q = done + (1 - done) * rng.random()
+        return max(math.exp(mu + sigma * _NORMAL.inv_cdf(min(max(q, 1e-12), 1 - 1e-12))) - elapsed, 0.0)
 
     def pooled_mean(self) -> float | None:
         """Mean over every service: stands in for a service too rare to have its own yet."""
@@ -199,9 +228,7 @@ class History:
                 for service in per_service if per_service[service] for kind in kinds if kinds[kind]}
 
 
-def _phi(x: float) -> float:
-    """Standard normal CDF."""
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+_NORMAL = NormalDist()
 
 
 @dataclass
@@ -259,15 +286,16 @@ class Stream:
         return self._head
 
 
-def every(first: datetime, step: timedelta, until: datetime) -> Iterator[datetime]:
-    while first <= until:
-        yield first
-        first += step
+def poisson(now: datetime, rate: float, until: datetime, rng: random.Random) -> Iterator[datetime]:
+    """Arrival times of a Poisson stream of `rate` per second from `now` up to `until`."""
+    at = now
+    while (at := at + timedelta(seconds=rng.expovariate(rate))) <= until:
+        yield at
 
 
 def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str], Line],
              targeted: Mapping[int, Mapping[str, Ticket]], *, choose: Choose, rank: Rank,
-             occupancy: Callable[[str], float | None], targets: Iterable[str],
+             occupancy: Callable[[str], float], targets: Iterable[str],
              newcomers: Mapping[str, Visitor] | None = None,
              streams: Callable[[], Iterable[Stream]] = tuple) -> dict[str, datetime]:
     """Simulated call time of each ticket id in `targets` (and of each newcomer, by its id).
@@ -331,8 +359,7 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
             else:
                 taken.add(ticket.id)
             desk.streak = 0 if rank(ticket, at)[0] == normal else desk.streak + 1
-            mean = occupancy(ticket.service) or 0.0
-            heapq.heappush(heap, (at + timedelta(seconds=mean + TURNAROUND_S), number))
+            heapq.heappush(heap, (at + timedelta(seconds=occupancy(ticket.service) + TURNAROUND_S), number))
             break
     return found
 
@@ -409,8 +436,14 @@ class WaitEstimator:
         else:
             h.freed(window, ticket.service, now, ticket.last_called_at)
 
-    def occupancy(self, service: str) -> float | None:
-        return self.history.mean(service) or self.history.pooled_mean()
+    def occupancy(self, service: str, rng: random.Random, elapsed: float = 0.0) -> float:
+        """A visit length (or the rest of one) drawn for `service`; a service too rare to have a fit
+        of its own yet stands at the whole hall's mean."""
+        drawn = self.history.draw(service, rng, elapsed)
+        if drawn is not None:
+            return drawn
+        mean = self.history.pooled_mean() or 0.0
+        return max(mean - elapsed, RESIDUAL_FLOOR * mean)
 
     def for_ticket(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
         """`ahead` and `estimate` (a dict, or None when hidden) for one waiting ticket."""
@@ -418,18 +451,16 @@ class WaitEstimator:
         estimate = None
         if ticket.status == WAITING and self.history.mean(ticket.service) is not None:
             if self._called_now(ticket, now):
-                return {"ahead": ahead, "estimate": wait_range(0).to_dict()}
+                return {"ahead": ahead, "estimate": CALLED_NOW.to_dict()}
             line = self._lines.get((ticket.service, "normal"), ())
             if ticket.priority == "normal" and ticket.target_window is None and line and line[-1][-1] is ticket:
                 # The newest normal ticket stands where the per-service forecast's newcomer stands:
                 # share that forecast (made at most REFRESH ago) instead of running one per ticket.
                 shared = self.for_services(now, newest=ticket)[ticket.service]
                 return {"ahead": ahead, "estimate": shared.to_dict() if shared else None}
-            desks = self._desks(now)
-            if any(d.cfg.weight_of(ticket.service) is not None for d in desks):
-                at = self._forecast(now, desks, targets=(ticket.id,)).get(ticket.id)
-                if at is not None:
-                    estimate = wait_range((at - now).total_seconds()).to_dict()
+            if any(cfg.weight_of(ticket.service) is not None for cfg in self._open(now)):
+                shown = shown_range(self._replay(now, ticket.id, targets=(ticket.id,))[ticket.id])
+                estimate = shown.to_dict() if shown else None
         return {"ahead": ahead, "estimate": estimate}
 
     def _called_now(self, ticket: Ticket, now: datetime) -> bool:
@@ -464,8 +495,7 @@ class WaitEstimator:
     def _for_services(self, services: Iterable[str], now: datetime,
                       newest: Ticket | None) -> dict[str, Estimate | None]:
         out: dict[str, Estimate | None] = dict.fromkeys(services)
-        desks = self._desks(now)
-        served = {ws.service for d in desks for ws in d.cfg.services}
+        served = {ws.service for cfg in self._open(now) for ws in cfg.services}
         known = [code for code in out if code in served and self.history.mean(code) is not None]
         if not known:
             return out
@@ -473,28 +503,37 @@ class WaitEstimator:
         if newest is not None:
             spot[newest.service] = newest.id
         news = {code: Visitor(tag, code, "normal", now, now) for code, tag in spot.items() if tag.startswith(LINE_MARKER)}
-        found = self._forecast(now, desks, targets=[t for t in spot.values() if not t.startswith(LINE_MARKER)],
-                               newcomers=news)
+        waits = self._replay(now, LINE_MARKER, targets=[t for t in spot.values() if not t.startswith(LINE_MARKER)],
+                             newcomers=news)
         for code in known:
-            at = found.get(spot[code])
-            out[code] = None if at is None else wait_range((at - now).total_seconds())
+            out[code] = shown_range(waits[spot[code]])
         return out
 
-    def _forecast(self, now: datetime, desks: list[Desk], targets: Iterable[str] = (),
-                  newcomers: Mapping[str, Visitor] | None = None) -> dict[str, datetime]:
-        return forecast(now, desks, self._lines, self._targeted, choose=self._choose, rank=self._rank,
-                        occupancy=self.occupancy, targets=targets, newcomers=newcomers,
-                        streams=lambda: self._streams(now))
+    def _replay(self, now: datetime, seed: str, targets: Iterable[str] = (),
+                newcomers: Mapping[str, Visitor] | None = None) -> dict[str, list[float]]:
+        """The wait in seconds of each target (and newcomer) in SAMPLES forecasts, each with its own
+        draw of visit lengths (the current ones conditioned on how long they have run) and of walk-in
+        arrivals (inf when not called within HORIZON). The draws come from a generator seeded by
+        `seed`, so the same state always gives the same answer."""
+        rng = random.Random(zlib.crc32(seed.encode()))
+        ids = [*targets, *(v.id for v in (newcomers or {}).values())]
+        waits: dict[str, list[float]] = {i: [] for i in ids}
+        for _ in range(SAMPLES):
+            found = forecast(now, self._desks(now, rng), self._lines, self._targeted, choose=self._choose,
+                             rank=self._rank, occupancy=lambda service: self.occupancy(service, rng),
+                             targets=targets, newcomers=newcomers, streams=lambda: self._streams(now, rng))
+            for i in ids:
+                at = found.get(i)
+                waits[i].append(math.inf if at is None else (at - now).total_seconds())
+        return waits
 
-    def _streams(self, now: datetime) -> list[Stream]:
-        """Who is expected within HORIZON: walk-ins at the recent rate of each service and class,
-        visitors transferred in (ahead of the normal line), and the booked appointments at their slot."""
+    def _streams(self, now: datetime, rng: random.Random) -> list[Stream]:
+        """Who is expected within HORIZON: walk-ins coming at random at the recent rate of each service
+        and class, visitors transferred in (ahead of the normal line), and the booked appointments at
+        their slot."""
         until = now + HORIZON
-        streams = []
-        for (service, kind), rate in self.history.rates(now).items():
-            step = timedelta(seconds=1 / rate)
-            streams.append(Stream(service, kind, every(now + step / 2, step, until),
-                                  now if kind == TRANSFER else None))
+        streams = [Stream(service, kind, poisson(now, rate, until, rng), now if kind == TRANSFER else None)
+                   for (service, kind), rate in self.history.rates(now).items()]
         booked: dict[str, list[datetime]] = {}
         for appt in self._state.appointments.values():
             if appt.status == "booked" and now < appt.start_at <= until:
@@ -502,24 +541,24 @@ class WaitEstimator:
         streams += [Stream(service, "appointment", iter(sorted(slots))) for service, slots in booked.items()]
         return streams
 
-    def _desks(self, now: datetime) -> list[Desk]:
-        """The windows open now (logged in, not paused) and when each is expected to be free."""
+    def _open(self, now: datetime) -> list[Window]:
+        """The windows open now: logged in, not paused."""
+        return [cfg for number, cfg in self._windows.items()
+                if (win := self._state.windows.get(number)) is not None and win.staff_id is not None and not win.paused]
+
+    def _desks(self, now: datetime, rng: random.Random) -> list[Desk]:
+        """The open windows and when each will be free, drawn: a visit under way ends after a drawn
+        length beyond what it has run already."""
         desks = []
-        for number, cfg in self._windows.items():
-            win = self._state.windows.get(number)
-            if win is None or win.staff_id is None or win.paused:
-                continue
+        for cfg in self._open(now):
+            win = self._state.windows[cfg.number]
             free_at = now
             current = self._state.tickets.get(win.current) if win.current else None
             if current is not None and current.status in (CALLED, SERVING):
-                since = self.history.busy_since(number, current.last_called_at) or now
-                elapsed = (now - since).total_seconds()
-                left = self.history.residual(current.service, elapsed)
-                if left is None:
-                    mean = self.occupancy(current.service) or 0.0
-                    left = max(mean - elapsed, RESIDUAL_FLOOR * mean)
+                since = self.history.busy_since(cfg.number, current.last_called_at) or now
+                left = self.occupancy(current.service, rng, (now - since).total_seconds())
                 free_at = now + timedelta(seconds=left + TURNAROUND_S)
-            desks.append(Desk(cfg, free_at))
+            desks.append(Desk(cfg, free_at, win.priority_streak))
         return desks
 
 
