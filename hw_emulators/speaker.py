@@ -64,6 +64,7 @@ class EmulatedSpeaker(LinkedDevice):
         self._rx_lock = threading.Lock()
         self._queue: queue.Queue[AudioFrame | None] = queue.Queue()
         self._player: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._folder: Path | None = None
 
     @classmethod
@@ -77,6 +78,7 @@ class EmulatedSpeaker(LinkedDevice):
         return self._folder
 
     def start(self) -> None:
+        self._stopping.clear()
         self._folder = Path(tempfile.mkdtemp(prefix=f"hall-emu-{self.id}-"))
         self._player = threading.Thread(target=self._play_loop, name=f"emu-{self.id}-player", daemon=True)
         self._player.start()
@@ -84,6 +86,7 @@ class EmulatedSpeaker(LinkedDevice):
         logger.info("%s keeps WAVs in %s", self.id, self._folder)
 
     def stop(self) -> None:
+        self._stopping.set()
         self.link.stop()
         self._queue.put(None)
         if self._player is not None:
@@ -142,7 +145,8 @@ class EmulatedSpeaker(LinkedDevice):
         if evicted is not None:
             Path(evicted["wav"]).unlink(missing_ok=True)
         logger.info("%s: playing %d: %s (%.2f s)", self.id, n, record["text"], info.duration)
-        time.sleep(max(0.0, info.duration / self.speed - (time.monotonic() - t0)))
+        if self._stopping.wait(max(0.0, info.duration / self.speed - (time.monotonic() - t0))):
+            return  # switched off mid-announcement
         self.send(encode(DONE, frame.seq, {"duration": round(info.duration, 3)}))
 
     # -- control API ----------------------------------------------------------------------------
