@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
-from kiosk_ui.display import DISPLAY_EVENTS, DisplayModel, DisplayWindow
+import pytest
+import yaml
+
+from hall_controller.config import sample_config_text
+from hw_emulators.hall import EmulatedHall
+from hw_emulators.speaker import EmulatedSpeaker
+from kiosk_ui.display import DISPLAY_EVENTS, FLASH_MS, DisplayModel, DisplayWindow
+from kiosk_ui.qtbus import QtHallBus
 
 from . import uikit
-from .daemonkit import DaemonProcess
+from .daemonkit import DaemonProcess, free_port, wait_until
 
 hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus   # fixtures
 
@@ -18,7 +30,10 @@ SERVICE_OF_WINDOW = {1: "consult", 2: "consult", 3: "consult", 4: "legal_aid", 5
 
 
 def _display(qtbot, ui_bus) -> DisplayWindow:
-    bus = ui_bus("display-1", role="display", events=DISPLAY_EVENTS)
+    return _board(qtbot, ui_bus("display-1", role="display", events=DISPLAY_EVENTS))
+
+
+def _board(qtbot, bus: QtHallBus) -> DisplayWindow:
     window = DisplayWindow(DisplayModel(bus), "示范区公共法律服务中心", "欢迎来到示范区公共法律服务中心")
     qtbot.addWidget(window)
     window.resize(1920, 1080)
@@ -140,3 +155,78 @@ def test_board_flashes_while_its_announcement_plays(qtbot, ui_bus, hall_daemon) 
     qtbot.waitUntil(lambda: states.add(window.panel.property("flash")) or len(states) == 2, timeout=3000)
     window.model.bus.event.emit({"type": "announcement_finished", "event_id": "a2", "ticket": ticket, "window": 1})
     assert window.panel.property("flash") == "false" and window.model.state.flashing is None
+
+
+@pytest.fixture
+def speaker_hall(tmp_path: Path, hall_template: Path) -> Iterator[tuple[DaemonProcess, str]]:
+    """The sample hall with its PA speaker (one-repeat voice) at `url: emulated`: a real daemon process
+    finds the emulated speaker through the emulator's control API and plays to it over TCP.
+    Yields the daemon and the control API's base URL."""
+    folder = tmp_path / "hall"
+    shutil.copytree(hall_template, folder)
+    config = folder / "hall.yaml"
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["devices"] = [d for d in yaml.safe_load(sample_config_text())["devices"] if d["kind"] == "speaker"]
+    data["voice"] = {**data.get("voice", {}), "repeat": 1}
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with EmulatedHall(data["devices"], link="tcp") as emu:
+        host, port = emu.serve_control()
+        daemon = DaemonProcess(config, free_port(), "--emulator", f"{host}:{port}")
+        daemon.start()
+        try:
+            speaker = emu.devices[data["devices"][0]["id"]]
+            assert isinstance(speaker, EmulatedSpeaker)
+            wait_until(lambda: speaker.link.host_connected, 10, "the daemon's speaker driver to connect")
+            yield daemon, f"http://{host}:{port}/speaker/{speaker.id}"
+        finally:
+            daemon.kill()
+
+
+def test_board_flashes_while_the_emulated_speaker_plays_the_call(qtbot, speaker_hall) -> None:
+    """The daemon's own `announcement_started`/`finished` (announcer → speaker driver → emulated speaker
+    over TCP) start and stop the flash: it starts after the call, while the voice plays, and it is the
+    `announcement_finished` — once the speaker has played it all — that stops it."""
+    daemon, speaker_url = speaker_hall
+    bus = uikit.make_bus(daemon, "display-1", "display", events=DISPLAY_EVENTS)
+    announced: list[tuple[str, bool]] = []   # (type, flashing when it arrived)
+
+    def on_event(event: dict) -> None:   # connected before the board's model: sees the state each event finds
+        if event["type"].startswith("announcement_"):
+            announced.append((event["type"], window.model.state.flashing is not None))
+
+    bus.event.connect(on_event)
+    bus.start()
+    try:
+        uikit.wait_online(qtbot, bus)
+        window = _board(qtbot, bus)
+        transitions: list[tuple[float, tuple[str, str] | None, str]] = []   # (wall time, flashing, panel)
+
+        def record() -> None:   # runs after the board's render (connected first)
+            if (transitions[-1][1] if transitions else None) != window.model.state.flashing:
+                transitions.append((time.time(), window.model.state.flashing, window.panel.property("flash")))
+
+        window.model.changed.connect(record)
+        _issue(daemon, "consult")
+        w1 = uikit.window_client(daemon, 1, "S001")
+        try:
+            assert window.model.state.flashing is None and window.panel.property("flash") == "false"
+            called_at = time.time()
+            assert w1.request("call_next")["ticket"]["number"] == "A001"
+        finally:
+            w1.close()
+        qtbot.waitUntil(lambda: len(announced) == 2 and len(transitions) == 2, timeout=3 * FLASH_MS)
+        with urllib.request.urlopen(f"{speaker_url}/announcements", timeout=5) as reply:
+            records = json.load(reply)
+    finally:
+        bus.close()
+    assert [r["text"] for r in records] == ["请A001号到1号窗口办理"]
+    start = datetime.fromisoformat(records[0]["start"]).timestamp()
+    end = start + records[0]["duration"]
+    (on_at, on_key, on_panel), (off_at, off_key, off_panel) = transitions
+    assert window.number_label.text() == "A001"
+    assert on_key == window.model.state.latest.key and on_panel == "true"
+    assert off_key is None and off_panel == "false" and window.model.state.flashing is None
+    assert called_at <= start <= on_at < end          # after the call, while the voice plays
+    assert off_at >= end                              # not before the speaker had played it all
+    # and it was the daemon's announcement_finished that stopped it (not the board's fallback timer)
+    assert announced == [("announcement_started", False), ("announcement_finished", True)]
