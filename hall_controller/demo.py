@@ -72,6 +72,7 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
     daemon = HallDaemon(config, DaemonOptions(mqtt_listen=f"{host}:{mqtt_port}", upstream_url=mgmt.url,
                                               upstream_token=token, device_urls=urls),
                         config_path=str(config_path))
+    apps: list[Any] = []
     try:
         daemon.start()
         summary = {
@@ -82,7 +83,7 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
             "client_passwords": str(passwords_path(config)),
             "emulator_control": f"http://{control[0]}:{control[1]}/",
             "management_system": mgmt.url,
-            "apps": _apps_note(ui, config_path, daemon.mqtt_address, f"{control[0]}:{control[1]}"),
+            "apps": _apps_note(ui, config_path, daemon.mqtt_address, f"{control[0]}:{control[1]}", apps),
         }
         print("示范大厅已启动 / demo hall running:")
         for key, value in summary.items():
@@ -93,13 +94,18 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
             on_ready(summary)
         stop.wait()
     finally:
+        if apps:
+            from kiosk_ui.launch import stop_apps
+
+            stop_apps(apps)     # before the broker goes, so the apps leave their offline status cleanly
         daemon.stop()
         emulated.stop()
         mgmt.stop()
     return 0
 
 
-def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None, emulator: str) -> str:
+def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None, emulator: str,
+               started: list[Any]) -> str:
     """Start the kiosk and the hall display when there is a screen (they stop when the demo exits)."""
     if not ui:
         return "not started (--no-ui)"
@@ -112,5 +118,6 @@ def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None
     if mqtt_address is None:
         return "no MQTT broker: Qt apps not started"
     procs = start_public_apps(config_path, *mqtt_address, emulator=emulator)
+    started.extend(procs)
     return ("hall-kiosk (kiosk-1), hall-display (display-1), hall-window (window-1), hall-tablet (tablet-1) "
             "started: pids " + ", ".join(str(p.pid) for p in procs))
