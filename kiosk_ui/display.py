@@ -42,7 +42,7 @@ from .style import NORMAL, PALETTE, font, stylesheet
 DISPLAY_EVENTS = ("ticket_called", "ticket_recalled", "announcement_started", "announcement_finished", "day_reset")
 NUMBER_PX = 230          # the latest call, readable across the hall
 WHERE_PX = 72
-FLASH_MS = 8000          # an announcement that never says finished stops flashing after this
+FLASH_MS = 8000          # an announcement that never says finished stops flashing this long after its end
 BLINK_MS = 450
 DEFAULT_NOTICE = "请留意叫号，过号请到综合接待窗口咨询 · 12348 公共法律服务热线"
 
@@ -356,7 +356,7 @@ class DisplayWindow(QWidget):
             if state.flashing is not None:
                 self._blink = True
                 self._blinker.start()
-                self._flash_end.start(FLASH_MS)
+                self._flash_end.start(FLASH_MS + round(1000 * state.flash_seconds))
             else:
                 self._blink = False
                 self._blinker.stop()

@@ -8,6 +8,7 @@ coalesced, and a display that just (re)connected shows the retained board, never
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,7 @@ class DisplayState:
     daemon_online: bool = False
     updated_at: datetime | None = None      # last message from the daemon (shown as 更新于 hh:mm:ss)
     flashing: tuple[str, str] | None = None  # key of the call being announced right now
+    flash_seconds: float = 0.0               # how long that announcement plays (its `duration`)
 
     @property
     def online(self) -> bool:
@@ -133,7 +135,9 @@ def with_event(state: DisplayState, event: Any, now: datetime) -> DisplayState:
             return state
         return replace(state, calls=_merge(state.calls, [call]), updated_at=now)
     if kind == "announcement_started":
-        return replace(state, flashing=_announced(state, event), updated_at=now)
+        duration = event.get("duration")
+        seconds = float(duration) if isinstance(duration, int | float) and 0 < duration < math.inf else 0.0
+        return replace(state, flashing=_announced(state, event), flash_seconds=seconds, updated_at=now)
     if kind == "announcement_finished":
         return replace(state, flashing=None, updated_at=now)
     if kind == "day_reset":

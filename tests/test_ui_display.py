@@ -150,11 +150,20 @@ def test_board_flashes_while_its_announcement_plays(qtbot, ui_bus, hall_daemon) 
     ticket = w1.request("call_next")["ticket"]
     w1.close()
     qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
-    window.model.bus.event.emit({"type": "announcement_started", "event_id": "a1", "ticket": ticket, "window": 1})
+    window.model.bus.event.emit({"type": "announcement_started", "event_id": "a1", "ticket": ticket, "window": 1,
+                                 "duration": 12.5})   # chime + the phrase twice (the shipped repeat: 2)
+    # a finished that never comes stops the flash FLASH_MS after the announced end, never mid-voice
+    assert 12_500 < window._flash_end.remainingTime() <= 1.05 * (12_500 + FLASH_MS)   # coarse timers: ±5 %
     states: set[str] = set()
     qtbot.waitUntil(lambda: states.add(window.panel.property("flash")) or len(states) == 2, timeout=3000)
     window.model.bus.event.emit({"type": "announcement_finished", "event_id": "a2", "ticket": ticket, "window": 1})
     assert window.panel.property("flash") == "false" and window.model.state.flashing is None
+    assert not window._flash_end.isActive()
+    for bad in ("12.5", float("nan"), float("inf"), -3, None):   # an unusable duration: FLASH_MS alone
+        window.model.bus.event.emit({"type": "announcement_started", "ticket": ticket, "window": 1, "duration": bad})
+        assert window.model.state.flashing is not None and 0 < window._flash_end.remainingTime() <= 1.05 * FLASH_MS
+        window.model.bus.event.emit({"type": "announcement_finished", "ticket": ticket, "window": 1})
+        assert window.model.state.flashing is None
 
 
 @pytest.fixture
