@@ -47,6 +47,7 @@ RESIDUAL_FLOOR = 0.3       # without a fit, a visit past its mean length still h
 TURNAROUND_S = 20.0        # from a window being free to its next call (the clerk presses 下一位)
 # The range shown, from SAMPLES replays with drawn visit lengths and arrivals (see shown_range).
 SAMPLES = 20
+CALL_BUDGET = 400          # simulated calls per estimate, all replays together (bounds its cost)
 SHOW_SHARE = 0.6           # shown only when at least this share of the replays falls inside the range
 QUICK_SHARE = 0.9          # 约5分钟内 when this share of the replays is called within 5 minutes
 NARROW_LIMIT_MIN = 30      # median replay below this: a range 10 minutes wide; above, ...
@@ -297,7 +298,7 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
              targeted: Mapping[int, Mapping[str, Ticket]], *, choose: Choose, rank: Rank,
              occupancy: Callable[[str], float], targets: Iterable[str],
              newcomers: Mapping[str, Visitor] | None = None,
-             streams: Callable[[], Iterable[Stream]] = tuple) -> dict[str, datetime]:
+             streams: Callable[[], Iterable[Stream]] = tuple, max_calls: int | None = None) -> dict[str, datetime]:
     """Simulated call time of each ticket id in `targets` (and of each newcomer, by its id).
 
     `lines` and `targeted` are the engine's calling indexes, read only; `choose` is the engine's own
@@ -305,7 +306,7 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
     behind its service's normal line and takes no window time (it is not there yet); `streams()`
     gives the visitors expected later, who take window time and may rank ahead (asked for only
     once the forecast looks past `now`: none of them is there yet). Tickets not called within
-    HORIZON are left out of the answer.
+    HORIZON, or within `max_calls` simulated calls, are left out of the answer.
     """
     pending = set(targets)
     extra = dict(newcomers or {})
@@ -320,7 +321,8 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
     heapq.heapify(heap)
     normal, until = PRIORITY_RANK["normal"], now + HORIZON
     parked: list[int] | None = []       # windows with nothing to call now, until the streams are made
-    while heap and pending:
+    calls = 0
+    while heap and pending and (max_calls is None or calls < max_calls):
         at, number = heapq.heappop(heap)
         if at > until:
             break
@@ -348,6 +350,7 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
                 elif later := [s.head_at for s in mine if s.head_at is not None]:
                     heapq.heappush(heap, (min(later), number))
                 break
+            calls += 1
             if ticket.id in pending:
                 found[ticket.id] = at
                 pending.discard(ticket.id)
@@ -518,10 +521,16 @@ class WaitEstimator:
         rng = random.Random(zlib.crc32(seed.encode()))
         ids = [*targets, *(v.id for v in (newcomers or {}).values())]
         waits: dict[str, list[float]] = {i: [] for i in ids}
-        for _ in range(SAMPLES):
+        # The forecast runs under the engine lock: its cost is bounded by CALL_BUDGET simulated calls
+        # in all, whatever the queue. A long queue gets fewer replays, and a ticket further back than
+        # the budget reaches is not estimated (only 前面还有N人 is shown).
+        queue = sum(len(line) for line in self._lines.values()) + sum(len(t) for t in self._targeted.values())
+        samples = max(1, min(SAMPLES, CALL_BUDGET // max(1, 2 * queue)))
+        for _ in range(samples):
             found = forecast(now, self._desks(now, rng), self._lines, self._targeted, choose=self._choose,
                              rank=self._rank, occupancy=lambda service: self.occupancy(service, rng),
-                             targets=targets, newcomers=newcomers, streams=lambda: self._streams(now, rng))
+                             targets=targets, newcomers=newcomers, streams=lambda: self._streams(now, rng),
+                             max_calls=CALL_BUDGET // samples)
             for i in ids:
                 at = found.get(i)
                 waits[i].append(math.inf if at is None else (at - now).total_seconds())
