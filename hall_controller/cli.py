@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .admin import admin_op
+from .admin import AdminUnavailable, admin_call, admin_op, mqtt_url_arg
 from .clock import SystemClock
 from .config import ConfigError, hash_pin, load_config, sample_config_text
 from .logsetup import setup_logging
@@ -67,9 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    snap = admin_op(config, "status", clock=args.clock, db_url=args.db)
+    snap, reached = admin_call(config, "status", clock=args.clock, db_url=args.db, mqtt_url=args.mqtt_url)
     if args.json:
-        print(json.dumps(snap, ensure_ascii=False, indent=2))
+        print(json.dumps({**snap, "reached": reached}, ensure_ascii=False, indent=2))
         return 0
     print(f"{config.name}  营业日 {snap['day']}（第{snap['epoch'] + 1}轮）  事件序号 {snap['seq']}")
     print("排队：" + "，".join(f"{q['name']}({q['prefix']}) {q['waiting']}人" for q in snap["queues"].values()))
@@ -78,12 +78,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         staff = w["staff"]["name"] if w["staff"] else "-"
         ticket = w["ticket"]["number"] if w["ticket"] else "-"
         print(f"  {n}号窗口  {labels.get(w['status'], w['status'])}  {staff}  当前 {ticket}")
+    if reached["via"] == "daemon":
+        origin = {"runtime_file": "运行时文件", "config": "配置"}.get(reached["address_from"], reached["address_from"])
+        print(f"来源：守护进程 {reached['mqtt']}（地址取自{origin}） / from the daemon")
+    else:
+        print("来源：数据库（未连上守护进程） / from the database")
     return 0
 
 
 def cmd_reset_day(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    result = admin_op(config, "reset_day", clock=args.clock, db_url=args.db)
+    result = admin_op(config, "reset_day", clock=args.clock, db_url=args.db, mqtt_url=args.mqtt_url)
     print(f"已重置：营业日 {result['day']}，第{result['epoch'] + 1}轮，号码从001开始")
     return 0
 
@@ -120,11 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=os.environ.get("HALL_LOG_LEVEL", "INFO"))
     sub = p.add_subparsers(dest="command", required=True)
 
-    def with_config(sp: argparse.ArgumentParser, *, db: bool = False) -> argparse.ArgumentParser:
-        """--config, and with `db` --db for a command that opens the hall database."""
+    def with_config(sp: argparse.ArgumentParser, *, db: bool = False, daemon: bool = False) -> argparse.ArgumentParser:
+        """--config, with `db` --db for a command that opens the hall database, with `daemon`
+        --mqtt-url for one that talks to the running daemon."""
         sp.add_argument("--config", default=DEFAULT_CONFIG, help="hall config YAML (default %(default)s)")
         if db:
             sp.add_argument("--db", metavar="URL", help="database URL (overrides the config's `database`)")
+        if daemon:
+            sp.add_argument("--mqtt-url", metavar="mqtt://HOST:PORT", type=mqtt_url_arg,
+                            help="the running daemon's broker (default: the address it recorded in "
+                                 "<state folder>/run/, else the config's)")
         return sp
 
     sub.add_parser("sample-config", help="print the sample hall config").set_defaults(func=cmd_sample_config)
@@ -144,11 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where `hall-emu run --control` listens, for devices at `url: emulated` "
                          "(overrides emulator.control)")
     sp.set_defaults(func=cmd_run)
-    sp = with_config(sub.add_parser("status", help="queues and windows"), db=True)
+    sp = with_config(sub.add_parser("status", help="queues and windows"), db=True, daemon=True)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_status)
     with_config(sub.add_parser("reset-day", help="cancel waiting tickets and restart numbering"),
-                db=True).set_defaults(func=cmd_reset_day)
+                db=True, daemon=True).set_defaults(func=cmd_reset_day)
     client = sub.add_parser("client", help="MQTT clients").add_subparsers(dest="client_command", required=True)
     sp = with_config(client.add_parser("add", help="add or reset a client; prints its password"))
     sp.add_argument("id")
@@ -179,6 +189,9 @@ def main(argv: list[str] | None = None, *, clock: Any = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except AdminUnavailable as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import signal
 import threading
 import urllib.request
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +48,90 @@ def split_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+# ---------------------------------------------------------------------- runtime file
+# The daemon records the MQTT address it actually got (the demo moves off a busy port; `--mqtt-listen`
+# overrides the config), so that `hallctl status` & co. reach the daemon the config names rather than
+# whatever answers at the configured port.
+
+def runtime_path(config: HallConfig) -> Path:
+    """`<state folder>/run/hall-<id>.json`: beside the hall's secret, so the demo folder and a
+    production install each have their own."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", config.hall_id)
+    return Path(config.secret_path).parent / "run" / f"hall-{name}.json"
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (Linux), to tell a live daemon from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # alive, another user's
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def write_runtime(config: HallConfig, host: str, port: int, *, started_at: str, broker: str) -> dict[str, Any] | None:
+    """Record where this process's daemon serves MQTT (never a password); None if it cannot be written."""
+    record: dict[str, Any] = {"hall_id": config.hall_id, "host": host, "port": port, "broker": broker,
+                              "pid": os.getpid(), "process_start": _process_start(os.getpid()),
+                              "started_at": started_at, "version": __version__}
+    path = runtime_path(config)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write the runtime file %s (%s): hallctl commands will use the config's MQTT "
+                    "address or --mqtt-url", path, exc)
+        return None
+    log.info("runtime file %s: mqtt %s:%d", path, host, port)
+    return record
+
+
+def read_runtime(config: HallConfig) -> dict[str, Any] | None:
+    """The running daemon's record, or None when there is none or it is stale (its process is gone)."""
+    path = runtime_path(config)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        pid, host, port = int(record["pid"]), str(record["host"]), int(record["port"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.debug("ignoring unreadable runtime file %s: %s", path, exc)
+        return None
+    if not _pid_alive(pid):
+        log.debug("ignoring stale runtime file %s: pid %d is not running", path, pid)
+        return None
+    started = record.get("process_start")
+    if started and _process_start(pid) not in (None, started):
+        log.debug("ignoring stale runtime file %s: pid %d is another process now", path, pid)
+        return None
+    return {**record, "pid": pid, "host": host, "port": port, "path": str(path)}
+
+
+def remove_runtime(config: HallConfig, record: dict[str, Any]) -> None:
+    """Remove the runtime file if it still holds `record` (another daemon may have replaced it)."""
+    path = runtime_path(config)
+    try:
+        if json.loads(path.read_text(encoding="utf-8")) == record:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 class HallDaemon:
     def __init__(self, config: HallConfig, options: DaemonOptions | None = None, *, clock: Any = None,
                  config_path: str | None = None):
@@ -61,6 +148,7 @@ class HallDaemon:
         self.devices = None
         self.upstream = None
         self.mqtt_address: tuple[str, int] | None = None
+        self._runtime: dict[str, Any] | None = None
         self._parts: list[Any] = []
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -73,6 +161,9 @@ class HallDaemon:
         loader = (lambda: load_config(self.config_path)) if self.config_path else None
         self.service = HallService(self.config, self.store, self.clock, secret=secret, config_loader=loader)
         self._start_bus()
+        if self.mqtt_address:
+            self._runtime = write_runtime(self.config, *self.mqtt_address, started_at=self.clock.now().isoformat(),
+                                          broker="embedded" if self.broker is not None else "external")
         self._start_devices()
         self._start_upstream()
         self._ticker = threading.Thread(target=self._tick_loop, name="hall-clock", daemon=True)
@@ -171,6 +262,9 @@ class HallDaemon:
                 log.exception("clock tick failed")
 
     def stop(self) -> None:
+        if self._runtime is not None:
+            remove_runtime(self.config, self._runtime)
+            self._runtime = None
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=5)

@@ -76,8 +76,8 @@ def test_status_without_a_daemon_reads_the_database(tmp_path, capsys):
     capsys.readouterr()
     assert hallctl(["status", "--config", str(config), "--json"]) == 0
     captured = capsys.readouterr()
-    assert "daemon not reachable" in captured.err
-    assert '"windows"' in captured.out
+    assert f"无法连接 127.0.0.1:{port} 的 MQTT 服务（连接被拒绝），改为直接读取数据库" in captured.err
+    assert '"windows"' in captured.out and json.loads(captured.out)["reached"]["via"] == "database"
 
 
 @pytest.mark.slow

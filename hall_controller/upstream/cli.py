@@ -34,7 +34,7 @@ STATUS_LABELS = {"booked": "已预约", "checked_in": "已签到", "cancelled": 
 # The operator view never sends, so its client only has to be constructible.
 _UNUSED_URL = "http://127.0.0.1"
 
-ConfigAdder = Callable[..., argparse.ArgumentParser]   # (parser, *, db=False): adds --config (and --db)
+ConfigAdder = Callable[..., argparse.ArgumentParser]   # (parser, *, db=False, daemon=False): --config (--db, --mqtt-url)
 
 
 def add_commands(sub: argparse._SubParsersAction, with_config: ConfigAdder) -> None:
@@ -48,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction, with_config: ConfigAdder) -> N
 
     appt = sub.add_parser("appointment", help="appointments (预约)").add_subparsers(dest="appointment_command",
                                                                                   required=True)
-    sp = with_config(appt.add_parser("add", help="add a booking (phone, letter, in person)"), db=True)
+    sp = with_config(appt.add_parser("add", help="add a booking (phone, letter, in person)"), db=True, daemon=True)
     sp.add_argument("--code", required=True)
     sp.add_argument("--service", required=True, help="service code, e.g. consult")
     sp.add_argument("--start", required=True, metavar="ISO", help="slot start, e.g. 2026-11-23T10:00 (hall time)")
@@ -66,7 +66,8 @@ def add_commands(sub: argparse._SubParsersAction, with_config: ConfigAdder) -> N
     sp.add_argument("--out", default=".", metavar="DIR", help="output folder (default: current folder)")
     sp.set_defaults(func=cmd_report_month)
 
-    sp = with_config(sub.add_parser("ratings", help="差评 (scores 1-2) and their follow-up (回访/整改)"), db=True)
+    sp = with_config(sub.add_parser("ratings", help="差评 (scores 1-2) and their follow-up (回访/整改)"), db=True,
+                     daemon=True)
     sp.add_argument("--open", action="store_true", help="only 差评 still waiting for a follow-up")
     sp.add_argument("--resolve", metavar="TICKET", help="record the follow-up of this 差评 (ticket id or number)")
     sp.add_argument("--note", help="the follow-up text (with --resolve)")
@@ -142,7 +143,8 @@ def cmd_appointment_add(args: argparse.Namespace) -> int:
     if args.name:
         op_args["name"] = args.name
     try:
-        result = admin_op(config, "add_appointment", op_args, clock=args.clock, db_url=args.db)
+        result = admin_op(config, "add_appointment", op_args, clock=args.clock, db_url=args.db,
+                          mqtt_url=args.mqtt_url)
     except (DomainError, CommandError) as exc:
         print(f"预约未添加 / not added: {exc.message}", file=sys.stderr)
         return 1
@@ -218,7 +220,7 @@ def cmd_ratings(args: argparse.Namespace) -> int:
             return 2
         try:
             result = admin_op(config, "resolve_bad_rating", {"ticket": args.resolve, "note": args.note},
-                              clock=args.clock, db_url=args.db)
+                              clock=args.clock, db_url=args.db, mqtt_url=args.mqtt_url)
         except (DomainError, CommandError) as exc:
             print(f"未记录 / not recorded: {exc.message}", file=sys.stderr)
             return 1
