@@ -95,7 +95,8 @@ class WindowBusDriver(DeviceDriver):
 
 class CardReaderDriver(DeviceDriver):
     """A resident ID card reader. Cards read arrive through ``on_card(card)`` given to the factory,
-    once per insertion; the driver polls no faster than its profile allows."""
+    once per insertion; ``on_card_removed()`` when a card read is taken away, ``on_card_failed(why)``
+    when a card put on it could not be read whole. The driver polls no faster than its profile allows."""
 
     @abstractmethod
     def sam_status(self) -> str:

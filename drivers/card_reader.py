@@ -6,6 +6,10 @@ reply timeout): find card → select → read base info. A cycle starts no soone
 ``framing.poll_ms`` after the previous one. A card is read once and delivered through
 ``on_card(info)`` (the decoded :class:`drivers.codecs.gat467.BaseInfo`, clear text: the daemon masks
 and hashes it); it is not read again until a find reports no card, i.e. until it has been taken away.
+That is reported through ``on_card_removed()``: the daemon forgets a card that left with its holder.
+A card found and selected whose read fails (taken away mid-read: the reader answers ``41``) or whose
+data cannot be decoded is never delivered in part; ``on_card_failed(why)`` says so once per
+presentation (``read_failed`` or ``unreadable``), and the read is tried again while it lies there.
 
 The SAM's status is asked when the driver opens and kept for :meth:`health`. A reader that does not
 answer within the reply timeout, or a transport failure, stops the thread and is reported once
@@ -43,6 +47,8 @@ log = logging.getLogger(__name__)
 __all__ = ["GatCardReader", "ReaderStats", "open_card_reader"]
 
 CardCallback = Callable[[BaseInfo], None]
+RemovedCallback = Callable[[], None]
+FailedCallback = Callable[[str], None]
 # Replies carry the holder's name and ID number: the DEBUG traffic log keeps only the preamble,
 # length and status words of each chunk.
 TRAFFIC_LOG_BYTES = 10
@@ -67,13 +73,16 @@ class GatCardReader(CardReaderDriver):
     kind = "card_reader"
 
     def __init__(self, url: str, profile: Profile, *, on_error: ErrorCallback | None = None,
-                 on_card: CardCallback | None = None, poll_ms: int | None = None) -> None:
+                 on_card: CardCallback | None = None, on_card_removed: RemovedCallback | None = None,
+                 on_card_failed: FailedCallback | None = None, poll_ms: int | None = None) -> None:
         super().__init__(url, on_error=on_error)
         self.profile = profile
         self.framing: Gat467Framing = gat467_framing(profile)
         # A site may poll more slowly than the profile allows, never faster.
         self.poll_interval = max(self.framing.poll_ms, poll_ms or 0) / 1000
         self._on_card = on_card
+        self._on_card_removed = on_card_removed
+        self._on_card_failed = on_card_failed
         options = transport_options(profile)
         self._options = options
         self._read_timeout = float(options.get("timeout", 0.2))
@@ -86,6 +95,7 @@ class GatCardReader(CardReaderDriver):
         self._failed: Exception | None = None
         self._sam: str | None = None
         self._card_present = False
+        self._failure_told = False    # a failed read of the card on the reader was reported
         self.stats = ReaderStats()
 
     # ------------------------------------------------------------------------------ life cycle
@@ -98,6 +108,7 @@ class GatCardReader(CardReaderDriver):
         self._stop.clear()
         self._failed = None
         self._card_present = False
+        self._failure_told = False
         self._thread = threading.Thread(target=self._poll_loop, name=f"card-reader {self.url}", daemon=True)
         self._thread.start()
 
@@ -169,9 +180,11 @@ class GatCardReader(CardReaderDriver):
         if found.sw3 != SW3_FOUND:
             if found.sw3 != SW3_NO_CARD:
                 log.debug("%s: find card: %s", self.url, found.status_text)
+            self._failure_told = False
             if self._card_present:
                 log.info("%s: card removed", self.url)
                 self._card_present = False
+                self._notify("on_card_removed", self._on_card_removed)
             return
         if self._card_present:
             return  # the card that was read is still there
@@ -181,8 +194,10 @@ class GatCardReader(CardReaderDriver):
             return
         reply = self._exchange("read_base_info")
         if reply.sw3 != SW3_OK:
+            # Found and selected, then gone (or the read failed): nothing of the card is delivered.
             self.stats.read_failures += 1
             log.warning("%s: read base info: %s", self.url, reply.status_text)
+            self._tell_failure("read_failed")
             return
         self._card_present = True
         try:
@@ -191,14 +206,26 @@ class GatCardReader(CardReaderDriver):
             # The checksum held, so this is what the card holds: do not read it over and over.
             self.stats.read_failures += 1
             log.warning("%s: unreadable card data: %s", self.url, exc)
+            self._tell_failure("unreadable")
             return
+        self._failure_told = False
         self.stats.cards_read += 1
         log.info("%s: card read (%d bytes of photo)", self.url, len(info.photo))
-        if self._on_card is not None:
-            try:
-                self._on_card(info)
-            except Exception:
-                log.exception("%s: on_card callback failed", self.url)
+        self._notify("on_card", self._on_card, info)
+
+    def _tell_failure(self, why: str) -> None:
+        """Report a failed read once until the field is empty again (a card left lying is retried)."""
+        if not self._failure_told:
+            self._failure_told = True
+            self._notify("on_card_failed", self._on_card_failed, why)
+
+    def _notify(self, name: str, callback: Callable[..., None] | None, *args: object) -> None:
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("%s: %s callback failed", self.url, name)
 
     def _fail(self, exc: Exception) -> None:
         with self._fail_lock:
@@ -221,9 +248,12 @@ class GatCardReader(CardReaderDriver):
 
 @register("card_reader", interface=CardReaderDriver, codec="drivers.codecs.gat467")
 def open_card_reader(url: str, profiles: Sequence[Profile], *, on_error: ErrorCallback | None = None,
-                     on_card: CardCallback | None = None, poll_ms: int | None = None, **_: object) -> GatCardReader:
+                     on_card: CardCallback | None = None, on_card_removed: RemovedCallback | None = None,
+                     on_card_failed: FailedCallback | None = None, poll_ms: int | None = None,
+                     **_: object) -> GatCardReader:
     """An unopened reader for ``url``; ``profiles`` holds the reader's one card_reader profile."""
     chosen = {p.name: p for p in profiles if p.kind == "card_reader"}
     if len(chosen) != 1:
         raise ValueError(f"读卡器需要恰好一个 card_reader 设备档案，实际为：{'、'.join(sorted(chosen)) or '无'}")
-    return GatCardReader(url, next(iter(chosen.values())), on_error=on_error, on_card=on_card, poll_ms=poll_ms)
+    return GatCardReader(url, next(iter(chosen.values())), on_error=on_error, on_card=on_card,
+                         on_card_removed=on_card_removed, on_card_failed=on_card_failed, poll_ms=poll_ms)

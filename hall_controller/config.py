@@ -128,6 +128,8 @@ class Rules:
     day_reset: time = time(0, 0)
     recent_calls: int = 10
     rating_minutes: int = 3
+    # A card taken off a kiosk's reader is dropped after this long without a touch on that kiosk.
+    card_idle_seconds: int = 20
 
 
 @dataclass(frozen=True)
@@ -374,6 +376,8 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         day_reset=chk.clock_time(raw_rules, "day_reset", "rules", "00:00"),
         recent_calls=chk.integer(raw_rules, "recent_calls", "rules", default=10, minimum=1, maximum=50) or 10,
         rating_minutes=chk.integer(raw_rules, "rating_minutes", "rules", default=3, minimum=0, maximum=60) or 0,
+        card_idle_seconds=chk.integer(raw_rules, "card_idle_seconds", "rules", default=20, minimum=5,
+                                      maximum=120) or 20,
     )
 
     services: list[Service] = []

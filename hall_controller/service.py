@@ -26,7 +26,7 @@ from .upstream.records import record_builder_for
 
 log = logging.getLogger(__name__)
 
-KIOSK_OPS = {"issue_ticket", "reprint", "print_notice", "service_guide"}
+KIOSK_OPS = {"issue_ticket", "reprint", "print_notice", "service_guide", "drop_card", "card_touch"}
 WINDOW_OPS = {"login", "logout", "call_next", "call_number", "recall", "start", "finish", "skip", "transfer",
               "return_to_first", "pause", "resume", "reinstate", "print_notice", "attach_scan",
               "request_rating"}
@@ -44,7 +44,23 @@ RECEPTION_OPS = {"issue_ticket"}
 # the follow-up of a 差评, and may do nothing that needs a window.
 SUPERVISOR_OPS = {"status", "resolve_bad_rating"}
 READ_ONLY_OPS = {"status", "print_notice", "service_guide"}
+# A card read at a kiosk serves at most this long after the read, whatever else happens (see "cards").
 CARD_TTL_SECONDS = 120
+# Kiosk ops about the held card: answered at once, nothing to persist (a touch may come every few seconds).
+CARD_OPS = {"drop_card", "card_touch"}
+# Why a held card was dropped, as the kiosk is told (`dropped`) with a Chinese sentence for the visitor.
+CARD_DROP_TEXTS = {
+    "used": "号票已取，身份证信息已清除",
+    "cancelled": "已取消，身份证信息已清除",
+    "replaced": "已读取新的身份证",
+    "idle": "长时间无操作，身份证信息已清除；如需刷证取号，请重新放置身份证",
+    "read_failed": "未能读取身份证",
+}
+NO_CARD_TEXT = "请先在读卡区放置身份证，或不刷证直接点击业务取号"
+CARD_READ_FAILED_TEXTS = {
+    "read_failed": "未能读取身份证：请将身份证重新平放在读卡区，屏幕显示您的姓名后再拿开",
+    "unreadable": "该身份证信息无法识别，请联系工作人员，或直接点击业务取号",
+}
 # Ops whose result the calling kiosk's own printer prints (see HallService.set_printer).
 PRINT_OPS = {"issue_ticket", "reprint", "print_notice"}
 PrintHook = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -59,6 +75,25 @@ class _Pending:
     result: dict[str, Any]
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+
+
+@dataclass
+class _HeldCard:
+    """A card read at a kiosk and kept for its next `issue_ticket {use_card}`."""
+
+    card: CardData
+    read_at: datetime
+    removed_at: datetime | None = None     # the reader reported it taken away
+    touched_at: datetime | None = None     # the kiosk's latest command since the read
+
+    def expired(self, now: datetime, idle_seconds: int) -> bool:
+        """Removed and no touch for `idle_seconds` since the removal, or older than CARD_TTL_SECONDS."""
+        if (now - self.read_at).total_seconds() >= CARD_TTL_SECONDS:
+            return True
+        if self.removed_at is None:
+            return False
+        last = max(self.removed_at, self.touched_at or self.removed_at)
+        return (now - last).total_seconds() >= idle_seconds
 
 
 @dataclass(frozen=True)
@@ -84,7 +119,9 @@ class HallService:
         self._queue: list[_Pending] = []
         self._commit_lock = threading.Lock()
         self._reply_cache = reply_cache
-        self._cards: dict[str, tuple[datetime, CardData]] = {}
+        self._cards: dict[str, _HeldCard] = {}
+        self._card_outbox: list[tuple[str, dict[str, Any]]] = []   # card views to publish, in order
+        self._card_publish_lock = threading.Lock()
         self._printers: dict[str, PrintHook] = {}
         store.record_builder = record_builder_for(config)
         for command_id, reply in store.recent_command_replies(reply_cache):
@@ -133,6 +170,15 @@ class HallService:
     def execute(self, actor: Actor, op: str, args: dict[str, Any] | None = None,
                 command_id: str | None = None) -> dict[str, Any]:
         """Run one op; returns its result once it is durable, or raises DomainError."""
+        try:
+            with self._lock:
+                self._card_activity(actor)
+            return self._execute(actor, op, args, command_id)
+        finally:
+            self._flush_cards()
+
+    def _execute(self, actor: Actor, op: str, args: dict[str, Any] | None,
+                 command_id: str | None) -> dict[str, Any]:
         args = args or {}
         if not isinstance(args, dict):
             raise DomainError("bad_request", "参数必须是对象")
@@ -153,6 +199,9 @@ class HallService:
             elif op in READ_ONLY_OPS:
                 self._authorise(actor, op, args)
                 read_only = self._read_only(op, args)
+            elif op in CARD_OPS:
+                self._authorise(actor, op, args)
+                read_only = self._card_op(actor, op)
             else:
                 previous = None
                 try:
@@ -304,7 +353,7 @@ class HallService:
         if op == "issue_ticket":
             card = None
             if args.get("use_card"):
-                card = self._take_card(actor.client_id)
+                card = self._held_card(actor.client_id)
             green = args.get("green", False)
             if not isinstance(green, bool):
                 raise DomainError("bad_request", "green 必须是布尔值")
@@ -318,9 +367,12 @@ class HallService:
             green_reason = _opt_str(args, "green_reason")
             if reception and green and not (green_reason or "").strip():
                 raise DomainError("bad_request", "绿色通道请填写事由（如农民工欠薪）")
-            return e.issue_ticket(args.get("service"), card=card, appointment_code=args.get("appointment_code"),
-                                  green=green, green_reason=green_reason, kiosk=actor.client_id,
-                                  elderly=priority == "elderly")
+            issued = e.issue_ticket(args.get("service"), card=card, appointment_code=args.get("appointment_code"),
+                                    green=green, green_reason=green_reason, kiosk=actor.client_id,
+                                    elderly=priority == "elderly")
+            if card is not None:
+                self._drop_card(actor.client_id, "used")    # one ticket per card read
+            return issued
         if op == "reprint":
             return e.reprint(args.get("ticket") or args.get("number"))
         if op == "add_appointment":
@@ -401,43 +453,138 @@ class HallService:
         return Outcome(result={"reloaded": True, "services": len(new.services), "windows": len(new.windows)})
 
     # ------------------------------------------------------------------ cards
+    # A card read at a kiosk's reader is held for that kiosk's next `issue_ticket {use_card}` and leaves
+    # with its holder: it is dropped when a ticket is issued with it ("used"), when the kiosk sends
+    # `drop_card` (取消 / 不是本人, or the kiosk went back to its start screen: "cancelled"), when another
+    # card is read at that reader or a new read fails there ("replaced" / "read_failed"), and when it
+    # was taken off the reader and the kiosk sent no command for `rules.card_idle_seconds` since
+    # ("idle"). Any command of that kiosk counts as a touch; the kiosk sends `card_touch` when the
+    # visitor touches its screen. CARD_TTL_SECONDS after the read it goes in any case. The kiosk hears
+    # of each step on its card topic: {"event": "read" | "removed" | "read_failed" | "dropped", …}.
+
     def card_inserted(self, kiosk_id: str, card: CardData) -> dict[str, Any]:
         """A card read at a kiosk: keep it for `issue_ticket {use_card}`; tell the kiosk a masked view.
 
         A card that cannot be used (wrong check digit, impossible birth date, expired by the clock's
         date) is not kept; the kiosk gets `usable: false` and the Chinese `reason`. Never the number.
+        Either way the card held before at that kiosk is dropped ("replaced").
         """
         with self._lock:
             now = self.clock.now()
+            self._drop_card(kiosk_id, "replaced")
             try:
                 holder = self.engine.holder_from_card(card, now.astimezone(self.config.tz).date())
             except DomainError as exc:
-                self._cards.pop(kiosk_id, None)
-                view = {"usable": False, "reason": exc.message, "name_masked": mask_name(card.name),
-                        "read_at": iso(now)}
+                view = {"event": "read", "active": False, "usable": False, "reason": exc.message,
+                        "name_masked": mask_name(card.name), "read_at": iso(now)}
             else:
-                self._cards[kiosk_id] = (now, card)
+                self._cards[kiosk_id] = _HeldCard(card, now)
                 age = holder.age_on(now.astimezone(self.config.tz).date())
                 appts = [a.to_record() | {"id_hash": None} for a in self.engine.state.appointments.values()
                          if a.id_hash == holder.id_hash and a.status == "booked"]
                 elderly = age >= self.config.rules.elderly_age
-                view = {"usable": True, "reason": None, "name_masked": holder.name_masked,
-                        "id_masked": holder.id_masked, "age": age, "elderly": elderly,
-                        "flags": ["elderly"] * elderly + ["appointment"] * bool(appts),
-                        "appointments": appts, "read_at": iso(now)}
-        for callback in self._card_subscribers:
-            callback(kiosk_id, view)
+                view = {"event": "read", "active": True, "usable": True, "reason": None,
+                        "name_masked": holder.name_masked, "id_masked": holder.id_masked, "age": age,
+                        "elderly": elderly, "flags": ["elderly"] * elderly + ["appointment"] * bool(appts),
+                        "appointments": appts, "read_at": iso(now),
+                        "idle_seconds": self.config.rules.card_idle_seconds, "ttl_seconds": CARD_TTL_SECONDS}
+            self._card_outbox.append((kiosk_id, view))
+        self._flush_cards()
         return view
 
-    def _take_card(self, kiosk_id: str) -> CardData:
-        entry = self._cards.pop(kiosk_id, None)
-        if entry is None or (self.clock.now() - entry[0]).total_seconds() > CARD_TTL_SECONDS:
-            raise DomainError("conflict", "请先在读卡区放置身份证")
-        return entry[1]
+    def card_removed(self, kiosk_id: str) -> bool:
+        """The reader saw the card taken away: its idle time starts. True when a held card was removed."""
+        with self._lock:
+            held = self._cards.get(kiosk_id)
+            if held is None or held.removed_at is not None:
+                return False
+            held.removed_at = now = self.clock.now()
+            self._card_outbox.append((kiosk_id, {"event": "removed", "active": True, "removed_at": iso(now),
+                                                 "idle_seconds": self.config.rules.card_idle_seconds}))
+        log.info("card at %s taken off the reader: held %d s more without a touch", kiosk_id,
+                 self.config.rules.card_idle_seconds)
+        self._flush_cards()
+        return True
+
+    def card_read_failed(self, kiosk_id: str, why: str = "read_failed") -> None:
+        """A card put on the reader could not be read whole (taken away mid-read, or unreadable):
+        nothing of it is kept, the card held before is dropped, and the kiosk says what to do."""
+        with self._lock:
+            self._drop_card(kiosk_id, "read_failed")
+            message = CARD_READ_FAILED_TEXTS.get(why, CARD_READ_FAILED_TEXTS["read_failed"])
+            self._card_outbox.append((kiosk_id, {"event": "read_failed", "active": False, "usable": False,
+                                                 "failure": why, "message": message,
+                                                 "read_at": iso(self.clock.now())}))
+        self._flush_cards()
+
+    def expire_cards(self) -> None:
+        """Drop the cards whose time is up by the clock (called by `tick`)."""
+        with self._lock:
+            now = self.clock.now()
+            for kiosk_id, held in list(self._cards.items()):
+                if held.expired(now, self.config.rules.card_idle_seconds):
+                    self._drop_card(kiosk_id, "idle")
+        self._flush_cards()
+
+    def card_state(self, kiosk_id: str) -> str | None:
+        """`present`, `removed` or None (no card held) at a kiosk, for status and tests."""
+        with self._lock:
+            held = self._cards.get(kiosk_id)
+            return None if held is None else ("present" if held.removed_at is None else "removed")
+
+    def _card_op(self, actor: Actor, op: str) -> dict[str, Any]:
+        """`drop_card` (取消 / 不是本人) and `card_touch` (the touch itself was taken by _card_activity)."""
+        if op == "drop_card":
+            return {"dropped": self._drop_card(actor.client_id, "cancelled")}
+        return {"active": actor.client_id in self._cards}
+
+    def _card_activity(self, actor: Actor) -> None:
+        """A command from a kiosk that holds a card: drop it if its time is up, else count a touch.
+        Checked before the command runs, so a late `use_card` cannot revive an idle card."""
+        held = self._cards.get(actor.client_id)
+        if held is None:
+            return
+        now = self.clock.now()
+        if held.expired(now, self.config.rules.card_idle_seconds):
+            self._drop_card(actor.client_id, "idle")
+        else:
+            held.touched_at = now
+
+    def _held_card(self, kiosk_id: str) -> CardData:
+        """The card for `issue_ticket {use_card}` (dropped only once the ticket is issued). With none
+        the kiosk is also told on its card topic, in case it missed the drop (it was offline)."""
+        held = self._cards.get(kiosk_id)
+        if held is None:
+            self._card_outbox.append((kiosk_id, {"event": "dropped", "active": False, "dropped": "missing",
+                                                 "message": NO_CARD_TEXT}))
+            raise DomainError("conflict", NO_CARD_TEXT)
+        return held.card
+
+    def _drop_card(self, kiosk_id: str, why: str) -> bool:
+        """Forget the card held at a kiosk (lock held) and queue the kiosk's notice; False if none."""
+        if self._cards.pop(kiosk_id, None) is None:
+            return False
+        log.info("card at %s dropped (%s)", kiosk_id, why)
+        self._card_outbox.append((kiosk_id, {"event": "dropped", "active": False, "dropped": why,
+                                             "message": CARD_DROP_TEXTS.get(why, "身份证信息已清除")}))
+        return True
+
+    def _flush_cards(self) -> None:
+        """Publish queued card views in the order they were made; never call it with the lock held."""
+        with self._card_publish_lock:
+            with self._lock:
+                batch, self._card_outbox = self._card_outbox, []
+            for kiosk_id, view in batch:
+                for callback in self._card_subscribers:
+                    try:
+                        callback(kiosk_id, view)
+                    except Exception:
+                        log.exception("card subscriber %r failed", callback)
 
     # ------------------------------------------------------------------ clock / devices
     def tick(self) -> None:
         self._run(lambda: self.engine.tick())
+        self.expire_cards()
 
     def supervisor_alert(self, kind: str, detail: dict[str, Any]) -> None:
         """Log and publish an alert raised outside the queue (the upstream forwarder's dead letters)."""

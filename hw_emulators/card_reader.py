@@ -7,6 +7,10 @@ base info ``90`` with the card's 256-byte text block and 1024-byte photo; withou
 another card (or the same one) is put on before that find: a hand cannot swap cards faster than the
 host polls, so a real reader always sees the field empty in between.
 
+``POST …/remove {"during_read": true}`` takes the next card the host reads away while it reads it
+(arm it, then insert): find and select answer as usual, then the card is gone before read base info,
+which answers ``41`` (read failed) — the reader lost the card between select and read.
+
 The inserted fields are checked for what the card can hold (lengths, dates, sex, nation), not for a
 valid ID number: the dashboard must be able to present a card with a wrong check digit or an
 expired one, which is exactly what the daemon has to refuse with a reason.
@@ -142,6 +146,7 @@ class EmulatedCardReader(LinkedDevice):
         self._card: BaseInfo | None = None
         self._inserted_at: str | None = None
         self._emptied = False  # the field was empty since the last find
+        self._pull_during_read = False  # the next read base info finds the card taken away
         self.reads = 0
         self.requests: Counter[str] = Counter()
         #: ``(time.monotonic(), command name)`` of every request heard, for pacing checks.
@@ -156,7 +161,13 @@ class EmulatedCardReader(LinkedDevice):
             self._inserted_at = self.now().isoformat(timespec="seconds")
         logger.info("%s: card of %s* inserted", self.id, card.name[:1])
 
-    def remove(self) -> bool:
+    def remove(self, *, during_read: bool = False) -> bool:
+        """Take the card away now, or (``during_read``) between the host's next select and read."""
+        if during_read:
+            with self._lock:
+                self._pull_during_read = True
+            logger.info("%s: the card will be taken away during the next read", self.id)
+            return False
         with self._lock:
             had, self._card = self._card is not None, None
             self._emptied = self._emptied or had
@@ -169,7 +180,10 @@ class EmulatedCardReader(LinkedDevice):
         return self.api_view(request)
 
     def api_remove(self, request: ApiRequest) -> dict[str, Any]:
-        return {"removed": self.remove(), **self.api_view(request)}
+        during_read = request.body.get("during_read", False) if isinstance(request.body, dict) else False
+        if not isinstance(during_read, bool):
+            raise ValueError("during_read 须为 true 或 false")
+        return {"removed": self.remove(during_read=during_read), **self.api_view(request)}
 
     def api_view(self, request: ApiRequest) -> dict[str, Any]:
         with self._lock:
@@ -181,7 +195,8 @@ class EmulatedCardReader(LinkedDevice):
                         "birth": card.birth, "valid_to": card.valid_to,
                         "id_masked": card.id_number[:6] + "*" * 8 + card.id_number[-4:],
                         "inserted_at": self._inserted_at}
-            return {"card": view, "reads": self.reads, "requests": dict(self.requests)}
+            return {"card": view, "reads": self.reads, "requests": dict(self.requests),
+                    "pull_during_read": self._pull_during_read}
 
     # -- the wire -------------------------------------------------------------------------------
     def on_bytes(self, data: bytes) -> None:
@@ -204,6 +219,11 @@ class EmulatedCardReader(LinkedDevice):
             if name == "select_card":
                 return Response(SW3_OK, bytes(8)) if card is not None else Response(SW3_SELECT_FAILED)
             if name == "read_base_info":
+                if card is not None and self._pull_during_read:
+                    # the hand took the card away after the select: the read finds the field empty
+                    self._pull_during_read = False
+                    self._card, card, self._emptied = None, None, True
+                    logger.info("%s: card taken away during the read", self.id)
                 if card is None:
                     return Response(SW3_READ_FAILED)
                 self.reads += 1

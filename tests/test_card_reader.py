@@ -20,6 +20,7 @@ import serial.rfc2217
 
 from device_profiles import load_profile
 from drivers.card_reader import open_card_reader
+from drivers.codecs.gat467 import SW3_READ_FAILED, Response
 from drivers.registry import spec
 from drivers.transport import TransportTimeout
 from hall_controller.config import DeviceConfig
@@ -60,8 +61,11 @@ class Reader:
     def __init__(self, url: str, profile=PROFILE, **options) -> None:
         self.cards: list = []
         self.errors: list[Exception] = []
+        self.removed: list[float] = []
+        self.failed: list[str] = []
         self.driver = open_card_reader(url, [profile], on_card=self.cards.append, on_error=self.errors.append,
-                                       **options)
+                                       on_card_removed=lambda: self.removed.append(time.monotonic()),
+                                       on_card_failed=self.failed.append, **options)
 
     def __enter__(self) -> Reader:
         self.driver.open()
@@ -109,6 +113,64 @@ def test_a_card_put_in_place_of_another_is_read(emu) -> None:
         emu.insert(card_from_fields(OTHER))
         wait_until(lambda: len(reader.cards) == 2, what="second card")
         assert reader.cards[1].name == "王五" and reader.cards[1].valid_to == "20300101"
+
+
+def test_a_card_taken_away_is_reported_once(emu) -> None:
+    """The daemon forgets a card that left with its holder: the driver says when it is taken away."""
+    with Reader(emu.url) as reader:
+        emu.insert(card_from_fields(CARD))
+        wait_until(lambda: reader.cards, what="card read")
+        read_at = time.monotonic()
+        wait_until(lambda: finds_after(emu, read_at, 2), what="polls with the card lying there")
+        assert reader.removed == []                  # positive control: lying there is not removed
+        emu.remove()
+        wait_until(lambda: reader.removed, what="removal reported")
+        removed = time.monotonic()
+        wait_until(lambda: finds_after(emu, removed, 3), what="polls of the empty reader")
+        assert len(reader.removed) == 1 and reader.failed == []
+        # a card laid in place of another: the field is seen empty in between, so A's removal comes first
+        emu.insert(card_from_fields(CARD))
+        wait_until(lambda: len(reader.cards) == 2, what="second read")
+        emu.insert(card_from_fields(OTHER))
+        wait_until(lambda: len(reader.cards) == 3, what="third read")
+        assert len(reader.removed) == 2 and reader.cards[2].name == "王五"
+
+
+def test_a_card_taken_away_mid_read_is_never_delivered_in_part(emu) -> None:
+    """Found and selected, then gone before read base info (41): no card, one failure, then a good read."""
+    with Reader(emu.url) as reader:
+        emu.remove(during_read=True)
+        emu.insert(card_from_fields(CARD))
+        wait_until(lambda: reader.failed, what="failed read reported")
+        assert reader.failed == ["read_failed"] and reader.cards == []
+        assert emu.requests["select_card"] >= 1 and emu.reads == 0 and emu.state()["card"] is None
+        gone = time.monotonic()
+        wait_until(lambda: finds_after(emu, gone, 3), what="polls of the empty reader")
+        assert reader.failed == ["read_failed"] and reader.removed == [] and reader.cards == []
+        emu.insert(card_from_fields(CARD))
+        wait_until(lambda: reader.cards, what="the card put back read whole")
+        assert reader.cards[0].name == "李秀英" and reader.failed == ["read_failed"]
+        assert reader.driver.stats.read_failures == 1 and not reader.errors
+
+
+def test_a_read_that_keeps_failing_is_reported_once_per_card(pty_emu, monkeypatch) -> None:
+    """A card that lies there and cannot be read is retried every poll but reported once."""
+    answer = pty_emu._answer
+
+    def failing_read(request):
+        if pty_emu.framing.command_name(request) == "read_base_info":
+            return Response(SW3_READ_FAILED)
+        return answer(request)
+
+    monkeypatch.setattr(pty_emu, "_answer", failing_read)
+    with Reader(pty_emu.url) as reader:
+        pty_emu.insert(card_from_fields(CARD))
+        wait_until(lambda: reader.driver.stats.read_failures >= 3, what="three failed reads")
+        assert reader.failed == ["read_failed"] and reader.cards == []
+        pty_emu.remove()
+        wait_until(lambda: reader.driver.stats.polls >= 2 and not reader.driver._failure_told, what="field empty")
+        pty_emu.insert(card_from_fields(CARD))
+        wait_until(lambda: len(reader.failed) == 2, what="the next card's failure reported")
 
 
 def intervals(emu: EmulatedCardReader, count: int) -> list[float]:

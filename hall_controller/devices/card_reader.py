@@ -2,8 +2,11 @@
 
 The reader's driver polls on its own thread and calls ``on_card`` once per card put on it. The
 service keeps the card for the kiosk's next ``issue_ticket {use_card}`` and publishes a masked view
-(or, for a card that cannot be used, the Chinese reason) on ``hall/{h}/kiosk/{k}/card``. Neither
-this module nor its log ever holds more of the card than the service hands out.
+(or, for a card that cannot be used, the Chinese reason) on ``hall/{h}/kiosk/{k}/card``. The driver's
+``on_card_removed`` (the card left with its holder: the service starts its idle time) and
+``on_card_failed`` (taken away mid-read or unreadable: nothing kept, the kiosk says what to do) go
+to the service the same way. Neither this module nor its log ever holds more of the card than the
+service hands out.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class CardReaderHandler(DeviceHandler):
         if device.kiosk is None:
             log.warning("%s is not assigned to a kiosk: its cards are ignored", device.id)
         self.link = ctx.link(device, on_up=self._on_up, on_card=self._on_card,
+                             on_card_removed=self._on_card_removed, on_card_failed=self._on_card_failed,
                              poll_ms=device.options.get("poll_ms"))
 
     def start(self) -> None:
@@ -58,3 +62,22 @@ class CardReaderHandler(DeviceHandler):
             return
         log.info("%s: card at %s: %s", self.id, kiosk,
                  "usable" if view.get("usable") else f"refused ({view.get('reason')})")
+
+    def _on_card_removed(self) -> None:
+        kiosk = self.device.kiosk
+        if kiosk is None:
+            return
+        try:
+            self.ctx.service.card_removed(kiosk)
+        except Exception:
+            log.exception("%s: card removal could not be handed to kiosk %s", self.id, kiosk)
+
+    def _on_card_failed(self, why: str) -> None:
+        kiosk = self.device.kiosk
+        if kiosk is None:
+            return
+        log.info("%s: card at %s not read (%s)", self.id, kiosk, why)
+        try:
+            self.ctx.service.card_read_failed(kiosk, why)
+        except Exception:
+            log.exception("%s: failed card read could not be handed to kiosk %s", self.id, kiosk)
