@@ -197,7 +197,8 @@ class HallDaemon:
         assert self.service is not None
         self.bridge = MqttBridge(self.service, self.config.hall_id, self.mqtt_address[0], self.mqtt_address[1],
                                  username, password, credentials, version=__version__,
-                                 max_payload=command_payload_limit(self.config.scan_max_bytes))
+                                 max_payload=command_payload_limit(self.config.scan_max_bytes),
+                                 timezone=self.config.timezone)
         self.bridge.start()
 
     def _start_devices(self) -> None:

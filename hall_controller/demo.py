@@ -1,35 +1,51 @@
 """`hallctl demo`: the whole hall on one PC with zero setup.
 
-Embedded broker, SQLite, every device emulated, the management-system emulator, and the daemon,
-all in this process. Preferred ports are used when free, otherwise the OS picks one; the summary
-says where each part listens.
+Embedded broker, SQLite, the management-system emulator and the daemon run in this process; the
+device emulator and the Qt apps run as supervised child processes: one that exits is said at the
+console (`hall-display 已退出（代码 -6），3 秒后重启`) and started again, at most 5 times a minute.
+The restarted emulator serves every device on the port it had, so the daemon's device links simply
+reconnect. Preferred ports are used when free, otherwise the OS picks one; the summary says where
+each part listens.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
 import logging
-import os
 import secrets
 import signal
 import socket
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-from .config import sample_config_text
+from .clock import Clock, SystemClock
+from .config import HallConfig, sample_config_text, verify_pin
 from .daemon import DaemonOptions, HallDaemon, split_hostport
 from .setup_hall import init_hall, passwords_path
+from .supervise import ChildSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
 PREFERRED = {"mqtt": 1883, "emulator": 8790, "mgmt": 8700}
+EMULATOR = "hall-emu"
+DEMO_PIN = "1234"                  # the sample hall's published demo PIN (DESIGN §9)
+EMULATOR_START_TIMEOUT = 30.0
 
 
 def _port_or_free(host: str, preferred: int) -> int:
     with socket.socket() as s:
         try:
             s.bind((host, preferred))
-            return preferred
+            return s.getsockname()[1]       # preferred, or a free one when that is 0
         except OSError:
             s.bind((host, 0))
             return s.getsockname()[1]
@@ -45,46 +61,226 @@ def prepare_demo_dir(directory: Path) -> Path:
     return config_path
 
 
+def _number_ranges(numbers: list[str]) -> str:
+    """'1001–1008' for consecutive job numbers, '1001、1003' otherwise."""
+    if len(numbers) > 2 and all(n.isdigit() for n in numbers):
+        ordered = sorted(numbers, key=int)
+        if [int(n) for n in ordered] == list(range(int(ordered[0]), int(ordered[0]) + len(ordered))):
+            return f"{ordered[0]}–{ordered[-1]}"
+    return "、".join(numbers)
+
+
+def login_note(config: HallConfig) -> str:
+    """The demo logins for the banner: job numbers, and the PIN only while it is the published demo PIN
+    (a hall whose PINs were changed gets no PIN printed)."""
+    staff = [s for s in config.staff if s.pin_hash]
+    if not staff:
+        return "未配置工作人员"
+    demo = [s.job_number for s in staff if verify_pin(DEMO_PIN, s.pin_hash)]
+    if demo:
+        return f"工号 {_number_ranges(demo)}，PIN {DEMO_PIN}（示范数据）"
+    return f"工号 {_number_ranges([s.job_number for s in staff])}（PIN 已由本大厅设定）"
+
+
+# -- the emulator child ----------------------------------------------------------------------------
+
+def emulator_command(config_path: Path, control: tuple[str, int], ports: dict[str, int]) -> list[str]:
+    return [sys.executable, "-c", "from hall_controller.demo import emulator_main; raise SystemExit(emulator_main())",
+            "--config", str(config_path), "--control", f"{control[0]}:{control[1]}", "--ports", json.dumps(ports)]
+
+
+def emulator_main(argv: list[str] | None = None) -> int:
+    """The demo's emulator child: `hall-emu run` whose device links listen on the ports given (a device
+    not listed gets a free one), so a restarted emulator serves the URLs the daemon already has."""
+    from hw_emulators.hall import EmulatedHall, HallSetupError, read_hall_config
+    from hw_emulators.link import Link, TcpLink
+
+    from .logsetup import setup_logging
+
+    parser = argparse.ArgumentParser(prog="hall-emu (hallctl demo)")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--control", required=True, help="HOST:PORT of the control API")
+    parser.add_argument("--ports", default="{}", help="JSON {device id: TCP port}")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    ports: dict[str, int] = {str(k): int(v) for k, v in json.loads(args.ports).items()}
+
+    class PinnedPortsHall(EmulatedHall):
+        def make_link(self, name: str) -> Link:
+            return TcpLink(name, port=ports.get(name, 0))
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        devices, _, site_dir = read_hall_config(args.config)
+        hall = PinnedPortsHall(devices, "tcp", site_dir=site_dir)
+        hall.start()
+    except (HallSetupError, OSError, ValueError) as exc:
+        log.error("emulator cannot start: %s", exc)
+        return 1
+    try:
+        host, port = hall.serve_control(*split_hostport(args.control))
+    except OSError as exc:
+        log.error("emulator control API cannot listen on %s: %s", args.control, exc)
+        hall.stop()
+        return 1
+    log.info("ready http://%s:%d/", host, port)
+    try:
+        stop.wait()
+    finally:
+        hall.stop()
+    return 0
+
+
+def _tcp_ports(urls: dict[str, str]) -> dict[str, int]:
+    ports = {}
+    for dev_id, url in urls.items():
+        parsed = urlparse(url)
+        if parsed.scheme == "socket" and parsed.port:
+            ports[dev_id] = parsed.port
+    return ports
+
+
+def _wait_for_emulator(supervisor: Supervisor, control: tuple[str, int], timeout: float) -> dict[str, str]:
+    """The device URLs once the emulator child serves its control API (RuntimeError if it does not)."""
+    deadline = time.monotonic() + timeout
+    url = f"http://{control[0]}:{control[1]}/devices"
+    while True:
+        if not supervisor.running(EMULATOR):
+            codes = supervisor.exits(EMULATOR)
+            raise RuntimeError(f"设备仿真器启动失败（代码 {codes[-1] if codes else '?'}）")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return {d["id"]: d["url"] for d in json.loads(resp.read()) if d.get("url")}
+        except (OSError, urllib.error.URLError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"设备仿真器 {timeout:.0f} 秒内未就绪")
+        time.sleep(0.1)
+
+
+# -- the demo hall ---------------------------------------------------------------------------------
+
+class DemoHall:
+    """Every part of the demo, started in order and stopped in reverse (the apps before the broker, so
+    they leave their offline status cleanly). `policy` decides restarts (bench/soak.py passes one that
+    never restarts, so a death shows)."""
+
+    def __init__(self, directory: Path, *, ui: bool = True, policy: RestartPolicy | None = None,
+                 say: Callable[[str], None] | None = None, clock: Clock | None = None,
+                 app_env: dict[str, str] | None = None, app_bootstrap: str | None = None,
+                 ports: dict[str, int] | None = None) -> None:
+        """`ports` overrides the preferred ports (PREFERRED; 0 = any free one, as tests ask)."""
+        self.directory = Path(directory)
+        self.ui = ui
+        self.clock = clock or SystemClock()
+        self.policy = policy or RestartPolicy(self.clock)
+        self.supervisor = Supervisor(self.policy, say=say, clock=self.clock)
+        self.app_env = app_env
+        self.app_bootstrap = app_bootstrap
+        self.ports = dict(ports or {})
+        self.host = "127.0.0.1"
+        self.log_dir = self.directory / "logs"
+        self.apps: list[str] = []
+        self.daemon: HallDaemon | None = None
+        self.mgmt: Any = None
+        self.control: tuple[str, int] | None = None
+        self.device_urls: dict[str, str] = {}
+        self.config_path: Path | None = None
+        self.config: HallConfig | None = None
+
+    def start(self) -> dict[str, Any]:
+        """Start everything; returns the summary the banner prints."""
+        from hw_emulators.mgmt import MgmtEmulator
+
+        from .config import load_config
+
+        host = self.host
+        self.config_path = config_path = prepare_demo_dir(self.directory)
+        self.config = config = load_config(config_path)
+        token = config.upstream_token or secrets.token_urlsafe(16)    # both sides of the emulated upstream
+        self.mgmt = MgmtEmulator(listen=(host, _port_or_free(host, self._preferred("mgmt"))),
+                                 db_path=str(self.directory / "mgmt.db"), token=token)
+        self.mgmt.start()
+
+        control = self.control = (host, _port_or_free(host, self._preferred("emulator")))
+        ports: dict[str, int] = {}     # filled once the first emulator listens: restarts keep the ports
+        self.supervisor.start(ChildSpec(EMULATOR, lambda: emulator_command(config_path, control, ports),
+                                        log_path=self.log_dir / f"{EMULATOR}.log"))
+        self.supervisor.watch()
+        self.device_urls = _wait_for_emulator(self.supervisor, control, EMULATOR_START_TIMEOUT)
+        ports.update(_tcp_ports(self.device_urls))
+
+        mqtt_port = _port_or_free(host, self.ports["mqtt"] if "mqtt" in self.ports
+                                  else split_hostport(config.mqtt_listen or f"{host}:{PREFERRED['mqtt']}")[1])
+        self.daemon = HallDaemon(config, DaemonOptions(mqtt_listen=f"{host}:{mqtt_port}", upstream_url=self.mgmt.url,
+                                                       upstream_token=token, device_urls=self.device_urls),
+                                 config_path=str(config_path))
+        self.daemon.start()
+        mqtt = self.daemon.mqtt_address
+        return {
+            "hall": f"{config.name} ({config.hall_id})",
+            "config": str(config_path),
+            "database": config.database,
+            "mqtt": f"{mqtt[0]}:{mqtt[1]}" if mqtt else None,
+            "client_passwords": str(passwords_path(config)),
+            "emulator_control": f"http://{control[0]}:{control[1]}/",
+            "emulator": f"{EMULATOR} pid {self.supervisor.pid(EMULATOR)}",
+            "management_system": self.mgmt.url,
+            "logins": login_note(config),
+            "apps": self._start_apps(),
+            "logs": f"{self.log_dir}/（仿真器与各应用的日志；退出的进程 3 秒后自动重启，每分钟最多 "
+                    f"{self.policy.max_restarts} 次）",
+        }
+
+    def _preferred(self, part: str) -> int:
+        return self.ports.get(part, PREFERRED[part])
+
+    def _start_apps(self) -> str:
+        """Start the kiosk, the display, window 1's terminal and tablet when they can show."""
+        from kiosk_ui.launch import BOOTSTRAP, app_specs, display_available
+
+        if not self.ui:
+            return "not started (--no-ui)"
+        if not display_available():
+            return "no display: Qt apps not started"
+        if importlib.util.find_spec("PySide6") is None:   # PySide6 is the `ui` extra
+            return "Qt apps not started: PySide6 missing (pip install 'hall-controller[ui]')"
+        assert self.daemon is not None and self.control is not None and self.config_path is not None
+        if self.daemon.mqtt_address is None:
+            return "no MQTT broker: Qt apps not started"
+        specs = app_specs(self.config_path, *self.daemon.mqtt_address, emulator=f"{self.control[0]}:{self.control[1]}",
+                          log_dir=self.log_dir, bootstrap=self.app_bootstrap or BOOTSTRAP, env=self.app_env)
+        for spec in specs:
+            self.supervisor.start(spec)
+            self.apps.append(spec.name)
+        return ("hall-kiosk (kiosk-1), hall-display (display-1), hall-window (window-1), hall-tablet (tablet-1) "
+                "started: pids " + ", ".join(str(self.supervisor.pid(name)) for name in self.apps))
+
+    def stop(self) -> None:
+        self.supervisor.stop(self.apps)    # before the broker goes, so the apps leave their offline status cleanly
+        if self.daemon is not None:
+            self.daemon.stop()
+        self.supervisor.stop()
+        if self.mgmt is not None:
+            self.mgmt.stop()
+
+
 def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None = None,
              on_ready: Any = None) -> int:
-    from hw_emulators.hall import EmulatedHall
-    from hw_emulators.mgmt import MgmtEmulator
-
-    from .config import load_config
-
-    config_path = prepare_demo_dir(directory)
-    config = load_config(config_path)
-    host = "127.0.0.1"
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-
-    token = config.upstream_token or secrets.token_urlsafe(16)     # both sides of the emulated upstream
-    mgmt = MgmtEmulator(listen=(host, _port_or_free(host, PREFERRED["mgmt"])),
-                        db_path=str(directory / "mgmt.db"), token=token)
-    mgmt.start()
-    emulated = EmulatedHall(config.devices, link="tcp", site_dir=config.profiles_dir)
-    emulated.start()
-    control = emulated.serve_control(host, _port_or_free(host, PREFERRED["emulator"]))
-    mqtt_port = _port_or_free(host, split_hostport(config.mqtt_listen or f"{host}:1883")[1])
-    urls = {dev_id: url for dev_id, url in emulated.device_urls().items() if url}
-    daemon = HallDaemon(config, DaemonOptions(mqtt_listen=f"{host}:{mqtt_port}", upstream_url=mgmt.url,
-                                              upstream_token=token, device_urls=urls),
-                        config_path=str(config_path))
-    apps: list[Any] = []
+    hall = DemoHall(directory, ui=ui)
     try:
-        daemon.start()
-        summary = {
-            "hall": f"{config.name} ({config.hall_id})",
-            "config": str(config_path),
-            "database": config.database,
-            "mqtt": f"{daemon.mqtt_address[0]}:{daemon.mqtt_address[1]}" if daemon.mqtt_address else None,
-            "client_passwords": str(passwords_path(config)),
-            "emulator_control": f"http://{control[0]}:{control[1]}/",
-            "management_system": mgmt.url,
-            "apps": _apps_note(ui, config_path, daemon.mqtt_address, f"{control[0]}:{control[1]}", apps),
-        }
+        try:
+            summary = hall.start()
+        except RuntimeError as exc:
+            print(f"示范大厅未能启动：{exc}；请查看 {hall.log_dir}/{EMULATOR}.log", file=sys.stderr)
+            return 1
         print("示范大厅已启动 / demo hall running:")
         for key, value in summary.items():
             print(f"  {key:18} {value}")
@@ -94,30 +290,5 @@ def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None =
             on_ready(summary)
         stop.wait()
     finally:
-        if apps:
-            from kiosk_ui.launch import stop_apps
-
-            stop_apps(apps)     # before the broker goes, so the apps leave their offline status cleanly
-        daemon.stop()
-        emulated.stop()
-        mgmt.stop()
+        hall.stop()
     return 0
-
-
-def _apps_note(ui: bool, config_path: Path, mqtt_address: tuple[str, int] | None, emulator: str,
-               started: list[Any]) -> str:
-    """Start the kiosk and the hall display when there is a screen (they stop when the demo exits)."""
-    if not ui:
-        return "not started (--no-ui)"
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "no display: Qt apps not started"
-    try:
-        from kiosk_ui.launch import start_public_apps
-    except ImportError as exc:      # PySide6 is the `ui` extra
-        return f"Qt apps not started: {exc} (pip install 'hall-controller[ui]')"
-    if mqtt_address is None:
-        return "no MQTT broker: Qt apps not started"
-    procs = start_public_apps(config_path, *mqtt_address, emulator=emulator)
-    started.extend(procs)
-    return ("hall-kiosk (kiosk-1), hall-display (display-1), hall-window (window-1), hall-tablet (tablet-1) "
-            "started: pids " + ", ".join(str(p.pid) for p in procs))

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from hall_controller.clock import SystemClock
 
 from . import display_state as ds
-from .common_state import clock_text
+from .common_state import hall_time_text, hall_zone
 from .qtbus import AppOptions, QtHallBus
 from .style import NORMAL, PALETTE, font, stylesheet
 
@@ -54,11 +54,14 @@ class DisplayModel(QObject):
 
     changed = Signal()
 
-    def __init__(self, bus: QtHallBus, clock: Any = None, parent: QObject | None = None) -> None:
+    def __init__(self, bus: QtHallBus, clock: Any = None, parent: QObject | None = None, *,
+                 zone: str | None = None) -> None:
+        """`zone`: the config's hall time zone (--config), used until the daemon's status names one."""
         super().__init__(parent)
         self.clock = clock or SystemClock()
         self.bus = bus
-        self.state = ds.DisplayState()
+        self.fallback_zone = zone
+        self.state = ds.DisplayState(zone=hall_zone(None, zone))
         bus.state_changed.connect(self._on_state)
         bus.event.connect(self._on_event)
         bus.connection_changed.connect(self._on_connection)
@@ -72,7 +75,7 @@ class DisplayModel(QObject):
             self.changed.emit()
 
     def _now(self) -> Any:
-        return self.clock.now().astimezone()
+        return self.clock.now()     # an instant; shown in the hall's zone (DisplayState.zone), never the PC's
 
     def _on_state(self, section: str, key: Any, value: Any) -> None:
         if section == "calls":
@@ -82,7 +85,7 @@ class DisplayModel(QObject):
         elif section == "queues":
             self._set(ds.with_queues(self.state, value, self._now()))
         elif section == "hall":
-            self._set(ds.replace(self.state, updated_at=self._now()))
+            self._set(ds.with_status(self.state, value, self._now(), self.fallback_zone))
 
     def _on_event(self, event: dict[str, Any]) -> None:
         self._set(ds.with_event(self.state, event, self._now()))
@@ -104,12 +107,14 @@ class HistoryModel(QAbstractTableModel):
         self.calls: tuple[ds.Call, ...] = ()
         self.flashing: tuple[str, str] | None = None
         self.blink = False
+        self.zone: str | None = None    # the hall's time zone, for 叫号时间
 
-    def update(self, calls: tuple[ds.Call, ...], flashing: tuple[str, str] | None, blink: bool) -> None:
-        if (calls, flashing, blink) == (self.calls, self.flashing, self.blink):
+    def update(self, calls: tuple[ds.Call, ...], flashing: tuple[str, str] | None, blink: bool,
+               zone: str | None = None) -> None:
+        if (calls, flashing, blink, zone) == (self.calls, self.flashing, self.blink, self.zone):
             return
         self.beginResetModel()
-        self.calls, self.flashing, self.blink = calls, flashing, blink
+        self.calls, self.flashing, self.blink, self.zone = calls, flashing, blink, zone
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt's signature)
@@ -130,7 +135,7 @@ class HistoryModel(QAbstractTableModel):
                 return call.number + (f" {call.name_masked}" if call.name_masked else "") + (" (重呼)" if call.recall else "")
             if index.column() == 1:
                 return f"{call.window}号窗口" if call.window is not None else "—"
-            return call.at[11:19]
+            return hall_time_text(call.at, self.zone, "%H:%M:%S")
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignCenter)
         if role == Qt.ItemDataRole.BackgroundRole and call.key == self.flashing and self.blink:
@@ -329,7 +334,7 @@ class DisplayWindow(QWidget):
         self.panel.style().polish(self.panel)
         self.number_label.setStyleSheet(_css(NUMBER_PX, PALETTE.board if on else PALETTE.board_highlight, True))
         self.where_label.setStyleSheet(_css(WHERE_PX, PALETTE.board if on else PALETTE.board_text, True))
-        self.history_model.update(state.history, state.flashing, self._blink)
+        self.history_model.update(state.history, state.flashing, self._blink, state.zone)
 
     def render(self) -> None:
         state = self.model.state
@@ -346,7 +351,7 @@ class DisplayWindow(QWidget):
             self.name_label.setText("")
         self.windows_model.update(state.windows)
         self._render_queues(state)
-        self.updated_label.setText(f"更新于 {clock_text(state.updated_at)}")
+        self.updated_label.setText(f"更新于 {state.updated_text}")
         offline = state.offline_text
         self.banner.setText(f"⚠ 离线：{offline}" if offline else "")
         self.banner.setVisible(offline is not None)
@@ -382,8 +387,8 @@ class DisplayWindow(QWidget):
 
 
 def build(options: AppOptions, bus: QtHallBus, args: argparse.Namespace) -> DisplayWindow:
-    model = DisplayModel(bus)
     config = options.config
+    model = DisplayModel(bus, zone=config.timezone if config is not None else None)
     notice = args.notice or (config.display_notice if config is not None else "")
     window = DisplayWindow(model, config.name if config is not None else "公共法律服务中心", notice)
     model.setParent(window)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from .common_state import ServiceInfo, masked_name, services_from_queues
+from .common_state import ServiceInfo, hall_time_text, hall_zone, masked_name, services_from_queues
 
 HISTORY = 12            # calls kept (the board shows the latest and the ones before it)
 
@@ -69,6 +69,7 @@ class DisplayState:
     updated_at: datetime | None = None      # last message from the daemon (shown as 更新于 hh:mm:ss)
     flashing: tuple[str, str] | None = None  # key of the call being announced right now
     flash_seconds: float = 0.0               # how long that announcement plays (its `duration`)
+    zone: str | None = None                  # the hall's time zone: every time on the board is shown in it
 
     @property
     def online(self) -> bool:
@@ -81,6 +82,15 @@ class DisplayState:
     @property
     def history(self) -> tuple[Call, ...]:
         return self.calls[1:]
+
+    @property
+    def updated_text(self) -> str:
+        """更新于 hh:mm:ss in hall time."""
+        return hall_time_text(self.updated_at, self.zone, "%H:%M:%S")
+
+    def call_time(self, call: Call) -> str:
+        """叫号时间 of a call in hall time (the daemon's stamps are UTC)."""
+        return hall_time_text(call.at, self.zone, "%H:%M:%S")
 
     @property
     def offline_text(self) -> str | None:
@@ -175,6 +185,11 @@ def with_window(state: DisplayState, number: Any, value: Any, now: datetime) -> 
 
 def with_queues(state: DisplayState, value: Any, now: datetime) -> DisplayState:
     return replace(state, services=tuple(services_from_queues(value)), updated_at=now)
+
+
+def with_status(state: DisplayState, status: Any, now: datetime, fallback_zone: str | None = None) -> DisplayState:
+    """The daemon's retained status: the hall's time zone (else the config's), and a sign of life."""
+    return replace(state, zone=hall_zone(status, fallback_zone) or state.zone, updated_at=now)
 
 
 def with_connection(state: DisplayState, broker: bool, daemon: bool) -> DisplayState:

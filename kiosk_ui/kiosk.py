@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from hall_controller.clock import SystemClock
 
 from . import kiosk_state as ks
+from .common_state import hall_time_text, hall_zone
 from .qtbus import AppOptions, QtHallBus, RequestFailure
 from .style import LARGE, NORMAL, PALETTE, TextScale, stylesheet
 
@@ -48,6 +49,8 @@ class KioskModel(QObject):
         self.bus = bus
         self.config = config
         self.clock = clock or SystemClock()
+        # the hall's time zone (the daemon's status, else the config's): the clock and times are shown in it
+        self.zone = hall_zone(None, config.timezone if config is not None else None)
         self.state = ks.KioskState(guide=ks.guide_from_config(config) if config is not None else ())
         bus.state_changed.connect(self._on_state)
         bus.connection_changed.connect(self._on_connection)
@@ -70,6 +73,15 @@ class KioskModel(QObject):
     def _on_state(self, section: str, key: Any, value: Any) -> None:
         if section == "queues":
             self._set(ks.with_queues(self.state, value))
+        elif section == "hall":
+            zone = hall_zone(value, self.config.timezone if self.config is not None else None) or self.zone
+            if zone != self.zone:
+                self.zone = zone
+                self.changed.emit()
+
+    def time_text(self, moment: Any, fmt: str = "%H:%M") -> str:
+        """A time of day as the kiosk shows it: in hall time (dashes until the hall's zone is known)."""
+        return hall_time_text(moment, self.zone, fmt)
 
     def _on_connection(self, broker: bool, daemon: bool) -> None:
         self._set(ks.with_connection(self.state, broker, daemon))
@@ -205,6 +217,7 @@ class KioskWindow(QWidget):
         self._update_clock()
         QApplication.instance().installEventFilter(self)   # any touch restarts the idle timer
         model.changed.connect(self.render)
+        model.changed.connect(self._update_clock)     # the hall's time zone may arrive after the first tick
         self.apply_scale()
         self.render()
 
@@ -399,7 +412,7 @@ class KioskWindow(QWidget):
         self.card_detail.setText("请点击下方要办理的业务取号" + ("，您将优先办理" if card.badge else ""))
         names = {s.code: s.name for s in state.services}
         for appt in card.appointments:
-            start = str(appt.get("start_at") or "")[11:16]
+            start = self.model.time_text(appt.get("start_at"))
             code = appt.get("code")
             service = appt.get("service")
             button = QPushButton(f"预约签到：{names.get(service, service)} {start}")
@@ -472,7 +485,7 @@ class KioskWindow(QWidget):
         self.render()
 
     def _update_clock(self) -> None:
-        self.clock_label.setText(self.model.clock.now().astimezone().strftime("%H:%M"))
+        self.clock_label.setText(self.model.time_text(self.model.clock.now()))
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
         if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.TouchBegin):

@@ -1,13 +1,18 @@
-"""Start the public Qt apps next to a hall running on this PC (`hallctl demo`)."""
+"""Start the public Qt apps next to a hall running on this PC (`hallctl demo`, bench/soak.py).
+
+Each app is a separate process (as on the hall's separate PCs), described here as a `ChildSpec` for
+`hall_controller.supervise.Supervisor`, which restarts one that exits.
+"""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
-import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+from hall_controller.supervise import ChildSpec
 
 log = logging.getLogger(__name__)
 
@@ -16,37 +21,35 @@ APPS = (("hall-kiosk", "kiosk_ui.app", "main_kiosk", "kiosk-1", ()),
         ("hall-display", "kiosk_ui.app", "main_display", "display-1", ()),
         ("hall-window", "window_terminal.app", "main", "window-1", ("--camera", "emulated")),
         ("hall-tablet", "kiosk_ui.app", "main_tablet", "tablet-1", ()))
+APP_NAMES = tuple(app[0] for app in APPS)
+
+# How a child runs an app's entry point; tests swap in one that also reports what the app shows.
+BOOTSTRAP = "from {module} import {entry}; raise SystemExit({entry}())"
+
+# Qt platforms that draw without a display server.
+HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb", "eglfs")
 
 
 def display_available() -> bool:
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    """Whether a Qt app started now can show (or, with a headless platform, draw) its window."""
+    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0]
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or platform in HEADLESS_PLATFORMS)
 
 
-def start_public_apps(config_path: str | Path, host: str, port: int,
-                      emulator: str | None = None) -> list[subprocess.Popen[bytes]]:
-    """The kiosk, the hall display, window 1's terminal and its rating tablet as separate processes,
-    windowed, each with its own client id and the password from the hall's password file; stopped when
-    this process exits. ``emulator`` (HOST:PORT of the emulator's control API) tells the window
-    terminal where its emulated document camera is listed."""
-    procs = []
+def app_specs(config_path: str | Path, host: str, port: int, emulator: str | None = None, *,
+              log_dir: Path | None = None, bootstrap: str = BOOTSTRAP,
+              env: Mapping[str, str] | None = None) -> list[ChildSpec]:
+    """The kiosk, the hall display, window 1's terminal and its rating tablet, windowed, each with its
+    own client id and the password from the hall's password file. ``emulator`` (HOST:PORT of the
+    emulator's control API) tells the window terminal where its emulated document camera is listed;
+    ``log_dir`` gets one log file per app (else they log to our stderr)."""
+    specs = []
     for name, module, entry, client, extra in APPS:
-        cmd = [sys.executable, "-c", f"from {module} import {entry}; raise SystemExit({entry}())",
+        cmd = [sys.executable, "-c", bootstrap.format(module=module, entry=entry),
                "--config", str(config_path), "--client", client, "--mqtt-url", f"mqtt://{host}:{port}", "--windowed",
                *extra]
         if emulator and "--camera" in extra:
             cmd += ["--emulator", emulator]
-        procs.append(subprocess.Popen(cmd))
-        log.info("started %s as %s (pid %d)", name, client, procs[-1].pid)
-    atexit.register(stop_apps, procs)
-    return procs
-
-
-def stop_apps(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        specs.append(ChildSpec(name, lambda cmd=cmd: cmd, log_path=log_dir / f"{name}.log" if log_dir else None,
+                               env=env))
+    return specs

@@ -71,3 +71,69 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
         assert proc.wait(20) == 0
         log.close()
 
+
+
+def _try_http(method: str, url: str, body: dict | None = None) -> dict | None:
+    try:
+        return _http(method, url, body)
+    except OSError:         # URLError: not listening (yet)
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_demo_restarts_the_emulator_and_an_app_that_die(tmp_path):
+    """kill -9 of the device emulator and of the hall display: the demo says so in Chinese and restarts
+    them; the emulator comes back on the same ports, so the daemon's devices return with their state."""
+    log = (tmp_path / "demo.log").open("w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "QT_QPA_PLATFORM": "offscreen"}   # the apps too, without a screen
+    proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir", str(tmp_path / "hall")],
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    lines: list[str] = []
+    threading.Thread(target=lambda: [lines.append(line.rstrip()) for line in proc.stdout], daemon=True).start()
+    children: list[int] = []
+    try:
+        wait_until(lambda: any(line.startswith("Ctrl-C") for line in lines), 90, "demo ready")
+        summary = dict(line.split(None, 1) for line in lines if line.startswith("  ") and len(line.split(None, 1)) == 2)
+        assert summary["logins"] == "工号 1001–1008，PIN 1234（示范数据）"
+        control = summary["emulator_control"].rstrip("/")
+        emulator_pid = int(summary["emulator"].rsplit(" ", 1)[1])
+        app_pids = [int(p) for p in summary["apps"].rsplit("pids ", 1)[1].split(", ")]
+        display_pid = app_pids[1]
+        children += [emulator_pid, *app_pids]
+        urls = {d["id"]: d["url"] for d in _http("GET", f"{control}/devices")}
+
+        wait_until(lambda: _http("GET", f"{control}/led/3")["text"], 20, "LED 3 initialised")
+        assert _http("POST", f"{control}/keypad/3/press", {"key": "function", "digits": "1003"})["acked"]
+        wait_until(lambda: _http("GET", f"{control}/led/3")["text"] not in ("", "暂停服务"), 10, "window 3 open")
+        shown = _http("GET", f"{control}/led/3")["text"]
+
+        os.kill(emulator_pid, signal.SIGKILL)
+        wait_until(lambda: "hall-emu 已退出（代码 -9），3 秒后重启" in lines, 10, "emulator exit said")
+        restarted = wait_until(lambda: [ln for ln in lines if ln.startswith("hall-emu 已重启（进程 ")], 30, "emulator back")
+        children.append(int(restarted[0].split("进程 ")[1].rstrip("）")))
+        served = wait_until(lambda: _try_http("GET", f"{control}/devices"), 30, "emulator control API back")
+        assert {d["id"]: d["url"] for d in served} == urls     # same control port, same device ports
+        # The new emulator's LED starts blank; the daemon reconnects and restores what window 3 showed.
+        wait_until(lambda: _http("GET", f"{control}/led/3")["text"] == shown, 30, "LED 3 restored")
+
+        os.kill(display_pid, signal.SIGKILL)
+        wait_until(lambda: "hall-display 已退出（代码 -9），3 秒后重启" in lines, 10, "display exit said")
+        restarted = wait_until(lambda: [ln for ln in lines if ln.startswith("hall-display 已重启（进程 ")], 30,
+                               "display back")
+        children.append(int(restarted[0].split("进程 ")[1].rstrip("）")))
+        # the restarted display is online again (the daemon sees its client status)
+        wait_until(lambda: (tmp_path / "demo.log").read_text().count("client display-1 is online") >= 2, 60,
+                   "display online again")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        log.close()
+    assert not [pid for pid in children if _alive(pid)], "children left running"

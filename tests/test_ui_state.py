@@ -45,7 +45,7 @@ def test_bad_queue_payloads_are_skipped_not_fatal() -> None:
     assert services_from_queues(None) == [] and services_from_queues(["x"]) == []
     odd = services_from_queues({"a": "x", "b": {"waiting": -2}, "c": {"name": "调解", "waiting": True}})
     assert [(s.code, s.name, s.waiting) for s in odd] == [("b", "b", 0), ("c", "调解", 0)]
-    assert clock_text(NOW) == "09:30:05" and clock_text(None) == "--:--:--"
+    assert clock_text(NOW, "Asia/Shanghai") == "09:30:05" and clock_text(None, "Asia/Shanghai") == "--:--:--"
 
 
 def test_age_friendly_style_rules() -> None:

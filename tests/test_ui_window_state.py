@@ -12,8 +12,6 @@ from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 from window_terminal import state as ws
 
-from .conftest import TZ
-
 KIOSK = Actor("kiosk-1", "kiosk")
 W1 = Actor("window-1", "window", 1)     # S001 王芳 综合接待岗 logs in here
 W3 = Actor("window-3", "window", 3)
@@ -115,8 +113,8 @@ def test_window_state_of_another_window_and_garbage_are_ignored():
 
 
 def test_transfers_to_this_window_and_time_limits_raise_alerts(clock):
-    s = ws.TerminalState(window=8)
-    now = clock.now().astimezone(TZ)
+    s = ws.TerminalState(window=8, zone="Asia/Shanghai")
+    now = clock.now()       # UTC: the stamp is in the hall's zone
     t = _ticket("t1", "A001", status="waiting")
     s = ws.apply_event(s, {"type": "ticket_transferred", "window": 3, "ticket": t,
                            "transfer": {"from_window": 3, "to_window": 8, "reason": "transfer"}}, now)

@@ -64,15 +64,16 @@ def _build(options: Any, bus: Any, args: argparse.Namespace) -> Any:
     from .terminal import WindowTerminal
 
     clock = SystemClock()
+    zone = options.config.timezone if options.config is not None else None   # until the daemon's status says
     if is_supervisor(options, args):
-        return SupervisorView(bus, clock=clock, staff_names=staff_names(options))
+        return SupervisorView(bus, clock=clock, staff_names=staff_names(options), zone=zone)
     number = window_number(options, args)
     assert number is not None
     source = camera_source(args.camera, number, options.config, args.emulator)
     camera = DocumentCamera(source) if source is not None else None
     if camera is not None:
         QApplication.instance().aboutToQuit.connect(camera.close)
-    return WindowTerminal(bus, number, clock=clock, camera=camera, staff_names=staff_names(options))
+    return WindowTerminal(bus, number, clock=clock, camera=camera, staff_names=staff_names(options), zone=zone)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from kiosk_ui.common_state import PRIORITY_LABELS, estimate_text
+from kiosk_ui.common_state import PRIORITY_LABELS, estimate_text, hall_time_text, hall_zone
 
 NORMAL, AMBER, RED = "normal", "amber", "red"
 SERVED_LIMIT = 200          # today's served list kept in memory
@@ -95,8 +95,9 @@ class VisitView:
 
 
 def visit_view(window_view: dict[str, Any] | None, queues: dict[str, Any], now: datetime,
-               staff_names: dict[str, str] | None = None) -> VisitView | None:
-    """The current visit of a window state, or None when the window has no ticket."""
+               staff_names: dict[str, str] | None = None, zone: str | None = None) -> VisitView | None:
+    """The current visit of a window state, or None when the window has no ticket; times of day in the
+    hall's `zone`."""
     if not isinstance(window_view, dict) or not isinstance(window_view.get("ticket"), dict):
         return None
     t = window_view["ticket"]
@@ -117,8 +118,7 @@ def visit_view(window_view: dict[str, Any] | None, queues: dict[str, Any], now: 
         holder=str(holder.get("name_masked") or "未刷身份证"),
         priority=str(t.get("priority") or "normal"),
         priority_text=PRIORITY_TEXT.get(str(t.get("priority")), str(t.get("priority"))),
-        appointment=f"预约 {due.astimezone(now.tzinfo):%H:%M}" if due and now.tzinfo else (
-            "预约" if t.get("appointment_id") else None),
+        appointment=f"预约 {hall_time_text(due, zone)}" if due else ("预约" if t.get("appointment_id") else None),
         green_reason=t.get("green_reason") or None,
         transfers=len(t.get("transfers") or ()), recall_count=int(t.get("recall_count") or 0),
         scans=len(t.get("scans") or ()),
@@ -156,6 +156,7 @@ class TerminalState:
     served: tuple[ServedEntry, ...] = ()
     alerts: tuple[str, ...] = ()        # time-limit warnings and transfers to this window, newest first
     day: str | None = None
+    zone: str | None = None             # the hall's time zone: every time of day is shown in it
 
     @property
     def staff(self) -> dict[str, Any] | None:
@@ -203,6 +204,13 @@ def apply_queues(state: TerminalState, queues: Any) -> TerminalState:
     return replace(state, queues=queues if isinstance(queues, dict) else {})
 
 
+def apply_status(state: Any, status: Any, fallback_zone: str | None = None) -> Any:
+    """The daemon's retained status (terminal or supervisor state): the hall's time zone, else the
+    config's; a zone once known is kept."""
+    zone = hall_zone(status, fallback_zone) or state.zone
+    return state if zone == state.zone else replace(state, zone=zone)
+
+
 def _served_from(ticket: dict[str, Any]) -> ServedEntry:
     rating = ticket.get("rating") if isinstance(ticket.get("rating"), dict) else None
     return ServedEntry(str(ticket.get("id")), str(ticket.get("number")), str(ticket.get("service")),
@@ -233,7 +241,7 @@ def apply_event(state: TerminalState, event: dict[str, Any], now: datetime) -> T
         if not any(s.ticket_id == ticket.get("id") for s in served) and ticket.get("status") == "finished":
             served = _upsert_served(served, _served_from(ticket))
         return replace(state, served=served)
-    stamp = f"{now:%H:%M}"
+    stamp = hall_time_text(now, state.zone)
     if kind in ("time_limit_warning", "time_limit_exceeded") and mine and ticket:
         what = "即将超时" if kind == "time_limit_warning" else "已超过办理时限"
         return _alert(state, f"{stamp} {ticket.get('number')}号{what}（时限{_minutes(event)}分钟）")
@@ -301,7 +309,16 @@ class SupervisorState:
     dead_letters: tuple[dict[str, Any], ...] = ()
     bad_ratings: dict[str, BadRating] = field(default_factory=dict)
     counts: Counts = Counts()
-    counts_since: str | None = None
+    counts_since: datetime | None = None     # the instant the counts started (shown in hall time)
+    zone: str | None = None                  # the hall's time zone: every time of day is shown in it
+
+    @property
+    def counts_since_text(self) -> str | None:
+        return hall_time_text(self.counts_since, self.zone) if self.counts_since is not None else None
+
+    def time_text(self, moment: Any) -> str:
+        """A daemon stamp (ISO, UTC) as hh:mm in hall time."""
+        return hall_time_text(moment, self.zone)
 
     @property
     def devices_offline(self) -> list[tuple[str, dict[str, Any]]]:
@@ -326,6 +343,8 @@ def sup_apply_state(state: SupervisorState, section: str, key: Any, value: Any) 
         return replace(state, devices=devices)
     if section == "queues":
         return replace(state, queues=value if isinstance(value, dict) else {})
+    if section == "hall":
+        return apply_status(state, value)
     return state
 
 
@@ -352,9 +371,9 @@ def sup_apply_event(state: SupervisorState, event: dict[str, Any], now: datetime
     tid = str(ticket.get("id")) if ticket else None
     c = state.counts
     if state.counts_since is None:
-        state = replace(state, counts_since=f"{now:%H:%M}")
+        state = replace(state, counts_since=now)
     if kind == "day_reset":
-        return replace(state, overdue={}, counts=Counts(), counts_since=f"{now:%H:%M}")
+        return replace(state, overdue={}, counts=Counts(), counts_since=now)
     if kind == "ticket_issued":
         return replace(state, counts=replace(c, issued=c.issued + 1))
     if kind == "ticket_called":
@@ -396,7 +415,7 @@ def window_rows(state: SupervisorState, now: datetime) -> list[dict[str, Any]]:
     rows = []
     for number in sorted(state.windows):
         view = state.windows[number]
-        visit = visit_view(view, state.queues, now)
+        visit = visit_view(view, state.queues, now, zone=state.zone)
         staff = view.get("staff") if isinstance(view.get("staff"), dict) else None
         level = NORMAL
         if visit and visit.countdown:

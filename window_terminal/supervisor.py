@@ -28,7 +28,7 @@ from kiosk_ui.qtbus import QtHallBus, RequestFailure
 from kiosk_ui.style import PALETTE
 
 from . import state as st
-from .terminal import FAILURE_TEXT, _label, _table, fill_table, local, seed_state
+from .terminal import FAILURE_TEXT, _label, _table, fill_table, seed_state
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,11 @@ ROW_COLOURS = {st.AMBER: ("#f2c14e", "#1a1a1a"), st.RED: (PALETTE.alert, PALETTE
 
 class SupervisorView(QWidget):
     def __init__(self, bus: QtHallBus, *, clock: Any, staff_names: dict[str, str] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, zone: str | None = None) -> None:
+        """`zone`: the config's hall time zone (--config), used until the daemon's status names one."""
         super().__init__(parent)
         self.bus, self.clock = bus, clock
-        self.state = st.SupervisorState(counts_since=f"{local(clock.now()):%H:%M}")
+        self.state = st.apply_status(st.SupervisorState(counts_since=clock.now()), None, zone)
         self.staff_names = dict(staff_names or {})
         self.busy = False
         self.setWindowTitle("大厅值班长 · 服务监督")
@@ -115,7 +116,7 @@ class SupervisorView(QWidget):
 
     @Slot(dict)
     def _on_event(self, event: dict) -> None:
-        self.state = st.sup_apply_event(self.state, event, local(self.clock.now()))
+        self.state = st.sup_apply_event(self.state, event, self.clock.now())
         self._render()
 
     @Slot(bool)
@@ -173,12 +174,12 @@ class SupervisorView(QWidget):
         s = self.state
         self.banner.setVisible(not self.bus.online)
         c = s.counts
-        since = f"（自{s.counts_since}起）" if s.counts_since else ""
+        since = f"（自{s.counts_since_text}起）" if s.counts_since_text else ""
         self.counts_label.setText(f"今日取号 {c.issued}　当前等候 "
                                   f"{sum(int(q.get('waiting') or 0) for q in s.queues.values() if isinstance(q, dict))}"
                                   f"　待回访差评 {len(s.bad_ratings)}　{since}叫号 {c.called}　办结 {c.finished}"
                                   f"　过号 {c.no_show}　评价 {c.rated}")
-        rows = st.window_rows(s, local(self.clock.now()))
+        rows = st.window_rows(s, self.clock.now())
         fill_table(self.window_table, [[f"{r['number']}号", r["status"] + (f"（{r['reason']}）" if r["reason"] else ""),
                                         r["staff"], r["ticket"], r["service"], r["time"]] for r in rows])
         for i, r in enumerate(rows):
@@ -197,7 +198,7 @@ class SupervisorView(QWidget):
         selected = self.selected_bad_rating()
         entries = self._bad_entries()
         fill_table(self.bad_table, [[b.number, f"{b.window}号", self.staff_names.get(b.staff_id or "", b.staff_id or ""),
-                                     st.SCORE_TEXT.get(b.score, str(b.score)), b.at[11:16]] for b in entries])
+                                     st.SCORE_TEXT.get(b.score, str(b.score)), s.time_text(b.at)] for b in entries])
         if selected in entries:
             self.bad_table.selectRow(entries.index(selected))
         self.device_list.clear()
@@ -206,6 +207,6 @@ class SupervisorView(QWidget):
         self.dead_list.clear()
         for event in s.dead_letters:
             detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-            self.dead_list.addItem(f"{str(event.get('ts') or '')[11:16]} {detail.get('number') or ''}"
+            self.dead_list.addItem(f"{s.time_text(event.get('ts'))} {detail.get('number') or ''}"
                                    f" {detail.get('error') or detail.get('status') or detail}")
         self.resolve_button.setEnabled(self.bus.online and not self.busy and bool(entries))

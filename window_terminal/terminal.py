@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -37,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from kiosk_ui.common_state import hall_time_text
 from kiosk_ui.qtbus import QtHallBus, RequestFailure
 from kiosk_ui.style import PALETTE
 
@@ -103,16 +103,12 @@ def fill_table(table: QTableWidget, rows: list[list[str]]) -> None:
 def seed_state(bus: QtHallBus, apply: Callable[[str, Any, Any], None]) -> None:
     """Feed the retained state the bus already holds (a view built after the bus connected)."""
     held = bus.client.state
+    apply("hall", None, held.hall)
     apply("queues", None, held.queues)
     for number, view in held.windows.items():
         apply("window", number, view)
     for device_id, info in held.devices.items():
         apply("device", device_id, info)
-
-
-def local(now: datetime) -> datetime:
-    """Business time from the injected clock, shown in the PC's time zone."""
-    return now.astimezone()
 
 
 class Form(QFrame):
@@ -151,10 +147,12 @@ class WindowTerminal(QWidget):
     """One window's terminal. `clock.now()` gives business time (SystemClock, or a ManualClock in tests)."""
 
     def __init__(self, bus: QtHallBus, window: int, *, clock: Any, camera: DocumentCamera | None = None,
-                 staff_names: dict[str, str] | None = None, parent: QWidget | None = None) -> None:
+                 staff_names: dict[str, str] | None = None, parent: QWidget | None = None,
+                 zone: str | None = None) -> None:
+        """`zone`: the config's hall time zone (--config), used until the daemon's status names one."""
         super().__init__(parent)
         self.bus, self.window, self.clock, self.camera = bus, window, clock, camera
-        self.state = st.TerminalState(window=window)
+        self.state = st.apply_status(st.TerminalState(window=window), None, zone)
         self.staff_names = dict(staff_names or {})
         self.windows: dict[int, dict[str, Any]] = {}       # every window's state, for the transfer picker
         self.busy: str | None = None                       # the op in flight
@@ -371,6 +369,8 @@ class WindowTerminal(QWidget):
                 self.state = st.apply_window(self.state, value)
         elif section == "queues":
             self.state = st.apply_queues(self.state, value)
+        elif section == "hall":
+            self.state = st.apply_status(self.state, value)
         else:
             return
         self._render()
@@ -378,7 +378,7 @@ class WindowTerminal(QWidget):
     @Slot(dict)
     def _on_event(self, event: dict) -> None:
         before = self.state
-        self.state = st.apply_event(self.state, event, local(self.clock.now()))
+        self.state = st.apply_event(self.state, event, self.clock.now())
         if self.state is not before:
             self._render()
 
@@ -596,7 +596,7 @@ class WindowTerminal(QWidget):
         reason = (s.view or {}).get("paused_reason")
         self.status_label.setText(f"{status}（{reason}）" if s.status == "paused" and reason else status)
         fill_table(self.queue_table, [[name, str(waiting), est] for _, name, waiting, est in s.window_queues()])
-        fill_table(self.served_table, [[e.number, st.service_name(s.queues, e.service), e.finished_at[11:16],
+        fill_table(self.served_table, [[e.number, st.service_name(s.queues, e.service), hall_time_text(e.finished_at, s.zone),
                                         st.OUTCOMES.get(e.outcome, e.outcome), e.rating_text] for e in s.served])
         self.alert_list.clear()
         self.alert_list.addItems(list(s.alerts))
@@ -604,7 +604,8 @@ class WindowTerminal(QWidget):
         self._render_buttons()
 
     def _render_visit(self) -> None:
-        visit = st.visit_view(self.state.view, self.state.queues, local(self.clock.now()), self.staff_names)
+        visit = st.visit_view(self.state.view, self.state.queues, self.clock.now(), self.staff_names,
+                              zone=self.state.zone)
         if visit is None:
             self.number_label.setText("—")
             self.visit_status.setText("")

@@ -162,6 +162,7 @@ class MqttBridge:
         reconnect_min_delay: float = 0.5,
         reconnect_max_delay: float = 10.0,
         queue_state_interval: float = QUEUE_STATE_INTERVAL,
+        timezone: str | None = None,
     ) -> None:
         self.service = service
         self.topics = HallTopics(hall_id)
@@ -170,6 +171,8 @@ class MqttBridge:
         self.max_payload = max_payload
         started_at = service.clock.now().isoformat(timespec="seconds")
         self._status = {"version": version, "started_at": started_at}
+        if timezone:   # the hall's zone: apps started without the config show every time in it
+            self._status["timezone"] = timezone
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._connected = False
