@@ -1,5 +1,6 @@
 """What the kiosk and the hall display both read from the daemon: services with their waiting
-counts and estimates (retained `state/queues`). Pure Python, no Qt: the reducers are tested plain.
+counts and estimates (retained `state/queues`), and the hall's time zone (retained `status`), in which
+every app shows every time of day. Pure Python, no Qt: the reducers are tested plain.
 
 Fields added by the daemon over time (the estimate) are optional: a payload without them still
 renders, with the estimate left out rather than guessed.
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PRIORITY_LABELS = {"appointment": "预约", "green": "绿色通道", "elderly": "老年人优先"}
 
@@ -56,9 +59,56 @@ def services_from_queues(value: Any) -> list[ServiceInfo]:
     return services
 
 
-def clock_text(moment: datetime | None) -> str:
-    """hh:mm:ss, or -- when nothing arrived yet."""
-    return moment.strftime("%H:%M:%S") if moment is not None else "--:--:--"
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def hall_zone(status: Any, fallback: str | None = None) -> str | None:
+    """The hall's IANA time zone (e.g. Asia/Shanghai), in which every app shows every time of day.
+
+    The daemon's retained `hall/{h}/status` says it (`timezone`, also in its last will, so a hall whose
+    daemon is down still has one); else `fallback`, the config's `hall.timezone` of an app started with
+    --config; else None: the app then shows dashes, never the PC's own zone (a PC left at UTC would show
+    the hall's 09:30 as 01:30)."""
+    if isinstance(status, dict):
+        name = status.get("timezone")
+        if isinstance(name, str) and _zone(name) is not None:
+            return name
+    return fallback if isinstance(fallback, str) and _zone(fallback) is not None else None
+
+
+def hall_time(moment: datetime | str | None, zone: str | None) -> datetime | None:
+    """`moment` (an aware datetime, or ISO-8601 text as the daemon sends it) as a time in the hall's zone;
+    None when either is unknown or unusable (a naive time has no instant: it is not guessed)."""
+    tz = _zone(zone) if zone else None
+    if tz is None or moment is None or moment == "":
+        return None
+    if isinstance(moment, str):
+        try:
+            moment = datetime.fromisoformat(moment)
+        except ValueError:
+            return None
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        return None
+    return moment.astimezone(tz)
+
+
+def hall_time_text(moment: datetime | str | None, zone: str | None, fmt: str = "%H:%M") -> str:
+    """The one way an app shows a time of day: `moment` in the hall's zone as `fmt`; dashes in the same
+    shape (--:--) while the moment or the zone is not known."""
+    local = hall_time(moment, zone)
+    if local is None:
+        return fmt.replace("%H", "--").replace("%M", "--").replace("%S", "--")
+    return local.strftime(fmt)
+
+
+def clock_text(moment: datetime | str | None, zone: str | None) -> str:
+    """hh:mm:ss in hall time, or --:--:-- when nothing arrived yet (the display's 更新于)."""
+    return hall_time_text(moment, zone, "%H:%M:%S")
 
 
 def masked_name(ticket: Any) -> str | None:
