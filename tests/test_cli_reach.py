@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from hall_controller.bus.mosquitto import write_mosquitto_config
+from hall_controller.cli import main as run_hallctl
 from hall_controller.config import load_config
 from hall_controller.daemon import runtime_path
 
@@ -34,6 +35,14 @@ def hallctl(*args: str, timeout: float = 60) -> tuple[int, str, str, float]:
     done = subprocess.run([sys.executable, "-m", "hall_controller.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return done.returncode, done.stdout, done.stderr, time.monotonic() - start
+
+
+def seconds_in_process(*args: str) -> float:
+    """How long one `hallctl` command takes, without the interpreter's start-up (a busy machine
+    can take seconds to start Python; the broker handling is what is timed)."""
+    start = time.monotonic()
+    assert run_hallctl(list(args)) in (0, 1)
+    return time.monotonic() - start
 
 
 def hall_at(tmp_path: Path, port: int) -> Path:
@@ -81,7 +90,7 @@ class SilentListener:
 def test_refused_port_says_so_in_one_line_and_reads_the_database(tmp_path):
     port = free_port()      # nothing listens there
     config = hall_at(tmp_path, port)
-    code, out, err, seconds = hallctl("status", "--config", str(config), "--json")
+    code, out, err, _ = hallctl("status", "--config", str(config), "--json")
     line = one_line(err)
     assert code == 0
     assert line.startswith(f"无法连接 127.0.0.1:{port} 的 MQTT 服务（连接被拒绝），改为直接读取数据库")
@@ -89,7 +98,8 @@ def test_refused_port_says_so_in_one_line_and_reads_the_database(tmp_path):
     snap = json.loads(out)
     assert snap["reached"] == {"via": "database", "mqtt": f"127.0.0.1:{port}", "address_from": "config"}
     assert "windows" in snap
-    assert seconds < 4, f"{seconds:.1f} s for a refused port"
+    seconds = seconds_in_process("status", "--config", str(config))
+    assert seconds < 2, f"{seconds:.1f} s for a refused port"
 
     code, out, err, _ = hallctl("reset-day", "--config", str(config))
     assert code == 0 and "号码从001开始" in out
@@ -108,15 +118,16 @@ def test_broker_that_refuses_the_admin_password_answers_at_once(tmp_path):
     broker = Mosquitto(tmp_path, files.conf_file.read_text())
     broker.start(port)
     try:
-        code, out, err, seconds = hallctl("status", "--config", str(config))
+        code, out, err, _ = hallctl("status", "--config", str(config))
         line = one_line(err)
         assert code == 0 and "排队：" in out and "来源：数据库" in out
         assert line.startswith(f"127.0.0.1:{port} 的 MQTT 服务拒绝了 admin 的用户名或密码，改为直接读取数据库")
         assert "(not authorised), reading the database" in line
-        assert seconds < 4, f"{seconds:.1f} s for a refused password"
         # Refused once, not retried: Mosquitto saw a single attempt by `admin`.
         time.sleep(0.2)
         assert broker.log.read_text().count("not authorised") == 1, broker.log.read_text()[-2000:]
+        seconds = seconds_in_process("status", "--config", str(config))
+        assert seconds < 2, f"{seconds:.1f} s for a refused password"
         # Positive control: the same broker with the right password lets the admin in (and finds no daemon).
         code, _, err, _ = hallctl("status", "--config", str(config), "--mqtt-url",
                                   f"mqtt://admin:admin-pw@127.0.0.1:{port}")
@@ -136,12 +147,13 @@ def test_foreign_broker_without_the_hall_daemon(tmp_path):
     broker = Mosquitto(tmp_path, f"listener {port} 127.0.0.1\nallow_anonymous true\n")
     broker.start(port)
     try:
-        code, out, err, seconds = hallctl("status", "--config", str(config), "--json")
+        code, out, err, _ = hallctl("status", "--config", str(config), "--json")
         line = one_line(err)
         assert code == 0 and json.loads(out)["reached"]["via"] == "database"
         assert line.startswith(f"127.0.0.1:{port} 的 MQTT 服务上没有大厅 demo 的守护进程，改为直接读取数据库")
         assert "--mqtt-url" in line and "no hall daemon of demo on the broker" in line
-        assert seconds < 5, f"{seconds:.1f} s"
+        seconds = seconds_in_process("status", "--config", str(config))
+        assert seconds < 4, f"{seconds:.1f} s (the request timeout is 5 s)"
     finally:
         broker.stop()
 
@@ -150,12 +162,13 @@ def test_broker_that_never_answers_times_out_in_one_line(tmp_path):
     silent = SilentListener()
     try:
         config = hall_at(tmp_path, silent.port)
-        code, out, err, seconds = hallctl("status", "--config", str(config), "--json")
+        code, out, err, _ = hallctl("status", "--config", str(config), "--json")
         line = one_line(err)
         assert code == 0 and json.loads(out)["reached"]["via"] == "database"
         assert line.startswith(f"无法连接 127.0.0.1:{silent.port} 的 MQTT 服务（3 秒内无应答），改为直接读取数据库")
         assert "did not answer within 3 s, reading the database" in line
-        assert seconds < 12, f"{seconds:.1f} s"
+        seconds = seconds_in_process("status", "--config", str(config))
+        assert seconds < 8, f"{seconds:.1f} s (3 s connect timeout)"
     finally:
         silent.close()
 
