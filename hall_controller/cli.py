@@ -72,6 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({**snap, "reached": reached}, ensure_ascii=False, indent=2))
         return 0
     print(f"{config.name}  营业日 {snap['day']}（第{snap['epoch'] + 1}轮）  事件序号 {snap['seq']}")
+    print(config.calendar_status(args.clock.now()))   # today's hours and why; a warning if holidays run out
     print("排队：" + "，".join(f"{q['name']}({q['prefix']}) {q['waiting']}人" for q in snap["queues"].values()))
     labels = {"closed": "未登录", "idle": "空闲", "calling": "呼叫中", "serving": "办理中", "paused": "暂停服务"}
     for n, w in snap["windows"].items():

@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import yaml
 from device_profiles import device_errors
 from drivers.registry import DEVICE_KINDS
 
+from .hall_calendar import HOLIDAY_SOURCES, DayPlan, HallCalendar, schedule_available, status_line
 from .voice.settings import VoiceConfig, parse_voice
 
 ROLES = ("kiosk", "window", "tablet", "display", "admin")
@@ -162,6 +163,7 @@ class HallConfig:
     scan_max_bytes: int = 10 * 1024 * 1024   # largest document scan accepted (scans.max_mb)
     scan_retention_days: int = 30            # scan images kept this long after the upstream has them
     voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
+    calendar: HallCalendar = HallCalendar()  # holidays and the site's own days (hall.calendar), over opening_hours
 
     @property
     def tz(self) -> ZoneInfo:
@@ -185,11 +187,25 @@ class HallConfig:
                 return s
         return None
 
+    def day_plan(self, day: date) -> DayPlan:
+        """The hours of a date in the hall: site overrides, then the holiday schedule, then the weekday."""
+        return self.calendar.plan(day, self.opening_hours)
+
     def is_open(self, now: datetime) -> bool:
-        """Within the opening hours at `now` (the engine refuses tickets outside; kiosks show 暂停取号)."""
+        """Within the hall's hours at `now` (the engine refuses tickets outside; kiosks show 暂停取号):
+        the one rule, hall_controller.hall_calendar, on the hall's local date and time."""
         local = now.astimezone(self.tz)
-        spans = self.opening_hours[WEEKDAYS[local.weekday()]]
-        return any(start <= local.time() <= end for start, end in spans)
+        return self.day_plan(local.date()).open_at(local.time())
+
+    def closed_text(self, now: datetime) -> str:
+        """Why no ticket now, for the visitor (holiday, closed day, or outside today's hours)."""
+        local = now.astimezone(self.tz)
+        return self.day_plan(local.date()).closed_text(local.time())
+
+    def calendar_status(self, now: datetime) -> str:
+        """`hallctl status`'s line on today's hours and why; a warning when the holiday schedule runs out."""
+        local = now.astimezone(self.tz)
+        return status_line(self.day_plan(local.date()), self.calendar, local)
 
 
 # --- PIN hashing -------------------------------------------------------------------------------
@@ -335,6 +351,71 @@ def _opening_hours(raw: Any, chk: _Checker) -> dict[str, tuple[tuple[time, time]
     return hours
 
 
+def _calendar_date(value: Any, path: str, chk: _Checker) -> date | None:
+    """A date as YAML gives it (2026-12-31 unquoted is a date; quoted, a string)."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    chk.add(path, f"must be a date YYYY-MM-DD, got {value!r}")
+    return None
+
+
+def _calendar(raw: Any, opening_hours: dict[str, tuple[tuple[time, time], ...]], chk: _Checker) -> HallCalendar:
+    """`hall.calendar`: {holidays: cn|none, workday_as: mon, closed: [dates], open: [dates],
+    hours: {date: span(s) | closed}}; a date may appear in one of closed/open/hours only."""
+    path = "hall.calendar"
+    cal = chk.mapping(raw, path)
+    chk.unknown_keys(cal, {"holidays", "workday_as", "closed", "open", "hours"}, path)
+    holidays = cal.get("holidays", "cn")
+    if holidays not in HOLIDAY_SOURCES:
+        chk.add(f"{path}.holidays", f"must be one of {', '.join(HOLIDAY_SOURCES)} (cn = the State Council's "
+                                    f"holiday schedule, none = weekdays only), got {holidays!r}")
+        holidays = "none"
+    elif holidays == "cn" and not schedule_available():
+        chk.add(f"{path}.holidays", "cn needs the chinese-calendar package (pip install chinese-calendar), "
+                                    "or set holidays: none")
+    workday_as = cal.get("workday_as", "mon")
+    if workday_as not in WEEKDAYS:
+        chk.add(f"{path}.workday_as", f"must be a weekday ({', '.join(WEEKDAYS)}), got {workday_as!r}")
+        workday_as = "mon"
+    seen: dict[date, str] = {}
+
+    def dates(key: str) -> frozenset[date]:
+        found = set()
+        for i, value in enumerate(chk.seq(cal.get(key), f"{path}.{key}")):
+            day = _calendar_date(value, f"{path}.{key}[{i}]", chk)
+            if day is None:
+                continue
+            if day in seen and seen[day] != f"{path}.{key}":
+                chk.add(f"{path}.{key}[{i}]", f"{day} is also in {seen[day]} (a date belongs to one list)")
+            seen.setdefault(day, f"{path}.{key}")
+            found.add(day)
+        return frozenset(found)
+
+    closed, opened = dates("closed"), dates("open")
+    hours: dict[date, tuple[tuple[time, time], ...]] = {}
+    for key, spans in chk.mapping(cal.get("hours"), f"{path}.hours").items():
+        day = _calendar_date(key, f"{path}.hours.{key}", chk)
+        if day is None:
+            continue
+        where = f"{path}.hours.{day}"
+        if day in seen:
+            chk.add(where, f"{day} is also in {seen[day]} (a date belongs to one list)")
+        if spans in (None, "closed"):
+            hours[day] = ()
+            continue
+        span_list = spans if isinstance(spans, list) else [spans]
+        hours[day] = tuple(p for p in (_parse_span(s, where, chk) for s in span_list) if p)
+    if (holidays == "cn" or opened) and not opening_hours.get(workday_as):
+        chk.add(f"{path}.workday_as", f"{workday_as} has no opening hours, so a make-up working day or an open "
+                                      "day would stay closed: pick a weekday the hall opens")
+    return HallCalendar(holidays=holidays, workday_as=workday_as, closed=closed, open=opened, hours=hours)
+
+
 def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
     """Validate a raw YAML tree; raise ConfigError listing every problem found."""
     chk = _Checker()
@@ -347,7 +428,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     hall = chk.mapping(root.get("hall"), "hall")
     if "hall" not in root:
         chk.add("hall", "is required")
-    chk.unknown_keys(hall, {"id", "code", "name", "district", "timezone", "opening_hours"}, "hall")
+    chk.unknown_keys(hall, {"id", "code", "name", "district", "timezone", "opening_hours", "calendar"}, "hall")
     hall_id = chk.string(hall, "id", "hall", pattern=re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$"),
                          hint="lowercase letters, digits, - and _ (used in MQTT topics)") or "invalid"
     tz_name = chk.string(hall, "timezone", "hall", default="Asia/Shanghai") or "Asia/Shanghai"
@@ -568,6 +649,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     if mqtt.get("listen") is not None:
         _check_hostport(mqtt["listen"], "mqtt.listen", chk)
     opening_hours = _opening_hours(hall.get("opening_hours"), chk)
+    calendar = _calendar(hall.get("calendar"), opening_hours, chk)
     display = chk.mapping(root.get("display"), "display")
     chk.unknown_keys(display, {"notice"}, "display")
     notice = chk.string(display, "notice", "display", required=False) or ""
@@ -597,7 +679,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
         secret_path=rel(str(root.get("secret_file") or "hall.secret")),
         source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
-        scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention,
+        scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
     )
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .clock import SystemClock
 from .config import HallConfig, load_config
+from .hall_calendar import CoverageWatch
 from .scans import command_payload_limit
 from .service import HallService
 from .setup_hall import load_or_create_secret
@@ -166,6 +167,8 @@ class HallDaemon:
                                           broker="embedded" if self.broker is not None else "external")
         self._start_devices()
         self._start_upstream()
+        self._coverage = CoverageWatch(self.config.calendar)
+        self._check_calendar()
         self._ticker = threading.Thread(target=self._tick_loop, name="hall-clock", daemon=True)
         self._ticker.start()
         log.info("hall %s (%s) serving, database %s", self.config.hall_id, self.config.name, _safe_url(url))
@@ -259,8 +262,16 @@ class HallDaemon:
             try:
                 assert self.service is not None
                 self.service.tick()
+                self._check_calendar()
             except Exception:
                 log.exception("clock tick failed")
+
+    def _check_calendar(self) -> None:
+        """Say once, at start or when the date comes within reach, that the holiday schedule has no data
+        for a coming date (the hall then opens by weekday there)."""
+        warning = self._coverage.check(self.clock.now().astimezone(self.config.tz).date())
+        if warning:
+            log.warning("%s", warning)
 
     def stop(self) -> None:
         if self._runtime is not None:

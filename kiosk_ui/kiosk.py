@@ -100,7 +100,8 @@ class KioskModel(QObject):
         """With the hall config the kiosk knows the opening hours; without it a `closed` reply tells,
         and the closed screen is lifted again after a while so the next press asks the daemon."""
         if self.config is not None:
-            self._set(ks.with_schedule(self.state, self.config.is_open(self.clock.now())))
+            now = self.clock.now()
+            self._set(ks.with_schedule(self.state, self.config.is_open(now), self.config.closed_text(now)))
         elif self.state.closed_message is not None:
             self._set(ks.with_schedule(self.state, True))
 

@@ -297,7 +297,7 @@ class QueueEngine:
         out, now = self._begin()
         svc = self._service(service)
         if not self.is_open(now):
-            raise DomainError("closed", "当前不在服务时间，请在办公时间内取号")
+            raise DomainError("closed", self.config.closed_text(now))
         holder = self.holder_from_card(card, now.astimezone(self.config.tz).date()) if card else None
         appointment: Appointment | None = None
         if appointment_code is not None:
