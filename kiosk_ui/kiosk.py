@@ -43,6 +43,7 @@ class KioskModel(QObject):
     """The kiosk's state as a Qt object: reducers applied in the UI thread, `changed` after each."""
 
     changed = Signal()
+    card_dropped = Signal()     # the card greeted was dropped (by the daemon or 取消): back to the start screen
 
     def __init__(self, bus: QtHallBus, config: Any = None, clock: Any = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -52,6 +53,7 @@ class KioskModel(QObject):
         # the hall's time zone (the daemon's status, else the config's): the clock and times are shown in it
         self.zone = hall_zone(None, config.timezone if config is not None else None)
         self.state = ks.KioskState(guide=ks.guide_from_config(config) if config is not None else ())
+        self._last_touch_sent = float("-inf")
         bus.state_changed.connect(self._on_state)
         bus.connection_changed.connect(self._on_connection)
         bus.card.connect(self._on_card)
@@ -91,7 +93,32 @@ class KioskModel(QObject):
                 self.bus.request("service_guide", self._on_guide, lambda f: log.info("no service guide: %s", f))
 
     def _on_card(self, card: dict[str, Any]) -> None:
+        before = self.state.card
         self._set(ks.with_card(self.state, card, time.monotonic()))
+        if before is not None and self.state.card is None:
+            self.card_dropped.emit()
+
+    # -- the card held for this kiosk (the daemon enforces the same rules: see HallService "cards")
+    def cancel_card(self) -> None:
+        """取消 / 不是本人: the daemon forgets the card at once; the kiosk goes back to its start screen."""
+        if self.state.card is None:
+            return
+        self._drop_card()
+        self._set(ks.with_card_dropped(self.state))
+        self.card_dropped.emit()
+
+    def _drop_card(self) -> None:
+        if self.state.card is not None and self.state.card.usable:
+            self.bus.request("drop_card", None, lambda f: log.info("drop_card not answered: %s", f.code))
+
+    def touched(self) -> None:
+        """The visitor touched the screen while a card is greeted: the daemon keeps a removed card alive."""
+        card = self.state.card
+        now = time.monotonic()
+        if card is None or not card.usable or now - self._last_touch_sent < ks.CARD_TOUCH_EVERY_S:
+            return
+        self._last_touch_sent = now
+        self.bus.request("card_touch", None, lambda f: log.info("card_touch not answered: %s", f.code))
 
     def _on_guide(self, result: dict[str, Any]) -> None:
         self._set(ks.with_guide(self.state, ks.guide_from_reply(result)))
@@ -134,6 +161,8 @@ class KioskModel(QObject):
                          service=service)
 
     def go_home(self) -> None:
+        """Back to the start screen (idle, 完成): a card still greeted is dropped at the daemon too."""
+        self._drop_card()
         self._set(ks.home(self.state))
 
 
@@ -177,6 +206,7 @@ class KioskWindow(QWidget):
         self.setWindowTitle(f"{hall_name} · 自助取号")
         self._buttons: dict[str, ServiceButton] = {}
         self._guide_service: str | None = None
+        self._card_style: tuple[str, TextScale] | None = None
 
         root = QVBoxLayout(self)
         root.setContentsMargins(24, 16, 24, 16)
@@ -218,6 +248,7 @@ class KioskWindow(QWidget):
         self._update_clock()
         QApplication.instance().installEventFilter(self)   # any touch restarts the idle timer
         model.changed.connect(self.render)
+        model.card_dropped.connect(self._on_card_dropped)
         model.changed.connect(self._update_clock)     # the hall's time zone may arrive after the first tick
         self.apply_scale()
         self.render()
@@ -234,7 +265,16 @@ class KioskWindow(QWidget):
         self.card_title = _label("刷身份证取号：请将身份证放在读卡区", "")
         self.card_detail = _label("老年人刷身份证可优先办理；已预约的请刷身份证签到", "muted")
         self.appointment_box = QVBoxLayout()
-        card_layout.addWidget(self.card_title)
+        # whose card is active, and the way out for the next visitor or a wrong card: always on the greeting
+        self.cancel_card_button = QPushButton("取消 / 不是本人")
+        self.cancel_card_button.setObjectName("secondary")
+        self.cancel_card_button.setAccessibleName("取消刷证，清除身份证信息")
+        self.cancel_card_button.clicked.connect(self.model.cancel_card)
+        self.cancel_card_button.hide()
+        title_row = QHBoxLayout()
+        title_row.addWidget(self.card_title, 1)
+        title_row.addWidget(self.cancel_card_button)
+        card_layout.addLayout(title_row)
         card_layout.addWidget(self.card_detail)
         card_layout.addLayout(self.appointment_box)
         layout.addWidget(self.card_panel)
@@ -277,7 +317,7 @@ class KioskWindow(QWidget):
         layout.addStretch(1)
         back = QPushButton("返回首页")
         back.setObjectName("secondary")
-        back.clicked.connect(self.return_home)
+        back.clicked.connect(self.show_home)     # a card greeted stays: the visitor only looked something up
         layout.addWidget(back)
         return page
 
@@ -400,17 +440,28 @@ class KioskWindow(QWidget):
             if item.widget():
                 item.widget().deleteLater()
         card = ks.card_valid(state, time.monotonic()) if state.card and state.card.usable else state.card
+        self.cancel_card_button.setVisible(card is not None and card.usable)
+        if (card is not None or state.card_notice) and not self._idle.isActive():
+            self._idle.start(ks.IDLE_RETURN_S * 1000)   # a card nobody touches is not greeted forever
+        if card is None and state.card_notice:
+            self._card_look("problem")
+            self.card_title.setText(ks.CARD_READ_FAILED_TITLE)
+            self.card_detail.setText(state.card_notice)
+            return
         if card is None:
+            self._card_look("start")
             self.card_title.setText("刷身份证取号：请将身份证放在读卡区")
             self.card_detail.setText("老年人刷身份证可优先办理；已预约的请刷身份证签到")
             return
         if not card.usable:
+            self._card_look("problem")
             self.card_title.setText("该身份证无法取号")
             self.card_detail.setText(f"{card.problem}。请联系工作人员，或直接点击下方业务取号")
             return
+        self._card_look("greeting" if card.present else "removed")
         badge = f"  【{card.badge}】" if card.badge else ""
         self.card_title.setText(f"{card.greeting}{badge}")
-        self.card_detail.setText("请点击下方要办理的业务取号" + ("，您将优先办理" if card.badge else ""))
+        self.card_detail.setText(card.prompt)
         names = {s.code: s.name for s in state.services}
         for appt in card.appointments:
             start = self.model.time_text(appt.get("start_at"))
@@ -420,6 +471,23 @@ class KioskWindow(QWidget):
             button.setEnabled(state.can_issue and isinstance(code, str) and isinstance(service, str))
             button.clicked.connect(lambda _=False, s=service, c=code: self._issue(s, c))
             self.appointment_box.addWidget(button)
+
+    def _card_look(self, look: str) -> None:
+        """Whose card is active stands out (the name, in the primary colour); a card taken off the reader
+        or one that could not be read says so in the note's colour. Styles change only with the look."""
+        key = (look, self.scale)
+        if key == self._card_style:
+            return
+        self._card_style = key
+        s = self.scale
+        title = {"greeting": f"font-size: {s.title}px; font-weight: bold; color: {PALETTE.primary};",
+                 "removed": f"font-size: {s.title}px; font-weight: bold; color: {PALETTE.primary};",
+                 "problem": f"font-size: {s.title}px; font-weight: bold; color: {PALETTE.alert};"}.get(look, "")
+        detail = {"greeting": f"font-size: {s.body}px;",
+                  "removed": f"font-size: {s.body}px; font-weight: bold; color: {PALETTE.accent};",
+                  "problem": f"font-size: {s.body}px;"}.get(look, "")
+        self.card_title.setStyleSheet(title)
+        self.card_detail.setStyleSheet(detail)
 
     def _render_result(self, state: ks.KioskState) -> None:
         result = state.result
@@ -485,6 +553,19 @@ class KioskWindow(QWidget):
         self.stack.setCurrentWidget(self.home_page)
         self.render()
 
+    def show_home(self) -> None:
+        self.stack.setCurrentWidget(self.home_page)
+        self.render()
+
+    def _on_card_dropped(self) -> None:
+        """The card greeted is gone (used, 取消, replaced, idle): from the guide back to the start screen;
+        a ticket result stays on screen."""
+        if self.stack.currentWidget() in (self.guide_page, self.detail_page):
+            self.stack.setCurrentWidget(self.home_page)
+        if self.stack.currentWidget() is self.home_page:
+            self._idle.stop()
+        self.render()
+
     def _update_clock(self) -> None:
         self.clock_label.setText(self.model.time_text(self.model.clock.now()))
 
@@ -492,6 +573,8 @@ class KioskWindow(QWidget):
         if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.TouchBegin):
             if self.stack.currentWidget() is not self.home_page or self.model.state.card is not None:
                 self._idle.start(ks.IDLE_RETURN_S * 1000)
+            if self.model.state.card is not None:
+                self.model.touched()
         return False
 
 

@@ -23,7 +23,9 @@ SERVICE_DESCRIPTIONS = {
     "general": "综合接待、投诉建议及其他法律服务事项，工作人员会为您引导。",
 }
 
-CARD_TTL_S = 120        # the daemon keeps a card read this long for `issue_ticket {use_card}`
+CARD_TTL_S = 120        # the daemon keeps a card read at most this long for `issue_ticket {use_card}`
+CARD_TOUCH_EVERY_S = 3  # touches on a kiosk holding a card reach the daemon (`card_touch`) this often at most
+CARD_READ_FAILED_TITLE = "未能读取身份证"
 IDLE_RETURN_S = 60      # back to the start screen after this long without a touch
 RESULT_RETURN_S = 30    # the result screen stays this long
 
@@ -38,10 +40,20 @@ class CardInfo:
     appointments: tuple[dict[str, Any], ...]
     problem: str | None          # Chinese reason the card cannot be used, None when usable
     read_at: float               # monotonic time the kiosk got it
+    present: bool = True         # still on the reader (the daemon says `removed` when it is taken away)
+    idle_seconds: int | None = None   # the daemon forgets a removed card after this long without a touch
 
     @property
     def usable(self) -> bool:
         return self.problem is None
+
+    @property
+    def prompt(self) -> str:
+        """What the greeting asks the visitor to do next."""
+        if not self.present:
+            within = f"请在{self.idle_seconds}秒内" if self.idle_seconds else "请"
+            return f"身份证已取走，{within}点击下方业务取号；不是本人请点“取消 / 不是本人”"
+        return "请点击下方要办理的业务取号" + ("，您将优先办理" if self.badge else "")
 
     @property
     def greeting(self) -> str:
@@ -99,6 +111,7 @@ class KioskState:
     busy: bool = False                      # a request is on its way: buttons wait for it
     message: str | None = None              # an error to show the visitor
     guide: tuple[GuideEntry, ...] = field(default_factory=tuple)
+    card_notice: str | None = None          # a card put on the reader could not be read: what to do
 
     @property
     def online(self) -> bool:
@@ -134,9 +147,18 @@ def with_queues(state: KioskState, value: Any) -> KioskState:
 
 
 def with_card(state: KioskState, card: Any, now: float) -> KioskState:
-    """A card read: greet, or say why it cannot be used. A new card replaces an old result."""
+    """A message on this kiosk's card topic: a card read (greet, or say why it cannot be used; it
+    replaces an old result), taken off the reader, not read whole, or dropped by the daemon."""
     if not isinstance(card, dict):
         return state
+    event = card.get("event")
+    if event == "dropped" or (event is None and card.get("active") is False and "dropped" in card):
+        return with_card_dropped(state)
+    if event == "removed":
+        return with_card_removed(state)
+    if event == "read_failed":
+        message = card.get("message")
+        return with_card_read_failed(state, message if isinstance(message, str) and message else None)
     problem = _card_problem(card)
     age = card.get("age")
     appts = card.get("appointments")
@@ -145,8 +167,35 @@ def with_card(state: KioskState, card: Any, now: float) -> KioskState:
         age=age if isinstance(age, int) and not isinstance(age, bool) else None,
         elderly=card.get("elderly") is True,
         appointments=tuple(a for a in appts if isinstance(a, dict)) if isinstance(appts, list) else (),
-        problem=problem, read_at=now)
-    return replace(state, card=info, result=None, message=None)
+        problem=problem, read_at=now,
+        idle_seconds=_positive_int(card.get("idle_seconds")))
+    return replace(state, card=info, card_notice=None, result=None, message=None)
+
+
+def with_card_removed(state: KioskState) -> KioskState:
+    """The card was taken off the reader: keep greeting, and say how long it is kept without a touch."""
+    if state.card is None or not state.card.usable or not state.card.present:
+        return state
+    return replace(state, card=replace(state.card, present=False))
+
+
+def with_card_dropped(state: KioskState) -> KioskState:
+    """The daemon forgot the card (used, cancelled, replaced, idle): back to the start screen's card
+    zone. A ticket result on screen stays (its card was just used)."""
+    if state.card is None and state.card_notice is None:
+        return state
+    return replace(state, card=None, card_notice=None)
+
+
+def with_card_read_failed(state: KioskState, message: str | None) -> KioskState:
+    """A card put on the reader was not read whole (taken away mid-read): no half card, say what to do."""
+    text = (message or "").removeprefix(CARD_READ_FAILED_TITLE).lstrip("：:，, ") \
+        or "请将身份证重新平放在读卡区，屏幕显示您的姓名后再拿开"
+    return replace(state, card=None, card_notice=text, result=None, message=None)
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _card_problem(card: dict[str, Any]) -> str | None:
@@ -162,7 +211,8 @@ def _card_problem(card: dict[str, Any]) -> str | None:
 
 
 def card_valid(state: KioskState, now: float) -> CardInfo | None:
-    """The card still usable for a ticket (the daemon forgets it after CARD_TTL_S)."""
+    """The card still usable for a ticket (the daemon forgets it after CARD_TTL_S at the latest, and
+    says so on the card topic when it drops it earlier)."""
     card = state.card
     if card is None or not card.usable or now - card.read_at > CARD_TTL_S:
         return None
@@ -191,7 +241,7 @@ def with_issued(state: KioskState, reply: dict[str, Any]) -> KioskState:
         priority_label=PRIORITY_LABELS.get(str(ticket.get("priority"))),
         reprinted=reply.get("reprinted") is True,
         name_masked=holder.get("name_masked") if isinstance(holder.get("name_masked"), str) else None)
-    return replace(state, busy=False, result=result, card=None, message=None)
+    return replace(state, busy=False, result=result, card=None, card_notice=None, message=None)
 
 
 def _printed(reply: dict[str, Any]) -> tuple[bool | None, str | None]:
@@ -234,7 +284,7 @@ def with_guide(state: KioskState, guide: tuple[GuideEntry, ...]) -> KioskState:
 
 def home(state: KioskState) -> KioskState:
     """Back to the start screen (idle timeout or 返回): forget the result, the card and messages."""
-    return replace(state, result=None, card=None, message=None)
+    return replace(state, result=None, card=None, card_notice=None, message=None)
 
 
 def guide_from_config(config: Any) -> tuple[GuideEntry, ...]:
