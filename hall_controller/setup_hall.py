@@ -14,15 +14,19 @@ import yaml
 
 from .bus.credentials import CredentialStore, write_private
 from .config import HallConfig, load_config, sample_config_text
+from .redact import register_secret
 
 
 def load_or_create_secret(path: str) -> bytes:
     """Per-hall key for hashing ID numbers; created once, readable by the daemon only."""
     p = Path(path)
     if p.exists():
-        return bytes.fromhex(p.read_text().strip())
+        key = bytes.fromhex(p.read_text().strip())
+        register_secret(key)   # never in this process's log, raw or as hex
+        return key
     p.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
+    register_secret(key)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex() + "\n")

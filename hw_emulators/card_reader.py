@@ -137,6 +137,7 @@ class EmulatedCardReader(LinkedDevice):
     """A reader on its own link (USB-serial on the kiosk PC, reached through a serial server)."""
 
     routes = {("POST", "insert"): "api_insert", ("POST", "remove"): "api_remove", ("GET", ""): "api_view"}
+    traffic_log_bytes = 10          # its answers carry the card's name and ID number: never in a log
 
     def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, **where: Any) -> None:
         super().__init__(device_id, profile_name, profile, link, **where)

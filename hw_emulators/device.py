@@ -136,6 +136,8 @@ class EmulatedDevice(ABC):
 
     kind: ClassVar[str]
     lookup: ClassVar[str] = "id"
+    # At most this many bytes of each chunk in the DEBUG logs (None: all); see Link.log_limit.
+    traffic_log_bytes: ClassVar[int | None] = None
     routes: ClassVar[dict[tuple[str, str], str]] = {}
 
     def __init__(self, device_id: str, profile_name: str, profile: Any, *, address: int | None = None,
@@ -209,7 +211,7 @@ class EmulatedDevice(ABC):
         """Bytes arriving from the line; faults decide whether the device hears them."""
         mode = self._mode()
         if mode in _OFF_LINE:
-            logger.debug("%s: %s, swallowed %s", self.id, mode, data.hex(" "))
+            logger.debug("%s: %s, swallowed %s", self.id, mode, self._traffic(data))
             return
         self.on_bytes(data)
 
@@ -217,12 +219,18 @@ class EmulatedDevice(ABC):
     def on_bytes(self, data: bytes) -> None:
         """Protocol handling of bytes the device heard."""
 
+    def _traffic(self, data: bytes) -> str:
+        limit = self.traffic_log_bytes
+        if limit is None or len(data) <= limit:
+            return data.hex(" ")
+        return f"{data[:limit].hex(' ')} … ({len(data)} bytes, the rest not logged)"
+
     def send(self, data: bytes) -> bool:
         """Put bytes on the line after applying the fault; False when the fault ate them."""
         fault = self._fault
         mode = fault.mode if fault else None
         if mode in _OFF_LINE:
-            logger.debug("%s: %s, not sending %s", self.id, mode, data.hex(" "))
+            logger.debug("%s: %s, not sending %s", self.id, mode, self._traffic(data))
             return False
         if mode == "corrupt":
             data = corrupt_bytes(data)
@@ -295,6 +303,7 @@ class LinkedDevice(EmulatedDevice):
     def __init__(self, device_id: str, profile_name: str, profile: Any, link: Link, **where: Any) -> None:
         super().__init__(device_id, profile_name, profile, **where)
         self.link = link
+        link.log_limit = self.traffic_log_bytes
 
     @classmethod
     def build(cls, entry: dict[str, Any], profile: Any, hall: HallBuilder) -> LinkedDevice:

@@ -50,6 +50,15 @@ class Link(ABC):
         self.name = name
         self._handler: BytesHandler | None = None
         self._dropped = False
+        # At most this many bytes of each chunk in the DEBUG traffic log (None: all): a card reader's
+        # answers carry a citizen's name and ID number (set from the device's traffic_log_bytes).
+        self.log_limit: int | None = None
+
+    def traffic(self, data: bytes) -> str:
+        """`data` as hex for the DEBUG log, cut at `log_limit`."""
+        if self.log_limit is None or len(data) <= self.log_limit:
+            return data.hex(" ")
+        return f"{data[:self.log_limit].hex(' ')} … ({len(data)} bytes, the rest not logged)"
 
     @property
     @abstractmethod
@@ -102,12 +111,12 @@ class Link(ABC):
     def _on_restore(self) -> None: ...
 
     def _deliver(self, data: bytes) -> None:
-        logger.debug("%s: host -> device %s", self.name, data.hex(" "))
+        logger.debug("%s: host -> device %s", self.name, self.traffic(data))
         if self._handler is not None:
             try:
                 self._handler(data)
             except Exception:  # a device bug must not kill the link's reader thread
-                logger.exception("%s: device failed to handle %s", self.name, data.hex(" "))
+                logger.exception("%s: device failed to handle %s", self.name, self.traffic(data))
 
 
 def _abort(sock: socket.socket) -> None:
@@ -193,9 +202,9 @@ class TcpLink(Link):
         with self._lock:
             conn = self._conn
             if conn is None:
-                logger.debug("%s: no host, lost %s", self.name, data.hex(" "))
+                logger.debug("%s: no host, lost %s", self.name, self.traffic(data))
                 return
-            logger.debug("%s: device -> host %s", self.name, data.hex(" "))
+            logger.debug("%s: device -> host %s", self.name, self.traffic(data))
             try:
                 conn.sendall(data)
             except OSError as exc:
@@ -295,9 +304,9 @@ class PtyLink(Link):
         with self._write_lock:
             master = self._master
             if master is None:
-                logger.debug("%s: pty closed, lost %s", self.name, data.hex(" "))
+                logger.debug("%s: pty closed, lost %s", self.name, self.traffic(data))
                 return
-            logger.debug("%s: device -> host %s", self.name, data.hex(" "))
+            logger.debug("%s: device -> host %s", self.name, self.traffic(data))
             view = memoryview(data)
             deadline = time.monotonic() + 1.0
             while view:
@@ -425,9 +434,9 @@ class MemoryLink(Link):
     def send(self, data: bytes) -> None:
         port = self.port
         if port is None or not port.is_open or self._dropped:
-            logger.debug("%s: no host, lost %s", self.name, data.hex(" "))
+            logger.debug("%s: no host, lost %s", self.name, self.traffic(data))
             return
-        logger.debug("%s: device -> host %s", self.name, data.hex(" "))
+        logger.debug("%s: device -> host %s", self.name, self.traffic(data))
         port._feed(data)
 
     def _open(self) -> None:

@@ -36,6 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hall_controller.faults import readable
+from hall_controller.redact import is_secret_key
 from kiosk_ui.common_state import hall_time_text
 from kiosk_ui.qtbus import QtHallBus, RequestFailure
 from kiosk_ui.style import PALETTE
@@ -56,7 +58,19 @@ GREEN_REASONS = ("农民工欠薪", "残疾人", "军人军属", "低保、特�
 RECEPTION_KINDS = (("walk_in", "现场代取号"), ("appointment", "电话/信函预约签到"), ("green", "绿色通道"),
                    ("will", "80周岁以上老人免费遗嘱"), ("elderly", "老年人优先"))
 WILL_REASON = "80周岁以上老人免费遗嘱"
-FAILURE_TEXT = {"offline": "与大厅服务断开连接，请稍后再试", "timeout": "大厅服务未响应，请重试"}
+FAILURE_TEXT = {"offline": "与大厅服务断开连接，请稍后再试", "timeout": "大厅服务未响应，请重试",
+                "internal": "大厅服务出错，操作未完成，请重试；仍不行请联系管理员",
+                "error": "操作未完成，请重试；仍不行请联系管理员"}
+
+
+def failure_text(failure: RequestFailure) -> str:
+    """What the clerk reads when an op fails: the daemon's Chinese message, never raw error text."""
+    return FAILURE_TEXT.get(failure.code) or readable(failure.message, FAILURE_TEXT["error"])
+
+
+def loggable_args(args: dict[str, Any]) -> dict[str, Any]:
+    """An op's arguments as the log may hold them: no secret (the login PIN) and no scan image."""
+    return {k: v for k, v in args.items() if k != "image" and not is_secret_key(k)}
 
 
 @dataclass(frozen=True)
@@ -392,7 +406,7 @@ class WindowTerminal(QWidget):
             return
         self.busy = op
         self._render_buttons()
-        log.info("window %s: %s %s", self.window, op, {k: v for k, v in args.items() if k != "image"})
+        log.info("window %s: %s %s", self.window, op, loggable_args(args))
         self.bus.request(op, lambda result: self._done(op, result, on_ok), self._failed, **args)
 
     def _done(self, op: str, result: dict, on_ok: Callable[[dict], None] | None) -> None:
@@ -413,7 +427,7 @@ class WindowTerminal(QWidget):
 
     def _failed(self, failure: RequestFailure) -> None:
         self.busy = None
-        self._say(FAILURE_TEXT.get(failure.code, failure.message or failure.code), error=True)
+        self._say(failure_text(failure), error=True)      # the raw reply is in the log (QtHallBus)
         self._render()
 
     def _say(self, text: str, *, error: bool = False) -> None:

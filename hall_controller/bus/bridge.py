@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 import paho.mqtt.client as mqtt
 
+from ..redact import redact_text, register_secret
 from ..service import Actor
 from .client import AuthenticationFailed, DirectWriteClient, set_nodelay
 from .credentials import CredentialStore
@@ -193,6 +194,7 @@ class MqttBridge:
         self._mqtt = DirectWriteClient(
             mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311, clean_session=True
         )
+        register_secret(password)   # the daemon's own account: never in the log
         self._mqtt.username_pw_set(username, password)
         self._mqtt.will_set(self.topics.status, _dumps({"state": "offline", **self._status}), qos=1, retain=True)
         self._mqtt.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
@@ -378,7 +380,9 @@ class MqttBridge:
         try:
             command_id, op, args = parse_command(payload, self.max_payload)
         except BadRequest as exc:
-            log.warning("bridge: bad request from %s: %s (payload %r)", client_id, exc.message, payload[:200])
+            # the payload's start shows what was wrong; a login's PIN in it is masked
+            log.warning("bridge: bad request from %s: %s (payload %s)", client_id, exc.message,
+                        redact_text(repr(payload[:200])))
             self._reply(reply_topic, {"id": exc.command_id, "ok": False,
                                       "error": {"code": "bad_request", "message": exc.message}})
             return

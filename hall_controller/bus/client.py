@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 
+from ..redact import register_secret
 from .topics import HallTopics, subscriptions
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ class HallClient:
         self._mqtt = DirectWriteClient(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
         )
+        register_secret(password)   # never in this process's log, whatever logs it
         self._mqtt.username_pw_set(client_id, password)
         self._mqtt.will_set(self._status_topic, _OFFLINE, qos=1, retain=True)
         self._mqtt.reconnect_delay_set(reconnect_min_delay, reconnect_max_delay)  # type: ignore[arg-type]
@@ -213,6 +215,12 @@ class HallClient:
         """True while connected and subscribed, i.e. while requests can be answered."""
         with self._lock:
             return self._ready
+
+    @property
+    def refused(self) -> str | None:
+        """The broker's reason when it refused our client id or password (the client stopped), else None."""
+        with self._lock:
+            return self._refused
 
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; keeps retrying in the background if the broker is not there yet.

@@ -10,12 +10,14 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from hall_controller import __version__
+from hall_controller.redact import redact_text, redact_url, register_secret
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class UpstreamClient:
     def __init__(self, base_url: str, token: str, timeout: float = 5.0) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"upstream URL must be http(s)://HOST[:PORT][/PATH], got {base_url!r}")
+            raise ValueError(f"upstream URL must be http(s)://HOST[:PORT][/PATH], got {redact_url(base_url)!r}")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.base_url = base_url.rstrip("/")
@@ -80,6 +82,7 @@ class UpstreamClient:
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
         self._token = token
+        register_secret(token)     # never in the log, whatever logs it
         self.timeout = timeout
 
     def post_service_record(self, key: str, body: dict[str, Any]) -> DeliveryResult:
@@ -128,18 +131,29 @@ class UpstreamClient:
             raw = response.read(MAX_RESPONSE_BYTES)
         except (OSError, http.client.HTTPException) as exc:
             # Refused, reset, timed out, DNS, TLS, malformed response: all transient from our side.
-            message = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            message = self._clean(f"{type(exc).__name__}: {exc}".rstrip(": "))
             logger.debug("%s %s failed: %s", method, path, message)
             return DeliveryResult("retry", None, message)
-        except ValueError as exc:
-            # http.client refuses to send it (e.g. a control character in a header): never sendable.
-            return DeliveryResult("dead", None, f"invalid request: {exc}")
+        except ValueError:
+            # http.client refuses to send it: a control character in a header or the path. Never sendable;
+            # its message quotes the header, which may be the Authorization header: not repeated here.
+            return DeliveryResult("dead", None, "invalid request: a header or the path holds a character HTTP "
+                                  "cannot send (check upstream.url and upstream.token)")
         finally:
             conn.close()
         data, message = _decode(raw, response.reason)
+        message = self._clean(message)            # an upstream may quote the credentials it refused
         outcome = classify_status(response.status)
         logger.debug("%s %s -> %s %s (%s)", method, path, response.status, message, outcome)
         return DeliveryResult(outcome, response.status, message, data)
+
+
+    def _clean(self, message: str) -> str:
+        """`message` without the token: results end up in the log, the outbox and supervisor events."""
+        if self._token:   # as a whole word: a short test token must not eat into "token"
+            edge = r"[A-Za-z0-9._~+/=\-]"
+            message = re.sub(f"(?<!{edge}){re.escape(self._token)}(?!{edge})", "***", message)
+        return redact_text(message)
 
 
 def _json_bytes(body: Any) -> bytes:
