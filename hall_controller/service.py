@@ -19,6 +19,7 @@ from typing import Any
 from .config import HallConfig
 from .domain import CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
+from .faults import VISITOR_PRINT_FAILED
 from .identity import mask_name
 from .scans import ScanImage, decode_scan, save_scan
 from .store import Store, WriteSet
@@ -159,7 +160,7 @@ class HallService:
             printed = hook(op, result)
         except Exception:
             log.exception("printer of %s failed on %s", actor.client_id, op)
-            printed = {"printed": False, "print_error": "打印失败"}
+            printed = {"printed": False, "print_error": VISITOR_PRINT_FAILED, "print_reason": "unknown"}
         return {**result, **printed}
 
     def snapshot(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from hall_controller.clock import SystemClock
+from hall_controller.faults import VISITOR_PRINT_FAILED, readable
 
 from . import kiosk_state as ks
 from .common_state import hall_time_text, hall_zone
@@ -157,8 +158,8 @@ class KioskModel(QObject):
         def ok(result: dict[str, Any]) -> None:
             done("告知单未能打印，请拍照或记下所需材料" if result.get("printed") is False else "告知单已打印，请在出票口取走")
 
-        self.bus.request("print_notice", ok, lambda f: done(ks.ERROR_TEXTS.get(f.code) or f.message or "打印失败"),
-                         service=service)
+        self.bus.request("print_notice", ok, lambda f: done(ks.ERROR_TEXTS.get(f.code) or readable(
+            f.message, "告知单未能打印，请拍照或记下所需材料")), service=service)
 
     def go_home(self) -> None:
         """Back to the start screen (idle, 完成): a card still greeted is dropped at the daemon too."""
@@ -508,8 +509,8 @@ class KioskWindow(QWidget):
         if result.remember_number:
             self.result_caption.setText("请记住您的号码")
             self.result_caption.setStyleSheet(f"font-size: {s.title}px; font-weight: bold; color: {PALETTE.alert};")
-            self.result_print.setText("号票未能打印" + (f"（{result.print_problem}）" if result.print_problem else "")
-                                      + "，请记住号码或拍照，留意叫号")
+            # a fixed sentence (hall_controller.faults), never the printer's raw error
+            self.result_print.setText(f"{result.print_problem or VISITOR_PRINT_FAILED}，可拍照留存，留意叫号")
             self.result_print.setStyleSheet(f"color: {PALETTE.alert}; font-weight: bold;")
         else:
             self.result_caption.setText("您的号码")

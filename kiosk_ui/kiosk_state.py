@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hall_controller.faults import VISITOR_PRINT_FAILED, readable
+
 from .common_state import PRIORITY_LABELS, ServiceInfo, estimate_text, services_from_queues
 
 # What each service is, for 办事指南, by service category (a hall may add its own categories: they get
@@ -253,7 +255,9 @@ def _printed(reply: dict[str, Any]) -> tuple[bool | None, str | None]:
         problem = reply["print"].get("error", problem)
     if isinstance(problem, dict):
         problem = problem.get("message")
-    return (printed if isinstance(printed, bool) else None), (problem if isinstance(problem, str) else None)
+    # the daemon sends a fixed sentence; anything else (raw driver text from an older daemon) is not shown
+    return (printed if isinstance(printed, bool) else None), (readable(problem, VISITOR_PRINT_FAILED)
+                                                              if printed is False else None)
 
 
 ERROR_TEXTS = {
@@ -266,8 +270,8 @@ ERROR_TEXTS = {
 def with_failure(state: KioskState, code: str, message: str) -> KioskState:
     """A failed request; `closed` also switches to the closed screen. Never a made-up number."""
     if code == "closed":
-        return replace(state, busy=False, closed_message=message or "当前不在服务时间")
-    text = ERROR_TEXTS.get(code) or message or "取号失败，请重试或联系工作人员"
+        return replace(state, busy=False, closed_message=readable(message, "当前不在服务时间，请在办公时间内取号"))
+    text = ERROR_TEXTS.get(code) or readable(message, "取号失败，请重试或联系工作人员")
     return replace(state, busy=False, message=text)
 
 

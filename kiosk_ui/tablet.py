@@ -30,6 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hall_controller.faults import readable
+
 from . import tablet_state as ts
 from .qtbus import QtHallBus, RequestFailure, UsageError
 from .style import PALETTE, font
@@ -241,7 +243,8 @@ class TabletView(QWidget):
         self._render()
 
     def _rate_failed(self, failure: RequestFailure) -> None:
-        message = "网络连接中断，请稍后再试" if failure.code in ("offline", "timeout") else failure.message
+        message = ("网络连接中断，请稍后再试" if failure.code in ("offline", "timeout")
+                   else readable(failure.message, "评价提交失败，请稍后再试"))
         self.state = ts.on_rate_reply(self.state, self.now(), ok=False, code=failure.code, message=message)
         self._render()
 

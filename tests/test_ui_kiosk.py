@@ -299,7 +299,7 @@ def test_printed_ticket_and_paper_out_on_the_emulated_printer(qtbot, tmp_path: P
         _touch(qtbot, window._buttons["consult"])
         qtbot.waitUntil(lambda: window.result_number.text() == "A002", timeout=5000)
         assert window.result_caption.text() == "请记住您的号码"
-        assert "打印机缺纸" in window.result_print.text()
+        assert window.result_print.text() == "打印机暂时无法出票，请记住您的号码，可拍照留存，留意叫号"
         assert "font-size: 210px" in window.result_number.styleSheet() and normal_size != 210
         assert len(hall.emu.device("printer-1").view()["tickets"]) == 1
     finally:

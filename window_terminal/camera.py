@@ -30,6 +30,7 @@ from drivers.camera import QtCamera
 from drivers.registry import get_factory
 from drivers.transport import TransportError
 from hall_controller.config import HallConfig
+from hall_controller.faults import CAMERA_FAULT_TEXTS, camera_fault_text
 
 log = logging.getLogger(__name__)
 
@@ -103,30 +104,31 @@ def camera_source(spec: str | None, window: int, config: HallConfig | None = Non
                         device.profile if device is not None else DEFAULT_PROFILE, control, profiles_dir)
 
 
+class ScanImageError(ValueError):
+    """The camera's bytes are no usable picture (the clerk retakes it)."""
+
+
 def prepare_scan(data: bytes) -> Scan:
     """The captured bytes as a page for the preview and for `attach_scan` (any thread: QImage only)."""
     image = QImage.fromData(data)
     if image.isNull():
-        raise ValueError("高拍仪返回的图像无法解码，请重拍")
+        raise ScanImageError("高拍仪返回的图像无法解码")
     if max(image.width(), image.height()) > SCAN_LONG_SIDE:
         image = image.scaled(SCAN_LONG_SIDE, SCAN_LONG_SIDE, Qt.AspectRatioMode.KeepAspectRatio,
                              Qt.TransformationMode.SmoothTransformation)
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     if not image.save(buffer, "JPEG", SCAN_QUALITY):
-        raise ValueError("照片无法编码为 JPEG，请重拍")
+        raise ScanImageError("照片无法编码为 JPEG")
     return Scan(image, bytes(buffer.data().data()))
 
 
 def failure_text(exc: BaseException) -> str:
-    """What the clerk reads when a capture fails (the drivers' messages are Chinese already)."""
-    if isinstance(exc, ProfileError):
-        return f"高拍仪设备档案有误：{exc}"
-    if isinstance(exc, TransportError):            # unplugged, no answer, a garbled frame
-        return f"拍照失败，请检查高拍仪后重拍（{exc}）"
-    if isinstance(exc, EXPECTED_ERRORS):
-        return f"拍照失败：{exc}"
-    return f"拍照失败，高拍仪出现未知故障：{exc}"
+    """What the clerk reads when a capture fails: a fixed sentence for the kind of fault
+    (hall_controller.faults); the driver's own message, with its URL and errno, goes to the log."""
+    if isinstance(exc, ScanImageError):
+        return CAMERA_FAULT_TEXTS["image"]
+    return camera_fault_text(exc)
 
 
 class DocumentCamera(QObject):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from hall_controller.faults import DEVICE_FAULT_TEXTS, readable
 from kiosk_ui.common_state import PRIORITY_LABELS, estimate_text, hall_time_text, hall_zone
 
 NORMAL, AMBER, RED = "normal", "amber", "red"
@@ -323,6 +324,22 @@ class SupervisorState:
     @property
     def devices_offline(self) -> list[tuple[str, dict[str, Any]]]:
         return sorted((k, v) for k, v in self.devices.items() if isinstance(v, dict) and not v.get("online"))
+
+
+def device_problem(info: dict[str, Any]) -> str:
+    """Why a device is offline, as the supervisor reads it: the daemon's fixed sentence
+    (hall_controller.faults), never a raw driver error."""
+    return readable(info.get("error"), DEVICE_FAULT_TEXTS["unknown"])
+
+
+def dead_letter_text(event: dict[str, Any]) -> str:
+    """A record the management system refused, as the supervisor reads it (the upstream's own reply is
+    in the daemon's log and `hallctl outbox`)."""
+    detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    what = {"service_record": "服务记录", "monthly_report": "月报表"}.get(str(detail.get("kind")), "数据")
+    key = detail.get("record_key")
+    retry = f"（hallctl outbox --retry {key}）" if isinstance(key, str) and key else ""
+    return f"{what}被管理系统拒收，请联系管理员核查后重新发送{retry}"
 
 
 def sup_apply_state(state: SupervisorState, section: str, key: Any, value: Any) -> SupervisorState:

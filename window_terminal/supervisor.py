@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QFrame,
@@ -28,7 +28,7 @@ from kiosk_ui.qtbus import QtHallBus, RequestFailure
 from kiosk_ui.style import PALETTE
 
 from . import state as st
-from .terminal import FAILURE_TEXT, _label, _table, fill_table, seed_state
+from .terminal import _label, _table, failure_text, fill_table, seed_state
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ class SupervisorView(QWidget):
         right.addWidget(_label("上报失败（死信）", "muted"))
         self.dead_list = QListWidget()
         right.addWidget(self.dead_list, 1)
+        for sentences in (self.device_list, self.dead_list):     # each row says what to do: show it whole
+            sentences.setWordWrap(True)
+            sentences.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
     # ------------------------------------------------------------------ input
     @Slot(str, object, object)
@@ -161,7 +164,7 @@ class SupervisorView(QWidget):
 
         def failed(failure: RequestFailure) -> None:
             self.busy = False
-            self._say(FAILURE_TEXT.get(failure.code, failure.message), error=True)
+            self._say(failure_text(failure), error=True)
             self._render()
         self.bus.request("resolve_bad_rating", done, failed, ticket=entry.ticket_id, note=note)
 
@@ -203,10 +206,8 @@ class SupervisorView(QWidget):
             self.bad_table.selectRow(entries.index(selected))
         self.device_list.clear()
         for device_id, info in s.devices_offline:
-            self.device_list.addItem(f"{device_id}：离线（{info.get('error') or '无响应'}）")
+            self.device_list.addItem(f"{device_id}：离线（{st.device_problem(info)}）")
         self.dead_list.clear()
         for event in s.dead_letters:
-            detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
-            self.dead_list.addItem(f"{s.time_text(event.get('ts'))} {detail.get('number') or ''}"
-                                   f" {detail.get('error') or detail.get('status') or detail}")
+            self.dead_list.addItem(f"{s.time_text(event.get('ts'))} {st.dead_letter_text(event)}")
         self.resolve_button.setEnabled(self.bus.online and not self.busy and bool(entries))

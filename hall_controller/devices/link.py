@@ -30,6 +30,7 @@ from drivers.transport import TransportError
 
 from ..backoff import Backoff
 from ..config import DeviceConfig
+from ..faults import device_fault_text
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,8 @@ class DeviceLink:
             if self._stopping:
                 break
             failures = 1 if was_up else failures + 1
-            self._mark(False, str(error) or type(error).__name__)
+            # Screens show the fixed sentence for this kind of fault; the raw error only goes to the log.
+            self._mark(False, device_fault_text(error))
             delay = self._backoff.delay(failures, self._rng)
             log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                     "%s: device link unavailable (%s); retry %d in %.2f s", self.id, error, failures, delay)

@@ -3,8 +3,10 @@
 A printer belongs to one kiosk (device config ``kiosk: kiosk-1``). The handler registers a print
 hook for that kiosk with the service, which calls it after ``issue_ticket``, ``reprint`` or
 ``print_notice`` from that kiosk is durable and before the kiosk is answered; the reply then carries
-``printed`` (and, when false, ``print_error`` in Chinese) so the kiosk can show the number large
-instead of saying "take your ticket". The ticket is issued whatever the printer does.
+``printed`` (and, when false, ``print_error``: the visitor's fixed sentence
+:data:`hall_controller.faults.VISITOR_PRINT_FAILED`, and ``print_reason``: the kind of fault) so the kiosk
+can show the number large instead of saying "take your ticket". The raw error goes to the daemon's log
+only. The ticket is issued whatever the printer does.
 
 A job runs on the handler's own job thread and is waited for at most ``print_timeout_s`` (device
 option, default :data:`PRINT_TIMEOUT_S`). A failed or timed-out job is handed to
@@ -28,13 +30,13 @@ from drivers.codecs.escpos import NoticeSlip, TicketPrint, notice_job, printer_f
 from drivers.transport import TransportError, TransportTimeout
 
 from ..config import DeviceConfig
+from ..faults import VISITOR_PRINT_FAILED, fault_reason
 from .handler import DeviceHandler, HandlerContext, handles
 from .link import DeviceLink
 
 log = logging.getLogger(__name__)
 
 PRINT_TIMEOUT_S = 3.0
-OFFLINE = "打印机离线"
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 
@@ -71,10 +73,11 @@ class PrinterHandler(DeviceHandler):
     # ------------------------------------------------------------------------------ printing
 
     def print_for(self, op: str, result: dict[str, Any]) -> dict[str, Any]:
-        """The print hook: print what ``op`` produced; ``{"printed": …, "print_error"?: …}``."""
+        """The print hook: print what ``op`` produced; ``{"printed": …, "print_error"?, "print_reason"?}``."""
         driver = self.link.driver
         if driver is None or self._jobs is None:
-            return {"printed": False, "print_error": OFFLINE}
+            log.warning("%s: %s not printed for %s: the printer is offline", self.id, op, self.kiosk)
+            return {"printed": False, "print_error": VISITOR_PRINT_FAILED, "print_reason": "offline"}
         assert isinstance(driver, PrinterDriver)
         data = self._job(result)
         future = self._jobs.submit(driver.print_job, data)
@@ -91,8 +94,7 @@ class PrinterHandler(DeviceHandler):
             return {"printed": True}
         log.warning("%s: %s not printed for %s: %s", self.id, op, self.kiosk, error)
         self.link.report_failure(error)
-        message = str(error) if isinstance(error, TransportError) else "打印失败"
-        return {"printed": False, "print_error": message}
+        return {"printed": False, "print_error": VISITOR_PRINT_FAILED, "print_reason": fault_reason(error)}
 
     def _job(self, result: dict[str, Any]) -> bytes:
         """The notice slip, or the ticket (marked 补打 when it is a reprint), as printer bytes."""
