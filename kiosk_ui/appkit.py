@@ -14,13 +14,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QEvent, QTimer
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 
 from hall_controller.logsetup import setup_logging
 
 from .qtbus import AppOptions, QtHallBus, UsageError, add_common_arguments, options_from_args
-from .style import apply_style
+from .style import PALETTE, apply_style
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,60 @@ def place_window(widget: QWidget, options: AppOptions, size: tuple[int, int]) ->
     if screen is not None:
         widget.setGeometry(screen.geometry())
     widget.showFullScreen()
+
+
+class RefusedOverlay(QWidget):
+    """Covers the whole app when it cannot work at all: the broker refused its client id or password.
+
+    The app would otherwise sit on its offline screen (正在重新连接…) forever, since a refused client
+    stops retrying; this says what happened and who can fix it, in the words of every app alike."""
+
+    def __init__(self, parent: QWidget, message: str, client_id: str = "") -> None:
+        super().__init__(parent)
+        self.setObjectName("refusedOverlay")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet(f"""
+            QWidget#refusedOverlay {{ background: {PALETTE.background}; }}
+            QLabel {{ background: transparent; }}
+            QLabel#refusedTitle {{ color: {PALETTE.alert}; font-size: 72px; font-weight: bold; }}
+            QLabel#refusedText {{ color: {PALETTE.text}; font-size: 36px; font-weight: bold; }}
+            QLabel#refusedClient {{ color: {PALETTE.muted}; font-size: 24px; }}
+        """)
+        layout = QVBoxLayout(self)
+        layout.addStretch(1)
+        self.title = QLabel("暂停服务")
+        self.title.setObjectName("refusedTitle")
+        self.text = QLabel(message)
+        self.text.setObjectName("refusedText")
+        self.text.setWordWrap(True)
+        # which account the administrator has to fix (hallctl client add ID)
+        self.client = QLabel(f"本机账号：{client_id}" if client_id else "")
+        self.client.setObjectName("refusedClient")
+        for label in (self.title, self.text, self.client):
+            label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            layout.addWidget(label)
+        layout.addStretch(2)
+        parent.installEventFilter(self)
+        self.setGeometry(parent.rect())
+        self.raise_()
+        self.show()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self.parent() and event.type() in (QEvent.Type.Resize, QEvent.Type.ChildAdded):
+            self.setGeometry(self.parent().rect())
+            self.raise_()
+        return False
+
+
+def show_refused(widget: QWidget, bus: QtHallBus) -> None:
+    """Put RefusedOverlay over `widget` once `bus` is refused by the broker (at once if it already was)."""
+    def show(message: str) -> None:
+        if widget.findChild(RefusedOverlay) is None:
+            RefusedOverlay(widget, message, bus.client.client_id)
+
+    bus.fatal.connect(show)
+    if bus.refused:
+        show(bus.refused)
 
 
 def run_app(prog: str, description: str, build: Builder, *, role: str, default_client: str,
@@ -86,7 +140,7 @@ def run_app(prog: str, description: str, build: Builder, *, role: str, default_c
             return 2
     bus = QtHallBus.from_options(options, **bus_kwargs)
     widget = build(options, bus, args)
-    bus.fatal.connect(lambda message: log.error("%s", message))
+    show_refused(widget, bus)
     # Python handles SIGINT/SIGTERM only when it runs: a timer lets it in every 200 ms. Installed before
     # the bus starts, so a stop request is never met by the default handler (no offline status then).
     for sig in (signal.SIGINT, signal.SIGTERM):

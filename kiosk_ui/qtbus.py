@@ -36,6 +36,8 @@ from hall_controller.bus.client import (
     RequestTimeout,
 )
 from hall_controller.config import ConfigError, HallConfig, load_config
+from hall_controller.faults import AUTH_REFUSED_TEXT
+from hall_controller.redact import redact_url, register_secret
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
     if args.mqtt_url:      # the broker somewhere else than the config says (e.g. `hallctl demo` on a free port)
         parts = urlsplit(args.mqtt_url)
         if parts.scheme != "mqtt" or not parts.hostname:
-            raise UsageError(f"MQTT 地址格式应为 mqtt://主机:端口，而不是 {args.mqtt_url!r}")
+            raise UsageError(f"MQTT 地址格式应为 mqtt://主机:端口，而不是 {redact_url(args.mqtt_url)!r}")
         host, port = parts.hostname, parts.port or 1883
     role = next((c.role for c in config.clients if c.id == args.client), None)
     return AppOptions(args.client, password, host, port, config.hall_id, args.windowed, args.screen, config, role)
@@ -117,12 +119,14 @@ def parse_mqtt_url(url: str) -> tuple[str, str, str, int]:
     """mqtt://CLIENT_ID:PASSWORD@HOST:PORT -> (client id, password, host, port)."""
     parts = urlsplit(url)
     if parts.scheme != "mqtt" or not parts.username or parts.password is None or not parts.hostname:
-        raise UsageError(f"MQTT 地址格式应为 mqtt://客户端ID:密码@主机:端口，而不是 {url!r}")
+        raise UsageError(f"MQTT 地址格式应为 mqtt://客户端ID:密码@主机:端口，而不是 {redact_url(url)!r}")
     try:
         port = parts.port or 1883
-    except ValueError as exc:
-        raise UsageError(f"MQTT 地址端口无效: {url!r}") from exc
-    return unquote(parts.username), unquote(parts.password), parts.hostname, port
+    except ValueError:
+        raise UsageError(f"MQTT 地址端口无效: {redact_url(url)!r}") from None   # no chained echo of the URL
+    password = unquote(parts.password)
+    register_secret(password)
+    return unquote(parts.username), password, parts.hostname, port
 
 
 def _broker_address(config: HallConfig) -> tuple[str, int]:
@@ -168,7 +172,8 @@ class QtHallBus(QObject):
     - `card(dict)`: a card read at this kiosk;
     - `connection_changed(broker_online, daemon_online)`: whenever either changes;
     - `online_changed(bool)`: broker and daemon both reachable;
-    - `fatal(str)`: the broker refused our credentials (the client stops retrying).
+    - `fatal(str)`: the broker refused our credentials (the client stops retrying); the text is
+      AUTH_REFUSED_TEXT, what the app shows, also kept in `refused`.
     """
 
     event = Signal(dict)
@@ -189,6 +194,7 @@ class QtHallBus(QObject):
         self._broker = False
         self._daemon = False
         self._closed = False
+        self.refused: str | None = None      # what to show once the broker refused our password
         self._unsubscribe: list[Callable[[], None]] = []
         self._request_done.connect(self._deliver)
         self.state_changed.connect(self._track_status)
@@ -225,8 +231,8 @@ class QtHallBus(QObject):
         try:
             self.client.connect(timeout=timeout)
         except AuthenticationFailed as exc:
-            log.error("%s", exc)
-            self.fatal.emit(f"MQTT 服务器拒绝了客户端 {self.client.client_id} 的登录（密码错误？）")
+            log.error("%s: check this client's password (hallctl client add %s)", exc, self.client.client_id)
+            # the UI thread reports it (_check_connection): a signal from here would race the app's slots
         except BusUnavailable as exc:
             log.warning("%s (still trying)", exc)
 
@@ -260,6 +266,10 @@ class QtHallBus(QObject):
     @Slot()
     def _check_connection(self) -> None:
         self._set_connection(self.client.connected, self._daemon)
+        if self.refused is None and self.client.refused is not None:
+            # refused at the first try or on a later reconnect (the broker was not up yet at start)
+            self.refused = AUTH_REFUSED_TEXT
+            self.fatal.emit(self.refused)
 
     def _on_state(self, section: str, key: Any, value: Any) -> None:
         """paho's thread: forward as a signal; the slot that updates `_daemon` runs in the UI thread."""
