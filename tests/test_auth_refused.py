@@ -121,7 +121,6 @@ APP_COMMANDS = {
 }
 
 
-@pytest.mark.slow
 def test_apps_started_with_a_wrong_password_say_so_and_log_no_password(hall_daemon, tmp_path):
     procs: dict[str, tuple[subprocess.Popen, Path]] = {}
     try:

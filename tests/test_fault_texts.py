@@ -273,7 +273,6 @@ def test_every_emulated_fault_is_shown_as_a_chinese_sentence(qtbot, qapp, hall, 
             bus.close()
 
 
-@pytest.mark.slow
 def test_management_system_refusals_and_a_lost_daemon_read_as_sentences(qtbot, qapp, tmp_path):
     """The upstream refusing a record (a dead letter) on the supervisor's list; the daemon gone on the
     kiosk, the terminal and the supervisor."""

@@ -155,7 +155,6 @@ def tee_bus(client: HallClient, seen: list[tuple[str, str]]) -> QtHallBus:
     return bus
 
 
-@pytest.mark.slow
 def test_a_whole_visit_at_debug_leaves_no_secret_anywhere(qtbot, tmp_path, capture, capfd):
     config_path = init_hall(tmp_path, visit_hall)
     config = load_config(config_path)
