@@ -26,7 +26,7 @@ import logging
 import struct
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
@@ -68,7 +68,7 @@ class _BadConnect(Exception):
 class _Connect:
     client_id: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)     # a CONNECT that gets logged never shows it
     will_topic: str | None
 
 
