@@ -244,7 +244,7 @@ class DemoHall:
 
         if not self.ui:
             return "not started (--no-ui)"
-        if not display_available():
+        if not display_available(self.app_env):
             return "no display: Qt apps not started"
         if importlib.util.find_spec("PySide6") is None:   # PySide6 is the `ui` extra
             return "Qt apps not started: PySide6 missing (pip install 'hall-controller[ui]')"
@@ -259,13 +259,15 @@ class DemoHall:
         return ("hall-kiosk (kiosk-1), hall-display (display-1), hall-window (window-1), hall-tablet (tablet-1) "
                 "started: pids " + ", ".join(str(self.supervisor.pid(name)) for name in self.apps))
 
-    def stop(self) -> None:
-        self.supervisor.stop(self.apps)    # before the broker goes, so the apps leave their offline status cleanly
+    def stop(self) -> dict[str, int | None]:
+        """Stop everything; returns the apps' exit codes (0 after a clean stop)."""
+        codes = self.supervisor.stop(self.apps)   # before the broker goes: the apps leave their offline status
         if self.daemon is not None:
             self.daemon.stop()
         self.supervisor.stop()
         if self.mgmt is not None:
             self.mgmt.stop()
+        return codes
 
 
 def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None = None,

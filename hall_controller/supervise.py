@@ -237,9 +237,10 @@ class Supervisor:
             return list(self._children)
 
     # -- stopping ---------------------------------------------------------------------------------
-    def stop(self, names: Iterable[str] | None = None, timeout: float = 5.0) -> None:
+    def stop(self, names: Iterable[str] | None = None, timeout: float = 5.0) -> dict[str, int | None]:
         """Stop these children (all when None) without restarting them: SIGTERM, then SIGKILL after
-        `timeout`. The watch thread ends once every child is stopped."""
+        `timeout`; returns their exit codes (None: it was not running). The watch thread ends once every
+        child is stopped."""
         with self._lock:
             chosen = [self._children[n] for n in (self.names if names is None else names) if n in self._children]
             for child in chosen:
@@ -261,3 +262,4 @@ class Supervisor:
         thread = self._thread
         if self._closing.is_set() and thread is not None and thread is not threading.current_thread():
             thread.join(5)
+        return {c.spec.name: c.proc.returncode if c.proc is not None else None for c in chosen}

@@ -30,10 +30,12 @@ BOOTSTRAP = "from {module} import {entry}; raise SystemExit({entry}())"
 HEADLESS_PLATFORMS = ("offscreen", "minimal", "vnc", "linuxfb", "eglfs")
 
 
-def display_available() -> bool:
-    """Whether a Qt app started now can show (or, with a headless platform, draw) its window."""
-    platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0]
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or platform in HEADLESS_PLATFORMS)
+def display_available(env: Mapping[str, str] | None = None) -> bool:
+    """Whether a Qt app started now (with `env` added to ours) can show, or with a headless platform
+    draw, its window."""
+    env = {**os.environ, **(env or {})}
+    platform = env.get("QT_QPA_PLATFORM", "").split(":")[0]
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or platform in HEADLESS_PLATFORMS)
 
 
 def app_specs(config_path: str | Path, host: str, port: int, emulator: str | None = None, *,

@@ -137,3 +137,18 @@ def test_demo_restarts_the_emulator_and_an_app_that_die(tmp_path):
         assert proc.wait(30) == 0
         log.close()
     assert not [pid for pid in children if _alive(pid)], "children left running"
+
+
+def test_the_banner_names_the_demo_logins_but_no_pin_a_hall_chose(sample_config):
+    from dataclasses import replace
+
+    from hall_controller.config import hash_pin
+    from hall_controller.demo import login_note
+
+    assert login_note(sample_config) == "工号 1001–1008，PIN 1234（示范数据）"
+    changed = replace(sample_config, staff=tuple(replace(s, pin_hash=hash_pin("8642", iterations=1000))
+                                                 for s in sample_config.staff))
+    assert login_note(changed) == "工号 1001–1008（PIN 已由本大厅设定）"
+    assert "8642" not in login_note(changed)
+    partly = replace(sample_config, staff=(*changed.staff[:2], *sample_config.staff[2:5]))
+    assert login_note(partly) == "工号 1003–1005，PIN 1234（示范数据）"     # only those still on the demo PIN
