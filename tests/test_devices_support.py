@@ -12,6 +12,7 @@ from typing import Any
 from device_profiles import load_profile
 from hall_controller.bus.client import HallClient
 from hall_controller.bus.topics import ALL_EVENTS
+from hall_controller.clock import Clock
 from hall_controller.config import load_config
 from hall_controller.daemon import DaemonOptions, HallDaemon
 from hall_controller.service import Actor
@@ -41,7 +42,7 @@ class DeviceHall:
     """An initialised hall folder, its emulated devices and the daemon, with every event recorded."""
 
     def __init__(self, tmp_path: Path, link: str = "tcp", *, urls: bool = True,
-                 mutate: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 mutate: Callable[[dict[str, Any]], None] | None = None, clock: Clock | None = None) -> None:
         def prepare(data: dict[str, Any]) -> None:
             two_windows(data)
             if mutate:
@@ -52,14 +53,18 @@ class DeviceHall:
         self.emu = EmulatedHall(self.config.devices, link=link)
         self.emu.start()
         device_urls = {k: v for k, v in self.emu.device_urls().items() if v} if urls else {}
-        self.daemon = HallDaemon(self.config, DaemonOptions(db_url=f"sqlite:///{tmp_path}/h.db",
-                                                            mqtt_listen="127.0.0.1:0", device_urls=device_urls),
-                                 config_path=str(self.config_path))
+        self._options = DaemonOptions(db_url=f"sqlite:///{tmp_path}/h.db", mqtt_listen="127.0.0.1:0",
+                                      device_urls=device_urls)
+        self._clock = clock
         self.events: list[dict[str, Any]] = []  # in seq order
         self._seen: set[str] = set()
         self._lock = threading.Lock()
         self._clients: list[HallClient] = []
         self._last_press: dict[int, tuple[tuple[str, str], float]] = {}
+        self._start_daemon()
+
+    def _start_daemon(self) -> None:
+        self.daemon = HallDaemon(self.config, self._options, clock=self._clock, config_path=str(self.config_path))
         self.daemon.start()
         assert self.daemon.service is not None
         self.service = self.daemon.service
@@ -75,6 +80,12 @@ class DeviceHall:
                 return
             self._seen.add(event["event_id"])
             insort(self.events, event, key=lambda e: e["seq"])
+
+    def restart(self) -> None:
+        """Stop the daemon cleanly (what it held in memory is gone) and start a new one on the same
+        database, devices and clock."""
+        self.daemon.stop()
+        self._start_daemon()
 
     def close(self) -> None:
         for client in self._clients:

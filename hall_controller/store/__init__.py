@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,12 +20,15 @@ from sqlalchemy.engine import Engine
 
 from ..domain.engine import BAD_RATING_EVENTS, Outcome, bad_rating_summary
 from ..domain.model import Appointment, EngineState, Ticket, WindowState
+from ..domain.today import TALLIED
 from . import schema
 from .schema import appointments, commands, db_time, events, hall_state, outbox, tickets, windows
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+#: how far :meth:`Store.recent_events` reads past its start, for a clock stepped back (NTP)
+CLOCK_STEP_SLACK = timedelta(minutes=5)
 
 
 def _dumps(value: Any) -> str:
@@ -168,6 +171,13 @@ class Store:
                     state.bad_ratings[ev["ticket"]["id"]] = bad_rating_summary(ev)
                 else:
                     state.bad_ratings.pop(ev["ticket"]["id"], None)
+            # the hall day so far: its events since the last day reset (all of them before the first)
+            day_start = conn.execute(select(func.coalesce(func.max(events.c.seq), 0))
+                                     .where(events.c.type == "day_reset")).scalar_one()
+            for payload in conn.execute(select(events.c.payload)
+                                        .where(events.c.type.in_(sorted(TALLIED)), events.c.seq > day_start)
+                                        .order_by(events.c.seq)).scalars():
+                state.today.observe(json.loads(payload))
             calls = conn.execute(select(events.c.payload)
                                  .where(events.c.type.in_(("ticket_called", "ticket_recalled")))
                                  .order_by(events.c.seq.desc()).limit(50)).scalars()
@@ -314,6 +324,31 @@ class Store:
             for seq, payload in rows:
                 last = seq
                 yield json.loads(payload)
+
+    def recent_events(self, since: datetime, types: Collection[str], batch: int = 500) -> list[dict[str, Any]]:
+        """Events of ``types`` with ``ts >= since``, in seq order (what the announcer left unsaid at a
+        restart). Walks back from the newest event, so the cost follows the span asked for, not the
+        size of the log; it reads on past ``since`` by :data:`CLOCK_STEP_SLACK` in case the clock was
+        stepped back, as events are stamped in seq order from one clock."""
+        wanted = list(types)
+        stop_at = since - CLOCK_STEP_SLACK
+        found: list[dict[str, Any]] = []
+        before: int | None = None
+        while True:
+            q = select(events.c.seq, events.c.ts, events.c.payload).where(events.c.type.in_(wanted))
+            if before is not None:
+                q = q.where(events.c.seq < before)
+            with self.engine.connect() as conn:
+                rows = conn.execute(q.order_by(events.c.seq.desc()).limit(batch)).all()
+            for seq, ts, payload in rows:
+                stamped = datetime.fromisoformat(ts)
+                if stamped < stop_at:
+                    return found[::-1]
+                if stamped >= since:
+                    found.append(json.loads(payload))
+                before = seq
+            if len(rows) < batch:
+                return found[::-1]
 
     def tickets_of_day(self, day: str, epoch: int | None = None) -> list[dict[str, Any]]:
         q = select(tickets.c.data).where(tickets.c.day == day)

@@ -18,6 +18,15 @@ Rules (issue 11, DESIGN §6):
   back. An announcement interrupted by a device failure is reported finished with
   ``completed: false`` and tried again under the same policy, at most :data:`MAX_ATTEMPTS` times
   (then ``announcement_dropped`` with reason ``speaker_failed``).
+* A restart forgets nothing (issue 17): the queue lives in memory, but every call and every
+  ``announcement_*`` event is in the event log. At start, :meth:`Announcer.recover` queues again, in
+  call order and ahead of newer calls, the zone's calls of the hall's current day (at most
+  :data:`RECOVERY_LOOKBACK` beyond ``drop_after_seconds``) that have neither an
+  ``announcement_finished`` with ``completed: true`` nor an ``announcement_dropped`` — a call queued
+  or playing when the daemon stopped or was killed. They then meet the same late policy as if the
+  daemon had never stopped (waiting counted from the call): spoken whole, shortened or dropped, and
+  their events carry ``recovered: true``. Finished and dropped events name the call they answer
+  (``source_event``) and the recalls merged into it (``merged_events``), so nothing said is said again.
 
 Subscribers of the hall service are called while it publishes, so :meth:`Announcer.on_event` only
 enqueues; composing, playing and publishing ``announcement_*`` events happen on the worker thread.
@@ -32,7 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from ..clock import Clock
@@ -40,12 +49,18 @@ from .composer import Composed, Composer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AnnouncementQueue", "Announcer", "LatePolicy", "Request", "TRIGGERS"]
+__all__ = ["AnnouncementQueue", "Announcer", "LatePolicy", "RECOVERY_EVENTS", "Request", "TRIGGERS",
+           "recovery_since", "unannounced"]
 
 TRIGGERS = ("ticket_called", "ticket_recalled")
 PLAY, SHORTEN, DROP = "play", "shorten", "drop"
 RETRY_S = 0.5
 MAX_ATTEMPTS = 3  # a request the speaker failed on this often is dropped (reason speaker_failed)
+#: the event types :func:`unannounced` reads from the log at a restart
+RECOVERY_EVENTS = (*TRIGGERS, "announcement_finished", "announcement_dropped")
+#: calls older than drop_after_seconds plus this are history at a restart: neither spoken nor reported
+RECOVERY_LOOKBACK = timedelta(hours=1)
+SEEN_IDS = 4096  # trigger event ids remembered, so a call both published and read back is queued once
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,7 @@ class Request:
     merged_recalls: int = 0
     attempts: int = 0
     merged_events: list[str] = field(default_factory=list)
+    recovered: bool = False  # queued again from the event log at a restart
 
     @property
     def number(self) -> str:
@@ -108,11 +124,18 @@ class AnnouncementQueue:
         if request.trigger == "ticket_recalled":
             for queued in self._items:
                 if queued.ticket.get("id") == request.ticket.get("id"):
-                    queued.merged_recalls += 1
-                    queued.merged_events.append(request.event_id)
+                    queued.merged_recalls += 1 + request.merged_recalls
+                    queued.merged_events += [request.event_id, *request.merged_events]
                     return queued
         self._items.append(request)
         return None
+
+    def restore(self, requests: Iterable[Request]) -> None:
+        """Put calls recovered at a restart (in call order) ahead of those queued since: they were
+        made before them. A newer recall of a recovered ticket is merged into it."""
+        live, self._items = self._items, deque()
+        for request in [*requests, *live]:
+            self.push(request)
 
     def push_front(self, request: Request) -> None:
         """Put back a request whose playback failed (it keeps its place at the head)."""
@@ -138,6 +161,37 @@ class AnnouncementQueue:
         request = self._items.popleft()
         waited = (now - request.called_at).total_seconds()
         return request, self.policy.decide(waited), waited
+
+
+def recovery_since(now: datetime, tz: tzinfo, policy: LatePolicy) -> datetime:
+    """Where a restart starts looking for unannounced calls: the hall's current day, at most
+    :data:`RECOVERY_LOOKBACK` beyond the drop limit."""
+    local = now.astimezone(tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(midnight, now - timedelta(seconds=policy.drop_after_seconds) - RECOVERY_LOOKBACK)
+
+
+def unannounced(events: Iterable[dict[str, Any]], zone: str) -> list[dict[str, Any]]:
+    """The call/recall events (in log order) that ``zone`` has neither finished announcing nor
+    dropped, from the log's events of :data:`RECOVERY_EVENTS`. An announcement cut off by a failure
+    or a kill (started, no completed finish) is not done."""
+    events = list(events)
+    done: set[str] = set()
+    for index, event in enumerate(events):
+        kind = event.get("type")
+        if kind not in ("announcement_finished", "announcement_dropped") or event.get("zone") != zone:
+            continue
+        if kind == "announcement_finished" and event.get("completed") is not True:
+            continue
+        done.add(str(event.get("source_event", "")))
+        if "merged_events" in event:
+            done.update(str(e) for e in event["merged_events"] or ())
+        elif event.get("merged_recalls"):
+            # logged before merged_events existed: the recalls of that ticket before it are answered
+            ticket_id = (event.get("ticket") or {}).get("id")
+            done.update(str(e.get("event_id")) for e in events[:index] if e.get("type") == "ticket_recalled"
+                        and (e.get("ticket") or {}).get("id") == ticket_id)
+    return [e for e in events if e.get("type") in TRIGGERS and str(e.get("event_id")) not in done]
 
 
 Player = Callable[[Composed, dict[str, Any]], None]
@@ -173,24 +227,64 @@ class Announcer:
         self._stopping = False
         self._playing: Request | None = None
         self._thread: threading.Thread | None = None
+        self._seen: dict[str, None] = {}  # trigger event ids queued (insertion-ordered, bounded)
 
     # ------------------------------------------------------------------ input (any thread)
     def on_event(self, event: dict[str, Any]) -> None:
         """Service subscriber: queue calls and recalls of this zone's windows; nothing else, nothing slow."""
-        if event.get("type") not in TRIGGERS:
-            return
-        try:
-            request = Request.from_event(event, f"{self.zone}-{next(self._ids)}")
-        except (KeyError, ValueError, TypeError) as exc:
-            log.warning("%s: cannot announce %s: %s", self.zone, event.get("event_id"), exc)
-            return
-        if self.windows is not None and request.window not in self.windows:
+        request = self._request(event)
+        if request is None:
             return
         with self._cond:
+            if not self._first_time(request):
+                return
             merged = self.queue.push(request)
             self._cond.notify_all()
         if merged is not None:
             log.info("%s: recall of %s merged into queued announcement %s", self.zone, request.number, merged.id)
+
+    def recover(self, events: Iterable[dict[str, Any]]) -> list[Request]:
+        """At start: queue again, ahead of newer calls, this zone's calls the log shows unannounced
+        (``events``: the log's :data:`RECOVERY_EVENTS` since :func:`recovery_since`, in seq order).
+        They wait, play, shorten or drop under the late policy from their call's time."""
+        requests: list[Request] = []
+        with self._cond:
+            for event in unannounced(events, self.zone):
+                request = self._request(event)
+                if request is not None and self._first_time(request):
+                    request.recovered = True
+                    requests.append(request)
+            if requests:
+                self.queue.restore(requests)
+                self._cond.notify_all()
+        if requests:
+            log.info("%s: %d call(s) not yet announced at the last stop queued again: %s", self.zone,
+                     len(requests), ", ".join(r.number for r in requests))
+        return requests
+
+    def _request(self, event: dict[str, Any]) -> Request | None:
+        """The request for a call/recall of this zone's windows, or None."""
+        if event.get("type") not in TRIGGERS:
+            return None
+        try:
+            request = Request.from_event(event, f"{self.zone}-{next(self._ids)}")
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("%s: cannot announce %s: %s", self.zone, event.get("event_id"), exc)
+            return None
+        if self.windows is not None and request.window not in self.windows:
+            return None
+        return request
+
+    def _first_time(self, request: Request) -> bool:
+        """Under the lock: False for a call already queued (published live and read back from the log)."""
+        if not request.event_id:
+            return True
+        if request.event_id in self._seen:
+            return False
+        self._seen[request.event_id] = None
+        if len(self._seen) > SEEN_IDS:
+            del self._seen[next(iter(self._seen))]
+        return True
 
     def wake(self) -> None:
         """The speaker came back: retry the head of the queue now."""
@@ -270,7 +364,8 @@ class Announcer:
     def _payload(self, request: Request, waited: float, **extra: Any) -> dict[str, Any]:
         return {"window": request.window, "ticket": request.ticket, "zone": self.zone, "device": self.device,
                 "announcement_id": request.id, "trigger": request.trigger, "source_event": request.event_id,
-                "merged_recalls": request.merged_recalls, "waited": round(waited, 3), **extra}
+                "merged_recalls": request.merged_recalls, "merged_events": list(request.merged_events),
+                "waited": round(waited, 3), **({"recovered": True} if request.recovered else {}), **extra}
 
     def _announce(self, request: Request, decision: str, waited: float) -> bool:
         """Play one request; False when the speaker failed and it should be tried again."""
