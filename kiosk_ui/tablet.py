@@ -79,7 +79,8 @@ class TabletView(QWidget):
         super().__init__(parent)
         self.bus, self.window, self.now = bus, window, now
         # what the bus already holds (a view built after the bus connected), then every change
-        self.state = ts.on_window(ts.TabletState(window=window, since=now()), bus.client.state.windows.get(window))
+        self.state = ts.on_window(ts.TabletState(window=window, since=now()), bus.client.state.windows.get(window),
+                                  now())
         self.setWindowTitle(f"{window}号窗口 · 服务评价")
         self._build()
         bus.state_changed.connect(self._on_state)
@@ -202,7 +203,7 @@ class TabletView(QWidget):
     @Slot(str, object, object)
     def _on_state(self, section: str, key: Any, value: Any) -> None:
         if section == "window":
-            self.state = ts.on_window(self.state, value)
+            self.state = ts.on_window(self.state, value, self.now())
             self._render()
 
     @Slot(dict)

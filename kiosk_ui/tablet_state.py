@@ -46,6 +46,7 @@ class TabletState:
     since: float = 0.0                          # when the current screen was entered
     sending: bool = False
     error: str | None = None
+    asked: str | None = None                    # the last ticket this tablet asked a rating for
 
     @property
     def staff(self) -> dict[str, Any] | None:
@@ -79,10 +80,19 @@ def _idle(state: TabletState, now: float) -> TabletState:
     return _to(state, IDLE, now, request=None, score=None, dimensions={})
 
 
-def on_window(state: TabletState, view: dict[str, Any] | None) -> TabletState:
+def on_window(state: TabletState, view: dict[str, Any] | None, now: float | None = None) -> TabletState:
+    """The window's retained state. Its `rating_pending` (a finished visit the daemon still takes a
+    rating for) opens the rating screen once: a tablet restarted mid-rating asks the visitor again."""
     if view is not None and (not isinstance(view, dict) or view.get("number") != state.window):
         return state
-    return replace(state, view=view)
+    state = replace(state, view=view)
+    pending = view.get("rating_pending") if isinstance(view, dict) else None
+    ticket = pending.get("ticket") if isinstance(pending, dict) else None
+    if (state.screen == IDLE and isinstance(ticket, dict) and ticket.get("id") and not ticket.get("rating")
+            and ticket.get("id") != state.asked):
+        return _to(state, RATING, state.since if now is None else now, request=ticket, score=None, dimensions={},
+                   asked=ticket.get("id"))
+    return state
 
 
 def on_event(state: TabletState, event: dict[str, Any], now: float) -> TabletState:
@@ -97,7 +107,7 @@ def on_event(state: TabletState, event: dict[str, Any], now: float) -> TabletSta
     if kind == "rating_requested":
         if ticket.get("rating"):
             return state
-        return _to(state, RATING, now, request=ticket, score=None, dimensions={})
+        return _to(state, RATING, now, request=ticket, score=None, dimensions={}, asked=ticket.get("id"))
     if kind == "rating_received" and state.request and ticket.get("id") == state.request.get("id"):
         if state.screen in (RATING, DIMENSIONS):
             return _to(state, THANKS, now)

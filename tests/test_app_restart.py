@@ -1,6 +1,7 @@
 """A Qt app killed with -9 mid-visit comes back showing the hall: the demo's supervisor restarts it, the
-display rebuilds the board from the broker's retained state, the kiosk returns to its start screen,
-and the visit it was serving is not lost (the ticket is in the daemon and on paper).
+display rebuilds the board from the broker's retained state, the kiosk returns to its start screen
+(the ticket it was issuing is in the daemon and on paper), the window terminal shows the visit under
+way, and the tablet asks again for the rating it was asking for when it died.
 
 The real demo (`DemoHall`: daemon, embedded broker, device emulator child, the four apps as child
 processes, offscreen); each app runs through tests/appprobe.py, which reports what its window shows.
@@ -58,8 +59,11 @@ class Hall:
 
     def grab(self, client: str, name: str) -> None:
         if SHOTS:
-            Path(SHOTS).mkdir(parents=True, exist_ok=True)
-            appprobe.ask(self.probes, client, "grab", str(Path(SHOTS) / name))
+            path = Path(SHOTS) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            appprobe.ask(self.probes, client, "grab", str(path))
+            wait_until(path.exists, 10, f"screenshot {name}")
 
     def kill(self, app: str) -> int:
         pid = self.demo.supervisor.pid(app)
@@ -75,6 +79,12 @@ class Hall:
     def status(self) -> dict[str, Any]:
         assert self.demo.daemon is not None
         return self.demo.daemon.service.execute(Actor("admin", "admin", None), "status", {})
+
+    def issue(self, service: str) -> str:
+        """A ticket taken at kiosk-2 (no app there)."""
+        assert self.demo.daemon is not None
+        reply = self.demo.daemon.service.execute(Actor("kiosk-2", "kiosk", None), "issue_ticket", {"service": service})
+        return reply["ticket"]["number"]
 
     def ticket(self, number: str) -> Any:
         assert self.demo.daemon is not None
@@ -140,4 +150,35 @@ def test_killed_kiosk_and_display_come_back_showing_the_hall(hall: Hall) -> None
     assert any(number in cell for table in report["tables"] for row in table for cell in row)  # window 3's row
     assert not any(text.startswith("⚠ 离线") for text in report["texts"])
     hall.grab("display-1", "display-restarted.png")
-    wait_until(lambda: not SHOTS or Path(SHOTS, "display-restarted.png").exists(), 10, "screenshot")
+
+    # Window 1: the clerk logs in on the keypad, calls and starts the next visit; the terminal dies while
+    # the visitor is served and comes back showing that visit. Then the visit ends, the tablet asks for a
+    # rating, dies before the visitor taps, and comes back asking again: the rating reaches the daemon.
+    second = hall.issue("consult")
+    hall.keypad(1, "function", "1001")
+    hall.keypad(1, "next")
+    wait_until(lambda: hall.ticket(second).status == "called", 15, f"{second} called at window 1")
+    hall.keypad(1, "start")
+    wait_until(lambda: "办理中" in hall.shown("window-1", "hall-window")
+               and second in hall.shown("window-1", "hall-window"), 30, "terminal serving")
+    old_terminal = hall.kill("hall-window")
+    wait_until(lambda: "办理中" in hall.shown("window-1", "hall-window")
+               and second in hall.shown("window-1", "hall-window"), 60, "restarted terminal shows the visit")
+    assert hall.report("window-1")["pid"] != old_terminal and hall.ticket(second).status == "serving"
+    hall.grab("window-1", "window-restarted.png")
+
+    hall.keypad(1, "next")              # finishes the visit (nobody else waits for window 1)
+    wait_until(lambda: "请您对本次服务作出评价" in hall.shown("tablet-1", "hall-tablet"), 30, "tablet asks")
+    old_tablet = hall.kill("hall-tablet")
+    wait_until(lambda: "请您对本次服务作出评价" in hall.shown("tablet-1", "hall-tablet")
+               and f"{second}号" in hall.shown("tablet-1", "hall-tablet"), 60, "restarted tablet asks again")
+    assert hall.report("tablet-1")["pid"] != old_tablet
+    hall.grab("tablet-1", "tablet-restarted.png")
+    appprobe.ask(hall.probes, "tablet-1", "click", "非常满意")
+    wait_until(lambda: "跳过，直接提交" in hall.shown("tablet-1", "hall-tablet"), 15, "dimensions page")
+    appprobe.ask(hall.probes, "tablet-1", "click", "跳过，直接提交")
+    rated = wait_until(lambda: [e for e in hall.events if e["type"] == "rating_received"
+                                and e["ticket"]["number"] == second], 15, "rating received")
+    assert rated[0]["ticket"]["rating"]["score"] == 5
+    assert {line.split(" ", 1)[0] for line in hall.said if "已退出（代码 -9）" in line} == {
+        "hall-kiosk", "hall-display", "hall-window", "hall-tablet"}
