@@ -109,7 +109,8 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
     from .bus.mosquitto import write_mosquitto_config
 
     config = load_config(args.config)
-    paths = write_mosquitto_config(args.dir, config.hall_id, CredentialStore(config.credentials_path))
+    paths = write_mosquitto_config(args.dir, config.hall_id, CredentialStore(config.credentials_path),
+                                   scan_max_bytes=config.scan_max_bytes)
     for p in (paths.values() if isinstance(paths, dict) else paths):
         print(p)
     return 0

@@ -182,12 +182,14 @@ class HallDaemon:
         from .bus.bridge import MqttBridge
         from .bus.broker_process import BrokerProcess
         from .bus.credentials import DAEMON_CLIENT_ID, CredentialStore
+        from .bus.limits import broker_packet_limit
 
         credentials = CredentialStore(self.config.credentials_path)
         if listen:
             host, port = split_hostport(listen)
             # A child process: amqtt is pure Python and would share the hall service's GIL.
-            self.broker = BrokerProcess(host, port, self.config.credentials_path, hall_id=self.config.hall_id)
+            self.broker = BrokerProcess(host, port, self.config.credentials_path, hall_id=self.config.hall_id,
+                                        max_packet=broker_packet_limit(self.config.scan_max_bytes))
             self.broker.start()
             self.mqtt_address = (host, self.broker.port)
             # The daemon's own account on its own broker: a fresh password each start.

@@ -113,7 +113,8 @@ class FlowHall:
             self.port = free_port()
             files = write_mosquitto_config(tmp_path / "mosquitto", self.config.hall_id,
                                            CredentialStore(self.config.credentials_path),
-                                           port=self.port, bind_address="127.0.0.1")
+                                           port=self.port, bind_address="127.0.0.1",
+                                           scan_max_bytes=self.config.scan_max_bytes)
             self.mosquitto = Mosquitto(tmp_path, files.conf_file.read_text())  # adds `user root` as root
             self.mosquitto.start(self.port)
             options = DaemonOptions(mqtt_url=f"mqtt://{DAEMON_CLIENT_ID}:{daemon_password}@127.0.0.1:{self.port}")

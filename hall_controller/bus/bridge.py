@@ -5,6 +5,8 @@ malformed payload (when the topic names a known client to reply to), otherwise d
 line. Nothing a client sends can stop the bridge. A client's commands run in arrival order: on
 paho's network thread when nothing else is in flight, else on worker threads (a client's commands
 always on the same one; commands of several clients running at once share a database commit).
+A command over its role's size limit (bus.limits: a window's attach_scan up to the scan limit,
+anything else 16 KiB) is refused on the network thread before it is queued or parsed.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from ..redact import redact_text, register_secret
+from ..scans import COMMAND_OVERHEAD
 from ..service import Actor
 from .client import AuthenticationFailed, DirectWriteClient, set_nodelay
 from .credentials import CredentialStore
+from .limits import SMALL_COMMAND_BYTES, command_limit, leading_op
 from .topics import HallTopics, is_segment
 
 log = logging.getLogger(__name__)
@@ -138,6 +142,20 @@ def _check_values(value: Any, depth: int) -> str | None:
     return None
 
 
+def _kb(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{-(-size // 1024)} KB"
+
+
+def _too_large_text(op: str | None, size: int, limit: int) -> str:
+    """What the person at the terminal reads: how large, the limit, and what to do."""
+    if op == "attach_scan" and limit > SMALL_COMMAND_BYTES:
+        return (f"扫描件过大（约{_kb(size * 3 // 4)}），上限{_kb((limit - COMMAND_OVERHEAD) * 3 // 4)}："
+                "请降低高拍仪分辨率或分页拍摄后重新上传")
+    if op == "attach_scan":
+        return "本终端不能上传扫描件：请在窗口的业务终端上拍摄上传"
+    return f"指令内容过大（{_kb(size)}），上限{_kb(limit)}：请缩短填写的备注等内容后重试"
+
+
 def _dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON (orjson: the bridge serialises every event and state topic of every commit).
     Raises TypeError (orjson.JSONEncodeError) for what JSON cannot carry."""
@@ -169,7 +187,7 @@ class MqttBridge:
         self.topics = HallTopics(hall_id)
         self.host, self.port, self.keepalive = host, port, keepalive
         self.credentials = credentials
-        self.max_payload = max_payload
+        self.max_payload = max_payload   # the largest command of any role: a window's attach_scan
         started_at = service.clock.now().isoformat(timespec="seconds")
         self._status = {"version": version, "started_at": started_at}
         if timezone:   # the hall's zone: apps started without the config show every time in it
@@ -304,9 +322,13 @@ class MqttBridge:
             log.warning("bridge: lost the broker (%s), reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # An oversized payload is refused anyway: keep only enough of it to tell that it is too big.
-        topic, payload = message.topic, bytes(message.payload[:self.max_payload + 1])
+        topic, size = message.topic, len(message.payload)
         info = self.topics.parse(topic)
+        if size > SMALL_COMMAND_BYTES and info is not None and info.kind == "cmd" \
+                and self._refused_as_too_large(str(info.key), bytes(message.payload[:256]), size):
+            return   # before copying, queueing or parsing it
+        # An oversized payload is refused anyway: keep only enough of it to tell that it is too big.
+        payload = bytes(message.payload[:self.max_payload + 1])
         if info is not None and info.kind == "client_status":
             self._on_client_status(str(info.key), payload)
             return
@@ -344,6 +366,24 @@ class MqttBridge:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _refused_as_too_large(self, client_id: str, head: bytes, size: int, op: str | None = None) -> bool:
+        """Refuse (reply and log, without the payload) a command of ``size`` bytes over its role's
+        limit; its op is read from ``head``, the payload's start, unless given. False for a command
+        within it, or from no client of this hall (dropped later with its own log line)."""
+        cred = self.credentials.get(client_id)
+        if cred is None or cred.role == "daemon":
+            return False
+        op = op if op is not None else leading_op(head)
+        limit = command_limit(cred.role, op, cred.window, self.max_payload)
+        if size <= limit:
+            return False
+        log.warning("bridge: refused %s from %s (role %s): %d bytes, over its limit of %d (payload not read)",
+                    op or "a command", client_id, cred.role, size, limit)
+        self._reply(self.topics.reply(client_id), {
+            "id": _leading_id(head), "ok": False,
+            "error": {"code": "bad_request", "reason": "too_large", "message": _too_large_text(op, size, limit)}})
+        return True
 
     def _on_client_status(self, client_id: str, payload: bytes) -> None:
         try:
@@ -386,6 +426,8 @@ class MqttBridge:
             self._reply(reply_topic, {"id": exc.command_id, "ok": False,
                                       "error": {"code": "bad_request", "message": exc.message}})
             return
+        if len(payload) > SMALL_COMMAND_BYTES and self._refused_as_too_large(client_id, payload[:256], len(payload), op):
+            return   # the op read from the start was not the one parsed: impossible with unique keys
         actor = Actor(client_id=client_id, role=cred.role, window=cred.window)
         try:
             result = self.service.execute(actor, op, args, command_id=command_id)

@@ -10,6 +10,11 @@ hand connections to amqtt's "external" listener, which gives us three things:
 - a clean takeover: when a client reconnects while its old connection is still open (half-open TCP),
   the old connection is closed first, so its last will cannot overwrite the new `online` status.
 
+- a packet size limit (``max_packet``): amqtt 0.12.1 has none and would read a packet of any size
+  (MQTT allows 256 MB) into memory. The gate follows the fixed header of every packet a client
+  sends and disconnects it, before amqtt reads the body, when one is larger — Mosquitto's
+  ``max_packet_size`` (the daemon sets both to bus.limits.broker_packet_limit).
+
 `_HallBroker` fixes two more amqtt 0.12.1 faults (see its docstring). All of them are pinned by
 tests/test_bus_broker.py, so an amqtt upgrade that changes these internals shows up there.
 
@@ -138,21 +143,79 @@ class _PacketReader:
         return _Connect(client_id, username, password, will_topic)
 
 
-class _ReplayReader(StreamReaderAdapter):
-    """Serves the already-consumed CONNECT bytes first, then the socket."""
+class PacketTooLarge(Exception):
+    """A client announced a packet over the broker's limit (its body is never read)."""
 
-    def __init__(self, prefix: bytes, reader: asyncio.StreamReader) -> None:
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"packet of {size} bytes, over the limit of {limit}")
+        self.size, self.limit = size, limit
+
+
+class _PacketSizes:
+    """Follows the MQTT packets of a byte stream by their fixed headers (type byte, then the
+    remaining length in 1-4 bytes, then that many bytes): :meth:`feed` raises :class:`PacketTooLarge`
+    as soon as a header announces more than ``limit`` bytes, whatever the packet type."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._body = 0                   # bytes of the current packet's body still to come
+        self._length: int | None = None  # the remaining length being decoded; None: a type byte is next
+        self._shift = 0
+
+    def feed(self, data: bytes) -> None:
+        i, n = 0, len(data)
+        while i < n:
+            if self._body:
+                taken = min(self._body, n - i)
+                self._body -= taken
+                i += taken
+                continue
+            byte = data[i]
+            i += 1
+            if self._length is None:
+                self._length, self._shift = 0, 0
+                continue
+            self._length |= (byte & 0x7F) << self._shift
+            self._shift += 7
+            if byte & 0x80 and self._shift < 28:
+                continue
+            size, self._length = self._length, None
+            if size > self.limit:
+                raise PacketTooLarge(size, self.limit)
+            self._body = size
+
+
+class _ReplayReader(StreamReaderAdapter):
+    """Serves the already-consumed CONNECT bytes first, then the socket, whose packets must stay
+    within ``max_packet`` bytes (None: no limit)."""
+
+    def __init__(self, prefix: bytes, reader: asyncio.StreamReader, max_packet: int | None = None,
+                 on_too_large: Any = None) -> None:
         super().__init__(reader)
         self._prefix = prefix
+        self._sizes = _PacketSizes(max_packet) if max_packet else None
+        self._on_too_large = on_too_large
 
     async def read(self, n: int = -1) -> bytes:
         if not self._prefix:
-            return await super().read(n)
+            return self._checked(await super().read(n))
         if n == -1:
             data, self._prefix = self._prefix, b""
-            return data + await super().read(-1)
+            return data + self._checked(await super().read(-1))
         data, self._prefix = self._prefix[:n], self._prefix[n:]
-        return data if len(data) == n else data + await super().read(n - len(data))
+        return data if len(data) == n else data + self._checked(await super().read(n - len(data)))
+
+    def _checked(self, data: bytes) -> bytes:
+        """``data`` from the socket, or end of stream for amqtt (a closed connection: it publishes the
+        client's last will) once a packet header says the packet is too large."""
+        if self._sizes is not None:
+            try:
+                self._sizes.feed(data)
+            except PacketTooLarge as exc:
+                if self._on_too_large is not None:
+                    self._on_too_large(exc)
+                raise asyncio.IncompleteReadError(b"", None) from exc
+        return data
 
 
 class GateAuthPlugin(BaseAuthPlugin):
@@ -282,11 +345,13 @@ def _credential_rules(hall_id: str, cred: ClientCredential) -> AccessRules:
 class EmbeddedBroker:
     """amqtt on its own thread. `start()` returns once listening; `.port` is the real port."""
 
-    def __init__(self, host: str, port: int, credentials: CredentialStore, *, hall_id: str | None = None) -> None:
+    def __init__(self, host: str, port: int, credentials: CredentialStore, *, hall_id: str | None = None,
+                 max_packet: int | None = None) -> None:
         self.topics = HallTopics(hall_id) if hall_id is not None else None
         self.host = host
         self.port = port
         self.credentials = credentials
+        self.max_packet = max_packet   # bytes of one MQTT packet from any client; None: no limit
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -310,8 +375,9 @@ class EmbeddedBroker:
             self._thread.join(timeout)
             self._thread = None
             raise self._error
-        log.info("embedded MQTT broker listening on %s:%d%s", self.host, self.port,
-                 "" if self.topics is None else f" (ACL for hall {self.topics.hall_id})")
+        log.info("embedded MQTT broker listening on %s:%d%s%s", self.host, self.port,
+                 "" if self.topics is None else f" (ACL for hall {self.topics.hall_id})",
+                 "" if self.max_packet is None else f", packets up to {self.max_packet} bytes")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close the listener and every connection; safe to call twice."""
@@ -424,9 +490,16 @@ class EmbeddedBroker:
         assert task is not None
         self._live[client_id] = (task, writer)
         self._admitted[peer] = client_id
+
+        def too_large(exc: PacketTooLarge) -> None:
+            # never the payload: only who, how large and the limit
+            log.warning("broker: %s sent a packet of %d bytes, over the limit of %d: disconnected", client_id,
+                        exc.size, exc.limit)
+            writer.transport.abort()
+
         try:
-            await broker.external_connected(_ReplayReader(bytes(packet.raw), reader), StreamWriterAdapter(writer),
-                                            _LISTENER)
+            await broker.external_connected(_ReplayReader(bytes(packet.raw), reader, self.max_packet, too_large),
+                                            StreamWriterAdapter(writer), _LISTENER)
         finally:
             self._admitted.pop(peer, None)
             if self._live.get(client_id, (None,))[0] is task:

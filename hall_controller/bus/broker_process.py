@@ -40,11 +40,12 @@ class BrokerProcess:
     """EmbeddedBroker's interface (`start`, `stop`, `port`), run in a supervised child process."""
 
     def __init__(self, host: str, port: int, credentials_path: str | Path, *, hall_id: str,
-                 start_timeout: float = 15.0) -> None:
+                 start_timeout: float = 15.0, max_packet: int | None = None) -> None:
         self.host = host
         self.port = port
         self.credentials_path = str(credentials_path)
         self.hall_id = hall_id
+        self.max_packet = max_packet   # EmbeddedBroker's packet size limit (None: none)
         self.start_timeout = start_timeout
         self.restarts = 0
         self._proc: subprocess.Popen[str] | None = None
@@ -105,6 +106,8 @@ class BrokerProcess:
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
         cmd = [sys.executable, "-m", __name__, self.host, str(self.port), self.credentials_path,
                "--hall", self.hall_id, "--log-level", str(level)]
+        if self.max_packet:
+            cmd += ["--max-packet", str(self.max_packet)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         first_line: list[str] = []
         reader = threading.Thread(target=lambda: first_line.append(proc.stdout.readline()),  # type: ignore[union-attr]
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("credentials")
     parser.add_argument("--hall", required=True)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--max-packet", type=int, default=None, help="largest MQTT packet a client may send (bytes)")
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     # The daemon owns our life through stdin. A SIGINT or SIGTERM sent to its whole process group
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("uvloop not installed: the broker runs on asyncio's own loop")
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    broker = EmbeddedBroker(args.host, args.port, CredentialStore(args.credentials), hall_id=args.hall)
+    broker = EmbeddedBroker(args.host, args.port, CredentialStore(args.credentials), hall_id=args.hall,
+                            max_packet=args.max_packet)
     try:
         broker.start()
     except (OSError, TimeoutError) as exc:

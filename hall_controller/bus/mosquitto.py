@@ -2,6 +2,12 @@
 
 The production broker is Mosquitto 2.0 (DESIGN §3). Everything here is generated from the
 credential store and `topics.access_rules`, the same rules the embedded broker enforces.
+
+Message size: Mosquitto 2.0 has no per-user limit, so `max_packet_size` (which disconnects a client
+sending a larger packet, any protocol version, before the message reaches a subscriber) is the
+largest command any role may send — a window's `attach_scan` of `scans.max_mb` (bus.limits) — and
+the daemon's bridge refuses everything else above 16 KiB with a reply. `hallctl mqtt-config`
+writes it from the hall's `scans.max_mb`: write the files again when that changes.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .credentials import CredentialStore, write_private
+from .limits import broker_packet_limit
 from .topics import HallTopics, access_rules
 
 log = logging.getLogger(__name__)
@@ -45,14 +52,23 @@ def acl_file_text(hall_id: str, credentials: CredentialStore) -> str:
     return "\n".join(lines) + "\n"
 
 
-def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: str | None = None) -> str:
-    """A listener with authentication and the ACL; include it from mosquitto.conf or run it as is."""
+DEFAULT_SCAN_MAX_BYTES = 10 * 1024 * 1024   # scans.max_mb's default
+
+
+def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: str | None = None,
+              max_packet_size: int | None = None) -> str:
+    """A listener with authentication and the ACL; include it from mosquitto.conf or run it as is.
+    ``max_packet_size`` defaults to what the default ``scans.max_mb`` needs."""
     listener = f"listener {port}" if bind_address is None else f"listener {port} {bind_address}"
+    packet = max_packet_size or broker_packet_limit(DEFAULT_SCAN_MAX_BYTES)
     return "\n".join([
         "# Hall MQTT listener (generated). Mosquitto 2.0 reads these files after dropping privileges:",
         "# make them readable by the user it runs as (e.g. chown mosquitto).",
         # Small command/reply messages: without this, Nagle's algorithm adds ~40 ms per round trip.
         "set_tcp_nodelay true",
+        # A global option: the largest command any role may send (a window's scan) plus the MQTT
+        # header; the daemon refuses other commands above 16 KiB itself (no per-user limit here).
+        f"max_packet_size {packet}",
         listener,
         "allow_anonymous false",
         # The client id is forced to the username, so nobody can take over another client's session.
@@ -70,13 +86,16 @@ def write_mosquitto_config(
     *,
     port: int = 1883,
     bind_address: str | None = None,
+    scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES,
 ) -> MosquittoFiles:
-    """Write `passwd`, `acl` and `hall.conf` into `directory` (mode 0600, replaced atomically)."""
+    """Write `passwd`, `acl` and `hall.conf` into `directory` (mode 0600, replaced atomically);
+    the packet limit follows the hall's ``scans.max_mb`` (``scan_max_bytes``)."""
     out = Path(directory).resolve()
     out.mkdir(parents=True, exist_ok=True)
     files = MosquittoFiles(out / "passwd", out / "acl", out / "hall.conf")
     write_private(files.password_file, password_file_text(credentials))
     write_private(files.acl_file, acl_file_text(hall_id, credentials))
-    write_private(files.conf_file, conf_text(files.password_file, files.acl_file, port=port, bind_address=bind_address))
+    write_private(files.conf_file, conf_text(files.password_file, files.acl_file, port=port, bind_address=bind_address,
+                                             max_packet_size=broker_packet_limit(scan_max_bytes)))
     log.info("mosquitto config for hall %s written to %s (%d clients)", hall_id, out, len(credentials.clients()))
     return files
