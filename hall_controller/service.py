@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 KIOSK_OPS = {"issue_ticket", "reprint", "print_notice", "service_guide", "drop_card", "card_touch"}
 WINDOW_OPS = {"login", "logout", "call_next", "call_number", "recall", "start", "finish", "skip", "transfer",
               "return_to_first", "pause", "resume", "reinstate", "print_notice", "attach_scan",
-              "request_rating"}
+              "request_rating", "day_summary"}
 TABLET_OPS = {"rate"}
-ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment", "resolve_bad_rating"}
+ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment", "resolve_bad_rating", "day_summary"}
 ROLE_OPS: dict[str, set[str]] = {
     "kiosk": KIOSK_OPS, "window": WINDOW_OPS, "device": WINDOW_OPS, "tablet": TABLET_OPS,
     "display": set(), "admin": ADMIN_OPS | KIOSK_OPS, "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
@@ -43,8 +43,10 @@ RECEPTION_POSITION = "综合接待岗"
 RECEPTION_OPS = {"issue_ticket"}
 # A window client bound to no window is a supervisor's terminal (值班长): it reads the hall and records
 # the follow-up of a 差评, and may do nothing that needs a window.
-SUPERVISOR_OPS = {"status", "resolve_bad_rating"}
-READ_ONLY_OPS = {"status", "print_notice", "service_guide"}
+SUPERVISOR_OPS = {"status", "resolve_bad_rating", "day_summary"}
+# Answered from memory under the lock, nothing to persist. `day_summary` {window?}: the hall day so far
+# (counts; a window client's own finished visits, or those of `window` for the supervisor and admin).
+READ_ONLY_OPS = {"status", "print_notice", "service_guide", "day_summary"}
 # A card read at a kiosk serves at most this long after the read, whatever else happens (see "cards").
 CARD_TTL_SECONDS = 120
 # Kiosk ops about the held card: answered at once, nothing to persist (a touch may come every few seconds).
@@ -199,7 +201,7 @@ class HallService:
                          actor.client_id)
             elif op in READ_ONLY_OPS:
                 self._authorise(actor, op, args)
-                read_only = self._read_only(op, args)
+                read_only = self._read_only(op, args, actor)
             elif op in CARD_OPS:
                 self._authorise(actor, op, args)
                 read_only = self._card_op(actor, op)
@@ -436,9 +438,14 @@ class HallService:
                 raise DomainError("internal", "扫描件保存失败，请重试") from exc
         return outcome
 
-    def _read_only(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _read_only(self, op: str, args: dict[str, Any], actor: Actor) -> dict[str, Any]:
         if op == "status":
             return self.engine.snapshot()
+        if op == "day_summary":
+            window = actor.window if actor.window is not None else args.get("window")
+            if window is not None and (isinstance(window, bool) or window not in self.engine.state.windows):
+                raise DomainError("not_found", f"没有该窗口：{window}")
+            return self.engine.today_view(window)
         if op == "service_guide":   # the kiosk's 办事指南: what each service needs, without printing
             return {"services": [{"code": s.code, "name": s.name, "prefix": s.prefix, "category": s.category,
                                   "materials": list(s.materials)} for s in self.config.services]}

@@ -200,7 +200,8 @@ def test_issue_reply_and_queue_state_through_the_service(sample_config, clock, t
     queues = service.snapshot()["queues"]
     assert queues["consult"]["waiting"] == 2
     assert queues["consult"]["estimate"]["high_min"] >= reply["estimate"]["high_min"]
-    assert queues["mediation"] == {"name": "人民调解", "prefix": "C", "waiting": 0, "estimate": None}
+    assert queues["mediation"] == {"name": "人民调解", "prefix": "C", "waiting": 0, "estimate": None, "staffed": 0}
+    assert queues["consult"]["staffed"] == 1                # window 3 serves it, its clerk is logged in
     store.close()
 
 

@@ -44,6 +44,7 @@ from .model import (
     iso,
 )
 from .texts import announcement_text, notice_slip
+from .today import TALLIED, DayTally
 
 RATING_DIMENSIONS = ("服务态度", "业务技能", "服务质量", "廉洁从政")
 # National 好差评 levels; 1 and 2 are 差评, which stays open until a supervisor records the follow-up.
@@ -175,6 +176,8 @@ class QueueEngine:
         event.update(extra)
         if type_ in WaitEstimator.OBSERVED and ticket is not None:
             self._estimates.observe(type_, ticket, event["window"], now, extra)
+        if type_ in TALLIED:
+            self.state.today.observe(event)
         self._out.events.append(event)
         self._out.dirty_hall = True
 
@@ -219,6 +222,7 @@ class QueueEngine:
         self.state.day, self.state.epoch = day, epoch
         self.state.counters = {}
         self.state.recent_calls = []
+        self.state.today = DayTally()
         self._emit("day_reset", now, day=day, epoch=epoch, cancelled=cancelled, reason=reason)
 
     def _close(self, ticket: Ticket, now: datetime) -> None:
@@ -934,10 +938,17 @@ class QueueEngine:
                 "warn_ratio": self.config.rules.time_limit_warn_ratio, "since": iso(ticket.segment_started_at)}
 
     def queues_view(self) -> dict[str, Any]:
-        """Per service: waiting count and the estimate a visitor taking a number now would be shown."""
+        """Per service: waiting count, the estimate a visitor taking a number now would be shown, and
+        `staffed`: how many windows serving it have a clerk logged in (0: the kiosk says 暂无窗口办理)."""
         estimates = self._estimates.for_services(self.clock.now())
+        staffed = dict.fromkeys(self._services, 0)
+        for number, cfg in self._windows.items():
+            if self.state.windows[number].staff_id is not None:
+                for ws in cfg.services:
+                    if ws.service in staffed:
+                        staffed[ws.service] += 1
         return {code: {"name": s.name, "prefix": s.prefix, "waiting": len(self._waiting.get(code, {})),
-                       "estimate": e.to_dict() if (e := estimates[code]) else None}
+                       "estimate": e.to_dict() if (e := estimates[code]) else None, "staffed": staffed[code]}
                 for code, s in self._services.items()}
 
     def snapshot(self) -> dict[str, Any]:
@@ -949,5 +960,20 @@ class QueueEngine:
             "calls": list(self.state.recent_calls),
             "devices": {k: dict(v) for k, v in self.state.devices.items()},
             "bad_ratings": list(self.state.bad_ratings.values()),    # open 差评, for the supervisor view
+            "today": self.today_view(),
         }
+
+    def today_view(self, window: int | None = None) -> dict[str, Any]:
+        """The hall day (business day and epoch after the last reset) as of `seq`: its counts, each
+        window's finished count and, for `window`, its finished visits newest first with their rating
+        state. A client applies only the events after `seq` on top of it."""
+        today = self.state.today
+        view: dict[str, Any] = {
+            "day": self.state.day, "epoch": self.state.epoch, "seq": self.state.seq,
+            "rating_minutes": self.config.rules.rating_minutes, "counts": today.count_view(),
+            "finished_by_window": {str(n): c for n, c in sorted(today.finished.items())},
+        }
+        if window is not None:
+            view.update(window=window, **today.window_view(window))
+        return view
 

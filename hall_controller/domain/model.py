@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..identity import age_on
+from .today import DayTally
 
 WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED = (
     "waiting", "called", "serving", "finished", "no_show", "cancelled")
@@ -224,3 +225,6 @@ class EngineState:
     # Open 差评 by ticket id (the visit itself is closed): rebuilt from the `bad_rating` and
     # `bad_rating_resolved` events on start.
     bad_ratings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The hall day so far (counts, each window's finished visits): kept from the events, replayed from
+    # the day's events on start (see domain/today.py).
+    today: DayTally = field(default_factory=DayTally)
