@@ -403,7 +403,7 @@ def test_dead_letter_alerts_and_hallctl_outbox_retries_it(tmp_path, emu, capsys)
     capsys.readouterr()
     assert hallctl(["outbox", "--config", str(hall.config_path)]) == 0
     out = capsys.readouterr().out
-    assert "待发送 pending: 0" in out and "已送达 delivered: 1" in out and "失败 dead: 1" in out
+    assert "待发送 pending: 0" in out and "已送达 delivered: 1" in out and "上报失败（需处理） dead: 1" in out
     assert ids[0] in out and "HTTP 422" in out
     assert hallctl(["outbox", "--config", str(hall.config_path), "--retry", "nope"]) == 1
     assert hallctl(["outbox", "--config", str(hall.config_path), "--retry", ids[0]]) == 0

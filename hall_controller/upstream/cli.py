@@ -115,11 +115,11 @@ def cmd_outbox(args: argparse.Namespace) -> int:
         return 0
     print("上报发件箱 / upstream outbox" + (f"  → {config.upstream_url}" if config.upstream_url else ""))
     print(f"  待发送 pending: {summary['pending']}    已送达 delivered: {summary['delivered']}"
-          f"    失败 dead: {summary['dead']}    待上传扫描件 scans waiting: {summary['scans_waiting']}")
+          f"    上报失败（需处理） dead: {summary['dead']}    待上传扫描件 scans waiting: {summary['scans_waiting']}")
     print(f"  最早待发送 oldest pending: {_local(config, summary['oldest_pending_at'])}"
           f"    下次尝试 next attempt: {_local(config, summary['next_attempt_at'])}")
     if summary["dead_records"]:
-        print("失败记录 / dead records (hallctl outbox --retry KEY | --retry-all):")
+        print("上报失败（需处理）/ dead records (hallctl outbox --retry KEY | --retry-all):")
         for row in summary["dead_records"]:
             print(f"  {row['record_key']}  {KIND_LABELS.get(row['kind'], row['kind'])}  "
                   f"尝试 {row['attempts']} 次  创建 {_local(config, row['created_at'])}  错误: {row['last_error']}")
@@ -209,6 +209,13 @@ def cmd_report_month(args: argparse.Namespace) -> int:
 
 # -- 差评 and their follow-up -------------------------------------------------------------------------
 
+def staff_label(config: HallConfig, staff_id: str | None) -> str:
+    """A clerk as people name them: 王芳（1001） (name and job number); an id the config no longer
+    knows stays as it is, none is '-'."""
+    staff = config.staff_member(staff_id) if staff_id else None
+    return f"{staff.name}（{staff.job_number}）" if staff else (staff_id or "-")
+
+
 def cmd_ratings(args: argparse.Namespace) -> int:
     from hall_controller.bus.client import CommandError
     from hall_controller.domain import DomainError
@@ -233,6 +240,8 @@ def cmd_ratings(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if args.json:
+        for b in items:     # the clerk as named on screen and in the report, beside the id
+            b["staff"] = staff_label(config, b["ticket"]["staff_id"]) if b["ticket"]["staff_id"] else None
         print(json.dumps(items, ensure_ascii=False, indent=2))
         return 0
     waiting = sum(1 for b in items if b["follow_up"] is None)
@@ -242,6 +251,6 @@ def cmd_ratings(args: argparse.Namespace) -> int:
         t, follow = b["ticket"], b["follow_up"]
         state = (f"已回访 {_local(config, follow['at'])} {follow['by']}：{follow['note']}" if follow
                  else "待回访")
-        print(f"  {_local(config, b['rated_at'])}  {t['number']}  {t['window']}号窗口  {t['staff_id'] or '-'}  "
+        print(f"  {_local(config, b['rated_at'])}  {t['number']}  {t['window']}号窗口  {staff_label(config, t['staff_id'])}  "
               f"{services.get(t['service'], t['service'])}  {b['score']}分 {b['level']}  {state}  [{t['id']}]")
     return 0

@@ -137,6 +137,11 @@ def _group(records: Iterable[dict[str, Any]], key: Callable[[dict[str, Any]], Ha
     return groups
 
 
+def staff_labels(staff: Iterable[Any]) -> dict[str, str]:
+    """Staff id -> 王芳（1001） (name and job number) for the hall's staff (config `Staff` entries)."""
+    return {s.id: f"{s.name}（{s.job_number}）" for s in staff}
+
+
 def _issued_date(record: dict[str, Any], tz: tzinfo | None = None) -> date | None:
     """The issue date in `tz` (the hall's zone; records carry UTC times from the daemon's clock)."""
     issued = record.get("issued_at")
@@ -154,11 +159,14 @@ def compute_month_report(
     *,
     tz: tzinfo | None = None,
     now: datetime | None = None,
+    staff: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The 月报表 for `month` ("YYYY-MM") of `hall` ({"code", "name", "district"?}); `services`
     maps service codes to names in report order. Records outside the month are ignored; days are
     taken in `tz` (the hall's time zone), or in each time's own offset when None. `now` (from the
-    caller's clock): when the month is not over at that time the report is marked as of then."""
+    caller's clock): when the month is not over at that time the report is marked as of then.
+    `staff` maps staff ids to how people name them (王芳（1001）, see `staff_labels`); an id it does
+    not know is shown as it is."""
     match = re.fullmatch(r"(\d{4})-(\d{2})", month)
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
@@ -194,7 +202,7 @@ def compute_month_report(
             for w in sorted(by_window, key=lambda w: (w is None, w if w is not None else 0))
         ],
         "by_staff": [
-            {"staff_id": s, **_stats(by_staff[s])}
+            {"staff_id": s, "staff": (staff or {}).get(s, s) if s is not None else None, **_stats(by_staff[s])}
             for s in sorted(by_staff, key=lambda s: (s is None, s or ""))
         ],
         "by_day": [{"date": d.isoformat(), **_stats(by_day.get(d, []))} for d in days],
@@ -209,7 +217,7 @@ TOTAL_LABEL = "合计"
 _TABLES: tuple[tuple[str, str, str, Callable[[dict[str, Any]], str]], ...] = (
     ("by_service", "按服务", "服务类别", lambda row: row["name"]),
     ("by_window", "按窗口", "窗口", lambda row: "未分配" if row["window"] is None else f"{row['window']}号窗口"),
-    ("by_staff", "按人员", "工作人员(工号)", lambda row: row["staff_id"] or "未登记"),
+    ("by_staff", "按人员", "工作人员(工号)", lambda row: row.get("staff") or row["staff_id"] or "未登记"),
     ("by_day", "按日", "日期", lambda row: row["date"]),
 )
 

@@ -42,7 +42,7 @@ from hall_controller.upstream.client import UpstreamClient, UpstreamError
 from hall_controller.upstream.forwarder import Forwarder
 from hall_controller.upstream.outbox import enqueue
 from hall_controller.upstream.records import bad_ratings, record_builder_for
-from hall_controller.upstream.reports import compute_month_report
+from hall_controller.upstream.reports import compute_month_report, staff_labels
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def build_month_report(engine: Engine, config: HallConfig, month: str, *, now: d
     hall = {"code": config.hall_code, "name": config.name, "district": config.district}
     services = {s.code: s.name for s in config.services}
     return compute_month_report(month_records(engine, config, month), month, hall, services, tz=config.tz,
-                                now=now)
+                                now=now, staff=staff_labels(config.staff))
 
 
 def _start_at(booking: dict[str, Any], tz: tzinfo) -> str | None:
