@@ -24,6 +24,12 @@ class ServiceInfo:
     prefix: str
     waiting: int
     estimate: str | None = None   # e.g. 约10–15分钟; None when the daemon has too little data
+    staffed: int | None = None    # windows serving it with a clerk logged in; None when the daemon does not say
+
+    @property
+    def unstaffed(self) -> bool:
+        """No window serving it has a clerk now (the kiosk says 暂无窗口办理; a number can still be taken)."""
+        return self.staffed == 0
 
 
 def estimate_text(value: Any) -> str | None:
@@ -44,18 +50,20 @@ def estimate_text(value: Any) -> str | None:
 
 
 def services_from_queues(value: Any) -> list[ServiceInfo]:
-    """`state/queues` ({code: {name, prefix, waiting, estimate?}}) in the daemon's order; bad entries skipped."""
+    """`state/queues` ({code: {name, prefix, waiting, estimate?, staffed?}}) in the daemon's order; bad
+    entries skipped."""
     if not isinstance(value, dict):
         return []
     services = []
     for code, entry in value.items():
         if not isinstance(entry, dict):
             continue
-        waiting = entry.get("waiting")
+        waiting, staffed = entry.get("waiting"), entry.get("staffed")
         services.append(ServiceInfo(
             code=str(code), name=str(entry.get("name") or code), prefix=str(entry.get("prefix") or ""),
             waiting=waiting if isinstance(waiting, int) and not isinstance(waiting, bool) and waiting >= 0 else 0,
-            estimate=estimate_text(entry.get("estimate"))))
+            estimate=estimate_text(entry.get("estimate")),
+            staffed=staffed if isinstance(staffed, int) and not isinstance(staffed, bool) and staffed >= 0 else None))
     return services
 
 

@@ -181,7 +181,11 @@ def _label(text: str = "", name: str = "", *, wrap: bool = True, align: Qt.Align
 
 
 class ServiceButton(QPushButton):
-    """One service: its name, prefix, waiting count and estimate, all on one big touch target."""
+    """One service: its name, prefix, waiting count and estimate, all on one big touch target.
+
+    A service no staffed window serves says 暂无窗口办理 under its name, in the outlined style, and stays
+    tappable: staffing changes by the minute (a clerk logs in after the doors open, another is at lunch),
+    the daemon issues its numbers in order, and a visitor who came for it keeps a place in line."""
 
     def __init__(self, code: str) -> None:
         super().__init__()
@@ -194,8 +198,15 @@ class ServiceButton(QPushButton):
         lines = [f"{info.name}  ({info.prefix})", f"等候 {info.waiting} 人"]
         if info.estimate:
             lines[1] += f" · 预计{info.estimate}"
+        if info.unstaffed:
+            lines.insert(1, ks.UNSTAFFED_TEXT)
         self.setText("\n".join(lines))
-        self.setAccessibleName(f"取号：{info.name}，等候{info.waiting}人")
+        self.setAccessibleName(f"取号：{info.name}，" + (f"{ks.UNSTAFFED_TEXT}，" if info.unstaffed else "")
+                               + f"等候{info.waiting}人")
+        if self.property("unstaffed") != info.unstaffed:
+            self.setProperty("unstaffed", info.unstaffed)
+            self.style().unpolish(self)
+            self.style().polish(self)
 
 
 class KioskWindow(QWidget):
@@ -379,6 +390,9 @@ class KioskWindow(QWidget):
         self.setStyleSheet(stylesheet(s) + f"""
             QLabel#ticketNumber {{ font-size: {s.huge}px; font-weight: bold; color: {PALETTE.primary}; }}
             QPushButton#service {{ font-size: {s.title}px; }}
+            QPushButton#service[unstaffed="true"] {{ background: {PALETTE.surface}; color: {PALETTE.primary};
+                                                    border: 3px dashed {PALETTE.primary}; }}
+            QPushButton#service[unstaffed="true"]:disabled {{ color: {PALETTE.muted}; border-color: {PALETTE.muted}; }}
             QLabel#clock {{ font-size: {s.title}px; font-weight: bold; }}
             QLabel#pausedTitle {{ font-size: {s.huge // 2}px; font-weight: bold; color: {PALETTE.alert}; }}
         """)
@@ -504,8 +518,9 @@ class KioskWindow(QWidget):
         self.result_number.setStyleSheet(f"font-size: {size}px; font-weight: bold; color: {PALETTE.primary};")
         self.result_service.setText(result.service_name)
         self.result_ahead.setText(result.ahead_text)
-        self.result_estimate.setText(f"预计等待{result.estimate}（仅供参考）" if result.estimate else "")
-        self.result_estimate.setVisible(bool(result.estimate))
+        estimate = f"预计等待{result.estimate}（仅供参考）" if result.estimate else ""
+        self.result_estimate.setText(ks.UNSTAFFED_RESULT if result.unstaffed else estimate)
+        self.result_estimate.setVisible(bool(result.unstaffed or estimate))
         if result.remember_number:
             self.result_caption.setText("请记住您的号码")
             self.result_caption.setStyleSheet(f"font-size: {s.title}px; font-weight: bold; color: {PALETTE.alert};")

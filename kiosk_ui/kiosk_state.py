@@ -79,6 +79,7 @@ class TicketResult:
     priority_label: str | None
     reprinted: bool
     name_masked: str | None
+    unstaffed: bool = False      # no window of its service had a clerk when it was issued
 
     @property
     def remember_number(self) -> bool:
@@ -90,6 +91,10 @@ class TicketResult:
         if self.ahead is None:
             return ""
         return "前面没有人在等候，请留意叫号" if self.ahead == 0 else f"前面还有{self.ahead}人"
+
+
+UNSTAFFED_TEXT = "暂无窗口办理"          # on a service button: no window serving it has a clerk now
+UNSTAFFED_RESULT = "该业务暂无工作人员在岗，到岗后按顺序叫号，请留意叫号或咨询工作人员"
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,8 @@ def with_issued(state: KioskState, reply: dict[str, Any]) -> KioskState:
         printed=printed, print_problem=problem,
         priority_label=PRIORITY_LABELS.get(str(ticket.get("priority"))),
         reprinted=reply.get("reprinted") is True,
-        name_masked=holder.get("name_masked") if isinstance(holder.get("name_masked"), str) else None)
+        name_masked=holder.get("name_masked") if isinstance(holder.get("name_masked"), str) else None,
+        unstaffed=service is not None and service.unstaffed)
     return replace(state, busy=False, result=result, card=None, card_notice=None, message=None)
 
 

@@ -157,7 +157,7 @@ def test_visit_from_login_to_rating_and_supervisor_follow_up(qtbot, hall_daemon,
     qtbot.addWidget(tablet)
     sup = hall_window("supervisor")                 # the sample hall's window client bound to no window
     assert isinstance(sup, SupervisorView)
-    qtbot.waitUntil(lambda: "今日取号 2" in sup.counts_label.text(), timeout=TIMEOUT)   # `status` is allowed
+    qtbot.waitUntil(lambda: sup.state.whole_day and "取号 2" in sup.counts_label.text(), timeout=TIMEOUT)  # `status`
 
     login(qtbot, w, "1003")
     qtbot.waitUntil(lambda: tablet.name_label.text() == "张伟", timeout=TIMEOUT)

@@ -18,7 +18,8 @@ from typing import Any
 from hall_controller.bus.topics import ALL_EVENTS, ROLE_EVENTS
 from hall_controller.clock import SystemClock
 
-WINDOW_EVENTS = (*ROLE_EVENTS["window"], "service_finished")
+# the day's finished visits and their rating state (asked, received, or the visit closed unrated)
+WINDOW_EVENTS = (*ROLE_EVENTS["window"], "service_finished", "rating_requested", "visit_closed")
 
 
 def window_number(options: Any, args: argparse.Namespace) -> int | None:

@@ -8,7 +8,7 @@ countdown (normal → amber → red) is tested with a manual clock.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hall_controller.faults import DEVICE_FAULT_TEXTS, readable
@@ -135,21 +135,49 @@ def service_name(queues: dict[str, Any], code: str) -> str:
 
 @dataclass(frozen=True)
 class ServedEntry:
+    """A visit this window finished today, with its rating state as the daemon tells it."""
+
     ticket_id: str
     number: str
     service: str
     finished_at: str
     outcome: str
     score: int | None = None
+    rating_until: str | None = None     # the end of its rating time (rules.rating_minutes after finish)
+    closed: bool = False                # the daemon closed the visit: rated, or 未评价 when it was not
 
     @property
     def rating_text(self) -> str:
-        return SCORE_TEXT.get(self.score, "未评价") if self.score is not None else "待评价"
+        """What the daemon knows: the level, 未评价 once the visit closed unrated, else 待评价."""
+        if self.score is not None:
+            return SCORE_TEXT.get(self.score, "未评价")
+        return "未评价" if self.closed else "待评价"
+
+    def rating_text_at(self, now: datetime) -> str:
+        """As the clerk reads it at `now`: 未评价 also once the rating time ran out on the clock (the
+        daemon closes the visit at its next tick)."""
+        return "未评价" if self.waits_for_rating and self._expired(now) else self.rating_text
+
+    @property
+    def waits_for_rating(self) -> bool:
+        return self.score is None and not self.closed
+
+    def waiting_at(self, now: datetime) -> bool:
+        """Still inside its rating time, unrated."""
+        return self.waits_for_rating and not self._expired(now)
+
+    def _expired(self, now: datetime) -> bool:
+        until = _ts(self.rating_until)
+        return until is not None and now >= until
 
 
 @dataclass(frozen=True)
 class TerminalState:
-    """One window terminal: its window's retained state, the queues it serves, today's work."""
+    """One window terminal: its window's retained state, the queues it serves, today's work.
+
+    Today's finished visits come from the daemon (`day_summary`, exact as of its `seq`) and are kept
+    up to date by the events after that `seq`; events that arrive before the summary are kept in
+    `early` and applied again over it."""
 
     window: int
     view: dict[str, Any] | None = None
@@ -158,6 +186,11 @@ class TerminalState:
     alerts: tuple[str, ...] = ()        # time-limit warnings and transfers to this window, newest first
     day: str | None = None
     zone: str | None = None             # the hall's time zone: every time of day is shown in it
+    summary_seq: int | None = None      # the daemon's day summary applied (None: not yet)
+    finished_total: int | None = None   # visits this window finished today (the daemon's count)
+    rating_minutes: int | None = None
+    early: tuple[dict[str, Any], ...] = ()   # this window's recent day events, replayed over a summary
+    awaiting: str | None = None         # the visit this terminal finished that waits for its rating
 
     @property
     def staff(self) -> dict[str, Any] | None:
@@ -212,19 +245,100 @@ def apply_status(state: Any, status: Any, fallback_zone: str | None = None) -> A
     return state if zone == state.zone else replace(state, zone=zone)
 
 
-def _served_from(ticket: dict[str, Any]) -> ServedEntry:
+def _served_from(ticket: dict[str, Any], rating_minutes: int | None = None) -> ServedEntry:
     rating = ticket.get("rating") if isinstance(ticket.get("rating"), dict) else None
-    return ServedEntry(str(ticket.get("id")), str(ticket.get("number")), str(ticket.get("service")),
-                       str(ticket.get("finished_at") or ""), str(ticket.get("outcome") or "completed"),
-                       rating.get("score") if rating else None)
+    finished = str(ticket.get("finished_at") or "")
+    until = None
+    if rating_minutes is not None and (at := _ts(finished)) is not None:
+        until = (at + timedelta(minutes=rating_minutes)).isoformat()
+    return ServedEntry(str(ticket.get("id")), str(ticket.get("number")), str(ticket.get("service")), finished,
+                       str(ticket.get("outcome") or "completed"), rating.get("score") if rating else None,
+                       rating_until=until)
 
 
 def _upsert_served(served: tuple[ServedEntry, ...], entry: ServedEntry) -> tuple[ServedEntry, ...]:
-    rest = [s for s in served if s.ticket_id != entry.ticket_id]
+    """Newest first; a visit already listed keeps what was learnt of it since (its rating, its end)."""
     old = next((s for s in served if s.ticket_id == entry.ticket_id), None)
-    if old is not None and entry.score is None:
-        entry = replace(entry, score=old.score)
-    return (entry, *rest)[:SERVED_LIMIT]
+    if old is None:
+        return (entry, *served)[:SERVED_LIMIT]
+    merged = replace(old, outcome=entry.outcome, score=old.score if entry.score is None else entry.score,
+                     rating_until=old.rating_until or entry.rating_until)
+    return tuple(merged if s is old else s for s in served)
+
+
+def _update_served(served: tuple[ServedEntry, ...], ticket_id: Any, **changes: Any) -> tuple[ServedEntry, ...]:
+    return tuple(replace(s, **changes) if s.ticket_id == ticket_id else s for s in served)
+
+
+DAY_EVENTS = ("service_finished", "rating_requested", "rating_received", "visit_closed")
+EARLY_LIMIT = 100
+
+
+def _seq(event: dict[str, Any]) -> int | None:
+    seq = event.get("seq")
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _apply_day_event(state: TerminalState, event: dict[str, Any]) -> TerminalState:
+    """One of this window's day events (finish, rating asked/received, visit closed) on the served list."""
+    kind = event.get("type")
+    ticket = event["ticket"]
+    tid = ticket.get("id")
+    if kind == "service_finished":
+        total = None if state.finished_total is None else state.finished_total + 1
+        return replace(state, served=_upsert_served(state.served, _served_from(ticket, state.rating_minutes)),
+                       finished_total=total)
+    if kind == "rating_requested":
+        until = event.get("rating_until")
+        return replace(state, served=_update_served(state.served, tid, rating_until=until)) \
+            if isinstance(until, str) else state
+    awaiting = None if state.awaiting == tid else state.awaiting
+    if kind == "rating_received":
+        score = (ticket.get("rating") or {}).get("score")
+        served = _update_served(state.served, tid, score=score)
+        if not any(s.ticket_id == tid for s in served) and ticket.get("status") == "finished":
+            served = _upsert_served(served, _served_from(ticket, state.rating_minutes))
+        return replace(state, served=served, awaiting=awaiting)
+    return replace(state, served=_update_served(state.served, tid, closed=True), awaiting=awaiting)
+
+
+def apply_summary(state: TerminalState, summary: Any) -> TerminalState:
+    """The daemon's `day_summary` of this window: the day's finished visits (newest first) as of its
+    `seq`, then the events after that `seq` that arrived first. A summary of another window, or one
+    older than the one applied, changes nothing."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("served"), list):
+        return state
+    seq = _seq(summary)
+    if seq is None or summary.get("window") not in (None, state.window):
+        return state
+    if state.summary_seq is not None and seq < state.summary_seq:
+        return state
+    served = []
+    for e in summary["served"][:SERVED_LIMIT]:
+        if isinstance(e, dict) and e.get("id"):
+            score = e.get("score")
+            served.append(ServedEntry(
+                str(e["id"]), str(e.get("number") or ""), str(e.get("service") or ""), str(e.get("finished_at") or ""),
+                str(e.get("outcome") or "completed"), score if isinstance(score, int) else None,
+                e.get("rating_until") if isinstance(e.get("rating_until"), str) else None, e.get("closed") is True))
+    total = summary.get("finished")
+    minutes = summary.get("rating_minutes")
+    state = replace(state, served=tuple(served), summary_seq=seq, day=summary.get("day") or state.day,
+                    finished_total=total if isinstance(total, int) else len(served),
+                    rating_minutes=minutes if isinstance(minutes, int) else state.rating_minutes)
+    later = tuple(e for e in state.early if (_seq(e) or 0) > seq)
+    for event in later:
+        state = _apply_day_event(state, event)
+    return replace(state, early=later)
+
+
+def awaiting_rating(state: TerminalState, now: datetime) -> bool:
+    """The visit this terminal just finished still waits for the visitor's rating: no rating arrived,
+    the daemon did not close it, and its rating time has not run out."""
+    if state.awaiting is None:
+        return False
+    entry = next((s for s in state.served if s.ticket_id == state.awaiting), None)
+    return entry is not None and entry.waiting_at(now)
 
 
 def apply_event(state: TerminalState, event: dict[str, Any], now: datetime) -> TerminalState:
@@ -232,16 +346,18 @@ def apply_event(state: TerminalState, event: dict[str, Any], now: datetime) -> T
     kind = event.get("type")
     ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else None
     if kind == "day_reset":
-        return replace(state, served=(), alerts=(), day=event.get("day"))
+        return replace(state, served=(), alerts=(), day=event.get("day"), finished_total=0, early=(),
+                       awaiting=None)
     mine = event.get("window") == state.window
-    if kind == "service_finished" and mine and ticket:
-        return replace(state, served=_upsert_served(state.served, _served_from(ticket)))
-    if kind == "rating_received" and mine and ticket:
-        score = (ticket.get("rating") or {}).get("score")
-        served = tuple(replace(s, score=score) if s.ticket_id == ticket.get("id") else s for s in state.served)
-        if not any(s.ticket_id == ticket.get("id") for s in served) and ticket.get("status") == "finished":
-            served = _upsert_served(served, _served_from(ticket))
-        return replace(state, served=served)
+    if kind in DAY_EVENTS and mine and ticket:
+        seq = _seq(event)
+        if seq is not None and state.summary_seq is not None and seq <= state.summary_seq:
+            return state                                   # already in the daemon's summary
+        if seq is not None:
+            if any(_seq(e) == seq for e in state.early):
+                return state                               # delivered twice
+            state = replace(state, early=(*state.early, event)[-EARLY_LIMIT:])
+        return _apply_day_event(state, event)
     stamp = hall_time_text(now, state.zone)
     if kind in ("time_limit_warning", "time_limit_exceeded") and mine and ticket:
         what = "即将超时" if kind == "time_limit_warning" else "已超过办理时限"
@@ -268,7 +384,9 @@ def apply_reply(state: TerminalState, op: str, result: dict[str, Any]) -> Termin
     if isinstance(result.get("window"), dict):
         state = apply_window(state, result["window"])
     if op == "finish" and isinstance(result.get("ticket"), dict):
-        state = replace(state, served=_upsert_served(state.served, _served_from(result["ticket"])))
+        ticket = result["ticket"]
+        state = replace(state, served=_upsert_served(state.served, _served_from(ticket, state.rating_minutes)),
+                        awaiting=None if ticket.get("rating") else str(ticket.get("id")))
     return state
 
 
@@ -291,12 +409,35 @@ class BadRating:
 
 @dataclass(frozen=True)
 class Counts:
+    """The hall day's counts, as the daemon's `today.counts` (domain/today.py) names them."""
+
     issued: int = 0
     called: int = 0
     finished: int = 0
     no_show: int = 0
     rated: int = 0
     bad: int = 0
+    not_rated: int = 0
+    transferred: int = 0
+
+
+# event type -> the count it adds to (the daemon's DayTally counts the same events)
+COUNTED_EVENTS = {"ticket_issued": "issued", "ticket_called": "called", "service_finished": "finished",
+                  "ticket_skipped": "no_show", "ticket_transferred": "transferred", "rating_received": "rated",
+                  "bad_rating": "bad"}
+COUNT_BUFFER = 500
+
+
+def _count(counts: Counts, event: dict[str, Any]) -> Counts:
+    """One event on the day's counts (`day_reset` starts them again)."""
+    kind = event.get("type")
+    if kind == "day_reset":
+        return Counts()
+    key = COUNTED_EVENTS.get(str(kind))
+    if key is None and kind == "visit_closed":
+        ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else {}
+        key = "not_rated" if ticket.get("status") == "finished" and not ticket.get("rating") else None
+    return replace(counts, **{key: getattr(counts, key) + 1}) if key else counts
 
 
 @dataclass(frozen=True)
@@ -310,12 +451,22 @@ class SupervisorState:
     dead_letters: tuple[dict[str, Any], ...] = ()
     bad_ratings: dict[str, BadRating] = field(default_factory=dict)
     counts: Counts = Counts()
-    counts_since: datetime | None = None     # the instant the counts started (shown in hall time)
+    counts_since: datetime | None = None     # until the daemon's day counts arrive: when counting started
     zone: str | None = None                  # the hall's time zone: every time of day is shown in it
+    counts_seq: int | None = None            # the daemon's day counts applied are as of this seq
+    day: str | None = None                   # the hall day they count
+    counted: tuple[dict[str, Any], ...] = ()   # recent counted events, replayed over the daemon's counts
+
+    @property
+    def whole_day(self) -> bool:
+        """The counts are the daemon's for the whole hall day (else only since `counts_since`)."""
+        return self.counts_seq is not None
 
     @property
     def counts_since_text(self) -> str | None:
-        return hall_time_text(self.counts_since, self.zone) if self.counts_since is not None else None
+        if self.whole_day or self.counts_since is None:
+            return None
+        return hall_time_text(self.counts_since, self.zone)
 
     def time_text(self, moment: Any) -> str:
         """A daemon stamp (ISO, UTC) as hh:mm in hall time."""
@@ -330,6 +481,24 @@ def device_problem(info: dict[str, Any]) -> str:
     """Why a device is offline, as the supervisor reads it: the daemon's fixed sentence
     (hall_controller.faults), never a raw driver error."""
     return readable(info.get("error"), DEVICE_FAULT_TEXTS["unknown"])
+
+
+DEAD_LETTER_TITLE = "上报失败（需处理）"     # a record the management system refused (a dead letter)
+
+
+def counts_text(state: SupervisorState) -> str:
+    """The supervisor's header: the hall day's counts (the daemon's; until they arrive, those since the
+    view opened, said so), the waiting count and the open 差评."""
+    c = state.counts
+    waiting = sum(int(q.get("waiting") or 0) for q in state.queues.values() if isinstance(q, dict))
+    if state.whole_day and state.day and len(state.day) == 10:
+        when = f"今日（{int(state.day[5:7])}月{int(state.day[8:10])}日）"
+    elif state.counts_since_text:
+        when = f"今日（自{state.counts_since_text}起）"
+    else:
+        when = "今日"
+    return (f"{when}取号 {c.issued}　叫号 {c.called}　办结 {c.finished}　过号 {c.no_show}　"
+            f"评价 {c.rated}　未评价 {c.not_rated}　｜　当前等候 {waiting}　待回访差评 {len(state.bad_ratings)}")
 
 
 def dead_letter_text(event: dict[str, Any]) -> str:
@@ -365,12 +534,30 @@ def sup_apply_state(state: SupervisorState, section: str, key: Any, value: Any) 
     return state
 
 
+def sup_apply_today(state: SupervisorState, today: Any) -> SupervisorState:
+    """The daemon's counts of the hall day (`status`'s `today`, or a `day_summary`) as of its `seq`, then
+    the counted events after that `seq` that arrived first. Older counts than those applied are ignored."""
+    if not isinstance(today, dict) or not isinstance(today.get("counts"), dict):
+        return state
+    seq = _seq(today)
+    if seq is None or (state.counts_seq is not None and seq < state.counts_seq):
+        return state
+    raw = today["counts"]
+    counts = Counts(**{k: v for k, v in raw.items()
+                       if k in Counts.__dataclass_fields__ and isinstance(v, int) and not isinstance(v, bool)})
+    later = tuple(e for e in state.counted if (_seq(e) or 0) > seq)
+    for event in later:
+        counts = _count(counts, event)
+    return replace(state, counts=counts, counts_seq=seq, counted=later, day=today.get("day") or state.day)
+
+
 def sup_apply_snapshot(state: SupervisorState, snapshot: dict[str, Any]) -> SupervisorState:
-    """The `status` reply: today's issued count from the day's counters and the open 差评 raised before
-    this view started (`bad_ratings`: the daemon's summaries), when the daemon gives them."""
-    counters = snapshot.get("counters")
-    if isinstance(counters, dict):
-        issued = sum(v for v in counters.values() if isinstance(v, int))
+    """The `status` reply: the hall day's counts (`today`; from an older daemon only the issued count of
+    its counters) and the open 差评 raised before this view started (`bad_ratings`)."""
+    if isinstance(snapshot.get("today"), dict):
+        state = sup_apply_today(state, snapshot["today"])
+    elif isinstance(snapshot.get("counters"), dict):
+        issued = sum(v for v in snapshot["counters"].values() if isinstance(v, int))
         state = replace(state, counts=replace(state.counts, issued=max(issued, state.counts.issued)))
     bad = dict(state.bad_ratings)
     for summary in snapshot.get("bad_ratings") or ():
@@ -382,38 +569,46 @@ def sup_apply_snapshot(state: SupervisorState, snapshot: dict[str, Any]) -> Supe
     return replace(state, bad_ratings=bad)
 
 
+def _sup_count(state: SupervisorState, event: dict[str, Any]) -> SupervisorState:
+    """The day's counts after one event: skipped when the daemon's counts already hold it (its seq is not
+    after theirs); kept in `counted` to be replayed over counts that arrive later."""
+    kind = event.get("type")
+    if kind not in COUNTED_EVENTS and kind not in ("visit_closed", "day_reset"):
+        return state
+    seq = _seq(event)
+    if seq is not None and state.counts_seq is not None and seq <= state.counts_seq:
+        return state
+    if seq is not None and any(e["seq"] == seq for e in state.counted):
+        return state                                       # delivered twice
+    counted = state.counted
+    if seq is not None:
+        ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else {}
+        brief = {"type": kind, "seq": seq, "ticket": {"status": ticket.get("status"), "rating": ticket.get("rating")}}
+        counted = (*counted, brief)[-COUNT_BUFFER:]
+    return replace(state, counts=_count(state.counts, event), counted=counted)
+
+
 def sup_apply_event(state: SupervisorState, event: dict[str, Any], now: datetime) -> SupervisorState:
     kind = event.get("type")
     ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else None
     tid = str(ticket.get("id")) if ticket else None
-    c = state.counts
     if state.counts_since is None:
         state = replace(state, counts_since=now)
+    state = _sup_count(state, event)
     if kind == "day_reset":
-        return replace(state, overdue={}, counts=Counts(), counts_since=now)
-    if kind == "ticket_issued":
-        return replace(state, counts=replace(c, issued=c.issued + 1))
-    if kind == "ticket_called":
-        return replace(state, counts=replace(c, called=c.called + 1))
+        return replace(state, overdue={}, counts_since=now, day=event.get("day") or state.day)
     if kind in ("time_limit_warning", "time_limit_exceeded") and tid:
         level = RED if kind == "time_limit_exceeded" else AMBER
         return replace(state, overdue={**state.overdue, tid: (level, event)})
     if kind in ("service_finished", "ticket_transferred", "ticket_skipped", "ticket_cancelled") and tid:
-        overdue = {k: v for k, v in state.overdue.items() if k != tid}
-        if kind == "service_finished":
-            c = replace(c, finished=c.finished + 1)
-        elif kind == "ticket_skipped":
-            c = replace(c, no_show=c.no_show + 1)
-        return replace(state, overdue=overdue, counts=c)
-    if kind == "rating_received":
-        return replace(state, counts=replace(c, rated=c.rated + 1))
+        return replace(state, overdue={k: v for k, v in state.overdue.items() if k != tid})
     if kind in BAD_RATING_EVENTS and tid and ticket:
         rating = ticket.get("rating") if isinstance(ticket.get("rating"), dict) else {}
         score = event.get("score", rating.get("score"))
         entry = BadRating(tid, str(ticket.get("number")), event.get("window"), ticket.get("staff_id"),
                           int(score) if isinstance(score, int) else 0, str(event.get("ts") or ""),
                           dict(rating.get("dimensions") or {}))
-        return replace(state, bad_ratings={**state.bad_ratings, tid: entry}, counts=replace(c, bad=c.bad + 1))
+        return replace(state, bad_ratings={**state.bad_ratings, tid: entry})
     if kind in BAD_RATING_RESOLVED:
         ref = tid or event.get("ticket_id")
         return replace(state, bad_ratings={k: v for k, v in state.bad_ratings.items() if k != ref})

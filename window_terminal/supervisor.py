@@ -76,6 +76,8 @@ class SupervisorView(QWidget):
 
         left.addWidget(_label("各窗口", "muted"))
         self.window_table = _table(["窗口", "状态", "工作人员", "当前号", "业务", "时限"])
+        for col in (0, 1, 3):          # short columns fit their text; the clerk's name and job number keep room
+            self.window_table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         left.addWidget(self.window_table, 2)
         left.addWidget(_label("超时提醒", "muted"))
         self.overdue_list = QListWidget()
@@ -101,7 +103,7 @@ class SupervisorView(QWidget):
         right.addWidget(_label("离线设备", "muted"))
         self.device_list = QListWidget()
         right.addWidget(self.device_list, 1)
-        right.addWidget(_label("上报失败（死信）", "muted"))
+        right.addWidget(_label(st.DEAD_LETTER_TITLE, "muted"))
         self.dead_list = QListWidget()
         right.addWidget(self.dead_list, 1)
         for sentences in (self.device_list, self.dead_list):     # each row says what to do: show it whole
@@ -124,8 +126,9 @@ class SupervisorView(QWidget):
 
     @Slot(bool)
     def _on_online(self, online: bool) -> None:
-        if online:   # the day's issued count (a window client bound to a window may not ask: goes without)
-            self.bus.request("status", lambda snap: self._snapshot(snap), lambda _failure: None)
+        if online:   # the hall day's counts and the open 差评, from the daemon
+            self.bus.request("status", lambda snap: self._snapshot(snap),
+                             lambda failure: log.warning("supervisor: no status from the daemon (%s)", failure.code))
         self._render()
 
     def _snapshot(self, snapshot: dict) -> None:
@@ -176,12 +179,7 @@ class SupervisorView(QWidget):
     def _render(self) -> None:
         s = self.state
         self.banner.setVisible(not self.bus.online)
-        c = s.counts
-        since = f"（自{s.counts_since_text}起）" if s.counts_since_text else ""
-        self.counts_label.setText(f"今日取号 {c.issued}　当前等候 "
-                                  f"{sum(int(q.get('waiting') or 0) for q in s.queues.values() if isinstance(q, dict))}"
-                                  f"　待回访差评 {len(s.bad_ratings)}　{since}叫号 {c.called}　办结 {c.finished}"
-                                  f"　过号 {c.no_show}　评价 {c.rated}")
+        self.counts_label.setText(st.counts_text(s))
         rows = st.window_rows(s, self.clock.now())
         fill_table(self.window_table, [[f"{r['number']}号", r["status"] + (f"（{r['reason']}）" if r["reason"] else ""),
                                         r["staff"], r["ticket"], r["service"], r["time"]] for r in rows])

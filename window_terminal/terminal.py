@@ -58,6 +58,7 @@ GREEN_REASONS = ("农民工欠薪", "残疾人", "军人军属", "低保、特�
 RECEPTION_KINDS = (("walk_in", "现场代取号"), ("appointment", "电话/信函预约签到"), ("green", "绿色通道"),
                    ("will", "80周岁以上老人免费遗嘱"), ("elderly", "老年人优先"))
 WILL_REASON = "80周岁以上老人免费遗嘱"
+RATING_PROMPT = "已办结，请群众在评价器上评价"
 FAILURE_TEXT = {"offline": "与大厅服务断开连接，请稍后再试", "timeout": "大厅服务未响应，请重试",
                 "internal": "大厅服务出错，操作未完成，请重试；仍不行请联系管理员",
                 "error": "操作未完成，请重试；仍不行请联系管理员"}
@@ -111,7 +112,17 @@ def fill_table(table: QTableWidget, rows: list[list[str]]) -> None:
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
-            table.setItem(r, c, QTableWidgetItem(text))
+            item = QTableWidgetItem(text)
+            item.setToolTip(text)           # a narrow column elides; the whole text is a hover away
+            table.setItem(r, c, item)
+
+
+def fit_rows(table: QTableWidget, rows: int) -> None:
+    """Make a short table exactly as tall as its header and `rows` rows (at least one), so the lists
+    below it get the rest of the column."""
+    body = sum(table.rowHeight(r) for r in range(min(rows, table.rowCount())))
+    body += table.verticalHeader().defaultSectionSize() * max(0, max(rows, 1) - table.rowCount())
+    table.setFixedHeight(table.horizontalHeader().sizeHint().height() + body + 2 * table.frameWidth())
 
 
 def seed_state(bus: QtHallBus, apply: Callable[[str, Any, Any], None]) -> None:
@@ -171,6 +182,7 @@ class WindowTerminal(QWidget):
         self.windows: dict[int, dict[str, Any]] = {}       # every window's state, for the transfer picker
         self.busy: str | None = None                       # the op in flight
         self.scan: Scan | None = None                      # captured, not attached yet
+        self._served_rows: list[list[str]] | None = None   # the served table as drawn
         self.setWindowTitle(f"{window}号窗口 · 窗口呼叫软件")
         self._build()
         bus.state_changed.connect(self._on_state)
@@ -178,8 +190,10 @@ class WindowTerminal(QWidget):
         bus.online_changed.connect(self._on_online)
         seed_state(bus, self._on_state)
         self._ticker = QTimer(self)
-        self._ticker.timeout.connect(self._render_visit)
+        self._ticker.timeout.connect(self._tick)
         self._ticker.start(1000)
+        if bus.online:
+            self._ask_day()
         self._render()
 
     # ------------------------------------------------------------------ layout
@@ -269,6 +283,7 @@ class WindowTerminal(QWidget):
         for i, op in enumerate(OPS):
             button = QPushButton(f"{op.label}\n{op.shortcut}")
             button.setMinimumHeight(84)
+            button.setStyleSheet("padding: 6px 4px;")     # four characters fit a fifth of a 1366 px screen's column
             button.clicked.connect(handlers.get(op.key) or (lambda _=False, k=op.key: self._open_form(k)))
             if op.key == "logout":
                 button.setObjectName("secondary")
@@ -279,24 +294,42 @@ class WindowTerminal(QWidget):
             shortcut.activated.connect(button.click)      # click() does nothing on a disabled button
             self.shortcuts[op.key] = shortcut
         left.addLayout(buttons)
-
         left.addWidget(_label("本窗口等候情况", "muted"))
         self.queue_table = _table(["业务", "等候人数", "预计等待"])
-        self.queue_table.setMaximumHeight(200)
-        left.addWidget(self.queue_table)
-        left.addWidget(_label("今日已办结", "muted"))
-        self.served_table = _table(["号码", "业务", "办结时间", "结果", "评价"])
-        left.addWidget(self.served_table, 1)
+        self.queue_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2):
+            self.queue_table.horizontalHeader().setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        left.addWidget(self.queue_table)                  # as tall as its rows (fit_rows)
+        left.addStretch(1)
 
+        # The right column's first page holds the day's finished visits with the reminders below, only
+        # as tall as they need (the forms take the page's place while open): a 1366×768 screen shows
+        # a dozen finished visits.
         self.side = QStackedWidget()
         right.addWidget(self.side, 1)
+        lists = QWidget()
+        lbox = QVBoxLayout(lists)
+        lbox.setContentsMargins(0, 0, 0, 0)
+        self.served_title = _label("今日已办结", "muted")
+        lbox.addWidget(self.served_title)
+        self.served_table = _table(["号码", "业务", "办结时间", "结果", "评价"])
+        header = self.served_table.horizontalHeader()
+        for col in range(5):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch if col in (1, 3)
+                                        else QHeaderView.ResizeMode.ResizeToContents)
+        lbox.addWidget(self.served_table, 1)
         alerts = QFrame()
         alerts.setObjectName("card")
         abox = QVBoxLayout(alerts)
-        abox.addWidget(_label("提醒", "title"))
+        abox.setContentsMargins(8, 4, 8, 4)
+        abox.addWidget(_label("提醒", "muted"))
         self.alert_list = QListWidget()
-        abox.addWidget(self.alert_list, 1)
-        self.side.addWidget(alerts)
+        self.alert_list.setWordWrap(True)
+        abox.addWidget(self.alert_list)
+        self.no_alerts = _label("暂无提醒")
+        abox.addWidget(self.no_alerts)
+        lbox.addWidget(alerts)
+        self.side.addWidget(lists)
         self.forms: dict[str, Form] = {}
         self._build_forms()
         Esc = QShortcut(QKeySequence("Esc"), self)
@@ -398,7 +431,25 @@ class WindowTerminal(QWidget):
 
     @Slot(bool)
     def _on_online(self, online: bool) -> None:
+        if online:
+            self._ask_day()
         self._render()
+
+    def _ask_day(self) -> None:
+        """The window's finished visits of the hall day, from the daemon (also those finished before this
+        terminal started or while it was away); events after the summary's seq keep it current."""
+        self.bus.request("day_summary", self._on_day,
+                         lambda failure: log.warning("window %s: no day summary from the daemon (%s)",
+                                                     self.window, failure.code))
+
+    def _on_day(self, summary: dict) -> None:
+        self.state = st.apply_summary(self.state, summary)
+        self._render()
+
+    def _tick(self) -> None:
+        """Every second: the countdown, ratings whose time ran out (未评价), the rating prompt."""
+        self._render_visit()
+        self._render_served()
 
     # ------------------------------------------------------------------ sending ops
     def _send(self, op: str, on_ok: Callable[[dict], None] | None = None, **args: Any) -> None:
@@ -415,7 +466,8 @@ class WindowTerminal(QWidget):
         ticket = result.get("ticket") if isinstance(result.get("ticket"), dict) else None
         texts = {"call_next": f"请{ticket['number']}号到{self.window}号窗口" if ticket else "当前没有等候的号",
                  "call_number": f"已呼叫{ticket['number']}号" if ticket else "", "recall": "已重呼",
-                 "start": "开始办理", "finish": "已办结，请群众在评价器上评价", "skip": "已过号",
+                 "start": "开始办理", "finish": "已办结，群众已评价" if ticket and ticket.get("rating") else RATING_PROMPT,
+                 "skip": "已过号",
                  "transfer": "已转移", "return_to_first": "已退回首问责任人", "pause": "已暂停服务",
                  "resume": "已恢复服务", "logout": "已退出登录", "login": "登录成功"}
         self._say(texts.get(op, ""))
@@ -609,13 +661,32 @@ class WindowTerminal(QWidget):
         status = st.STATUS_TEXT.get(s.status, s.status)
         reason = (s.view or {}).get("paused_reason")
         self.status_label.setText(f"{status}（{reason}）" if s.status == "paused" and reason else status)
-        fill_table(self.queue_table, [[name, str(waiting), est] for _, name, waiting, est in s.window_queues()])
-        fill_table(self.served_table, [[e.number, st.service_name(s.queues, e.service), hall_time_text(e.finished_at, s.zone),
-                                        st.OUTCOMES.get(e.outcome, e.outcome), e.rating_text] for e in s.served])
+        queues = s.window_queues()
+        fill_table(self.queue_table, [[name, str(waiting), est] for _, name, waiting, est in queues])
+        fit_rows(self.queue_table, len(queues))
         self.alert_list.clear()
         self.alert_list.addItems(list(s.alerts))
+        self.alert_list.setVisible(bool(s.alerts))
+        self.alert_list.setFixedHeight(min(len(s.alerts), 3) * (self.alert_list.sizeHintForRow(0) if s.alerts else 0)
+                                       + 2 * self.alert_list.frameWidth() + 4)
+        self.no_alerts.setVisible(not s.alerts)
+        self._render_served()
         self._render_visit()
         self._render_buttons()
+
+    def _render_served(self) -> None:
+        """The day's finished visits, newest first, with their rating as of now; redrawn when it changes.
+        The rating prompt after 办结 is taken down once the visit is rated or its rating time is over."""
+        s, now = self.state, self.clock.now()
+        rows = [[e.number, st.service_name(s.queues, e.service), hall_time_text(e.finished_at, s.zone),
+                 st.OUTCOMES.get(e.outcome, e.outcome), e.rating_text_at(now)] for e in s.served]
+        if rows != self._served_rows:
+            self._served_rows = rows
+            fill_table(self.served_table, rows)
+            total = s.finished_total if s.finished_total is not None else len(s.served)
+            self.served_title.setText(f"今日已办结（{total}）")
+        if self.message.text() == RATING_PROMPT and not st.awaiting_rating(s, now):
+            self._say("")
 
     def _render_visit(self) -> None:
         visit = st.visit_view(self.state.view, self.state.queues, self.clock.now(), self.staff_names,
