@@ -111,8 +111,8 @@ class LinkCamera(CameraDriver):
                         self.captures += 1
                         log.info("%s: captured %d bytes", self.url, len(frame.payload))
                         return frame.payload, "image/jpeg"
-            if decoder.errors:
-                raise TransportTimeout(f"高拍仪数据校验失败（{decoder.errors} 字节被丢弃），请重拍")
+            if decoder.discarded:
+                raise TransportTimeout(f"高拍仪数据校验失败（{decoder.discarded} 字节被丢弃），请重拍")
             raise TransportTimeout(f"高拍仪无应答 {self.url}")
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
+from drivers.codecs.framing import Decoder
 from hall_controller.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -56,16 +57,11 @@ class AmbiguousDevice(ValueError):
 FrameT = TypeVar("FrameT")
 
 
-class _Decoder(Protocol[FrameT]):
-    def feed(self, data: bytes) -> list[FrameT]: ...
-
-    def flush(self) -> list[FrameT]: ...
-
-
 class IdleFramer(Generic[FrameT]):
-    """A sans-IO decoder plus the UART idle timer: a gap in the traffic ends any partial frame."""
+    """A codec's decoder (``drivers.codecs.framing``) plus the UART idle timer: a gap in the traffic
+    ends any partial frame."""
 
-    def __init__(self, decoder: _Decoder[FrameT], idle_s: float) -> None:
+    def __init__(self, decoder: Decoder[FrameT], idle_s: float) -> None:
         self._decoder = decoder
         self._idle_s = idle_s
         self._last = 0.0

@@ -47,7 +47,7 @@ def test_requests_are_single_bytes():
     with pytest.raises(ValueError):
         encode_request(0x00)
     decoder = RequestDecoder()
-    assert decoder.feed(b"\x43\x00\x3f\x43") == [CAPTURE, STATUS_REQUEST, CAPTURE] and decoder.errors == 1
+    assert decoder.feed(b"\x43\x00\x3f\x43") == [CAPTURE, STATUS_REQUEST, CAPTURE] and decoder.discarded == 1
 
 
 def test_frames_encode_to_the_vectors():
@@ -65,13 +65,13 @@ def test_decoder_takes_any_chunking_and_resynchronises():
     for byte in IMAGE_VECTOR + ERROR_VECTOR:          # one byte at a time
         frames += decoder.feed(bytes([byte]))
     assert frames == [Frame(IMAGE, bytes.fromhex("FFD8FFD9")), Frame(ERROR, "无纸".encode())]
-    assert frames[1].text == "无纸" and decoder.pending == 0 and decoder.errors == 0
+    assert frames[1].text == "无纸" and decoder.pending == 0 and decoder.discarded == 0
 
     broken = bytearray(IMAGE_VECTOR)
     broken[6] ^= 0x01                                 # a bit flipped in the image: CRC mismatch
     decoder = FrameDecoder()
     assert decoder.feed(b"\x00\x17" + bytes(broken) + ERROR_VECTOR) == [Frame(ERROR, "无纸".encode())]
-    assert decoder.errors >= 3                        # two garbage bytes, then the broken frame's type byte
+    assert decoder.discarded >= 3                        # two garbage bytes, then the broken frame's type byte
 
     decoder = FrameDecoder(CameraFraming(max_frame=1024))
     huge = bytes.fromhex("49 7FFFFFFF")               # a length beyond the limit is not waited for

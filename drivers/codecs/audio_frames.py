@@ -17,9 +17,9 @@ garbled on the line is caught before the decoder waits for bytes that never come
 * ``DONE`` (0x03, speaker → host): playback of ``SEQ`` ended; META ``{"duration": s}``.
 * ``ERROR`` (0x04, speaker → host): ``SEQ`` was refused; META ``{"error": "..."}``.
 
-The decoder resynchronises after line noise: a frame with a bad HCRC or CRC, an unknown type or a
-length over the limit is dropped (counted in ``errors``) and the search for the next magic goes on one
-byte later.
+The decoder is a :class:`drivers.codecs.framing.FrameScanner`: it resynchronises after line noise (a
+frame with a bad HCRC or CRC, an unknown type or a length over the limit is dropped, its bytes counted
+in ``discarded``, and the search for the next magic goes on one byte later).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import wave
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from drivers.codecs.framing import BAD, NEED_MORE, FrameScanner, ParseResult
 
 __all__ = [
     "DONE",
@@ -82,63 +84,36 @@ def encode(type_: int, seq: int, meta: dict[str, Any] | None = None, data: bytes
     return MAGIC + body + _CRC.pack(zlib.crc32(body))
 
 
-class AudioFrameDecoder:
+class AudioFrameDecoder(FrameScanner[AudioFrame]):
     """``feed(bytes) -> [AudioFrame]``; keeps partial frames between calls."""
 
     def __init__(self, max_data: int = MAX_DATA) -> None:
+        super().__init__(preamble=MAGIC)
         self.max_data = max_data
-        self._buf = bytearray()
-        self.errors = 0
 
-    def feed(self, data: bytes) -> list[AudioFrame]:
-        self._buf += data
-        frames: list[AudioFrame] = []
-        while True:
-            start = self._buf.find(MAGIC)
-            if start < 0:
-                # keep a trailing 'A' that may be the first half of the next magic
-                garbage = len(self._buf) - (1 if self._buf.endswith(MAGIC[:1]) else 0)
-                if garbage:
-                    self.errors += 1
-                    del self._buf[:garbage]
-                return frames
-            if start:
-                self.errors += 1
-                del self._buf[:start]
-            if len(self._buf) < _HEADER.size:
-                return frames
-            _, type_, seq, meta_len, data_len, hcrc = _HEADER.unpack_from(self._buf)
-            if (hcrc != binascii.crc_hqx(bytes(self._buf[2:_HEADER.size - 2]), 0xFFFF)
-                    or type_ not in TYPES or data_len > self.max_data):
-                self._skip()
-                continue
-            end = _HEADER.size + meta_len + data_len
-            if len(self._buf) < end + _CRC.size:
-                return frames
-            body = bytes(self._buf[2:end])
-            (crc,) = _CRC.unpack_from(self._buf, end)
-            if crc != zlib.crc32(body):
-                self._skip()
-                continue
-            meta_raw = body[_HEADER.size - 2: _HEADER.size - 2 + meta_len]
-            try:
-                meta = json.loads(meta_raw.decode("utf-8")) if meta_raw else {}
-            except (UnicodeDecodeError, ValueError):
-                meta = None
-            if not isinstance(meta, dict):
-                self._skip()
-                continue
-            frames.append(AudioFrame(type_, seq, meta, body[_HEADER.size - 2 + meta_len:]))
-            del self._buf[: end + _CRC.size]
-
-    def flush(self) -> bytes:
-        """Drop and return whatever partial frame is buffered (the link went down)."""
-        rest, self._buf = bytes(self._buf), bytearray()
-        return rest
-
-    def _skip(self) -> None:
-        self.errors += 1
-        del self._buf[:1]
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, AudioFrame | None, int]:
+        if len(buf) - pos < _HEADER.size:
+            return NEED_MORE
+        _, type_, seq, meta_len, data_len, hcrc = _HEADER.unpack_from(buf, pos)
+        fields = bytes(buf[pos + len(MAGIC) : pos + _HEADER.size - 2])
+        if hcrc != binascii.crc_hqx(fields, 0xFFFF) or type_ not in TYPES or data_len > self.max_data:
+            return BAD
+        end = pos + _HEADER.size + meta_len + data_len
+        if len(buf) < end + _CRC.size:
+            return NEED_MORE
+        body = bytes(buf[pos + len(MAGIC) : end])
+        (crc,) = _CRC.unpack_from(buf, end)
+        if crc != zlib.crc32(body):
+            return BAD
+        meta_raw = body[_HEADER.size - 2 : _HEADER.size - 2 + meta_len]
+        try:
+            meta = json.loads(meta_raw.decode("utf-8")) if meta_raw else {}
+        except (UnicodeDecodeError, ValueError):
+            meta = None
+        if not isinstance(meta, dict):
+            return BAD
+        frame = AudioFrame(type_, seq, meta, body[_HEADER.size - 2 + meta_len :])
+        return ParseResult.OK, frame, end + _CRC.size - pos
 
 
 # --- WAV helpers (stdlib ``wave``): what a PLAY frame carries -------------------------------------

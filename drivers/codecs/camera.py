@@ -10,8 +10,9 @@ with TYPE ``49`` ('I') a JPEG image, ``53`` ('S') a status text (UTF-8 JSON), ``
 (UTF-8, Chinese, for the clerk). The CRC lets the host refuse an image a noisy line altered instead of
 attaching a broken scan.
 
-The decoder resynchronises on garbage: a byte that is not a frame type, a length above the framing's
-limit, or a CRC mismatch drops one byte and scans on; `errors` counts what was dropped.
+The decoder is a :class:`drivers.codecs.framing.FrameScanner`: it resynchronises on garbage (a byte
+that is not a frame type, a length above the framing's limit, or a CRC mismatch drops one byte and
+scans on) and counts what was dropped in ``discarded``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from drivers.codecs.framing import BAD, NEED_MORE, FrameScanner, ParseResult
 
 __all__ = [
     "CAPTURE",
@@ -90,67 +93,35 @@ def encode_frame(frame_type: int, payload: bytes, framing: CameraFraming | None 
     return HEADER.pack(frame_type, len(payload)) + payload + TRAILER.pack(zlib.crc32(payload))
 
 
-class FrameDecoder:
+class FrameDecoder(FrameScanner[Frame]):
     """Camera → host frames from a byte stream (any chunking)."""
 
     def __init__(self, framing: CameraFraming | None = None) -> None:
+        super().__init__(bytes(FRAME_TYPES))
         self.framing = framing or CameraFraming()
-        self._buf = bytearray()
-        self.errors = 0
 
-    @property
-    def pending(self) -> int:
-        """Bytes held for an incomplete frame (a capture in transfer)."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
-        frames: list[Frame] = []
-        buf = self._buf
-        while buf:
-            if buf[0] not in FRAME_TYPES:
-                self._skip()
-                continue
-            if len(buf) < HEADER.size:
-                break
-            frame_type, length = HEADER.unpack_from(buf)
-            if length > self.framing.max_frame:
-                self._skip()
-                continue
-            end = HEADER.size + length + TRAILER.size
-            if len(buf) < end:
-                break
-            payload = bytes(buf[HEADER.size:HEADER.size + length])
-            (crc,) = TRAILER.unpack_from(buf, HEADER.size + length)
-            if crc != zlib.crc32(payload):
-                self._skip()
-                continue
-            del buf[:end]
-            frames.append(Frame(frame_type, payload))
-        return frames
-
-    def flush(self) -> list[Frame]:
-        """End of a read with nothing new: an incomplete frame stays until more bytes come."""
-        return []
-
-    def reset(self) -> None:
-        self._buf.clear()
-
-    def _skip(self) -> None:
-        self.errors += 1
-        del self._buf[:1]
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, Frame | None, int]:
+        if len(buf) - pos < HEADER.size:
+            return NEED_MORE
+        frame_type, length = HEADER.unpack_from(buf, pos)
+        if length > self.framing.max_frame:
+            return BAD
+        start = pos + HEADER.size
+        end = start + length + TRAILER.size
+        if len(buf) < end:
+            return NEED_MORE
+        payload = bytes(buf[start : start + length])
+        (crc,) = TRAILER.unpack_from(buf, start + length)
+        if crc != zlib.crc32(payload):
+            return BAD
+        return ParseResult.OK, Frame(frame_type, payload), end - pos
 
 
-class RequestDecoder:
-    """Host → camera request bytes; anything else is counted and ignored."""
+class RequestDecoder(FrameScanner[int]):
+    """Host → camera request bytes; anything else is counted in ``discarded`` and ignored."""
 
     def __init__(self) -> None:
-        self.errors = 0
+        super().__init__(bytes(REQUESTS))
 
-    def feed(self, data: bytes) -> list[int]:
-        requests = [b for b in data if b in REQUESTS]
-        self.errors += len(data) - len(requests)
-        return requests
-
-    def flush(self) -> list[int]:
-        return []
+    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, int | None, int]:
+        return ParseResult.OK, buf[pos], 1

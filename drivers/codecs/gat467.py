@@ -18,10 +18,10 @@ Text fields (byte offset/length): name 0/30, sex 30/2, nation 32/4, birth 36/16,
 ID number 122/36, issuer 158/30, valid-from 188/16, valid-to 204/16, then 36 reserved bytes.
 Fields are padded with spaces.
 
-Decoders take arbitrary chunks, skip garbage before a preamble (counted in ``discarded``) and reject
-frames with an impossible length or a bad checksum with a logged reason (``last_error``,
-``rejected``). ``flush()`` ends a partial frame when the line has gone quiet (a reply that will
-never complete), releasing any valid frame behind it.
+The decoders are :class:`drivers.codecs.framing.FrameScanner` s: they take arbitrary chunks, skip
+garbage before a preamble (counted in ``discarded``) and reject frames with an impossible length or a
+bad checksum with a logged reason (``last_error``, ``rejected``). ``flush()`` ends a partial frame
+when the line has gone quiet (a reply that will never complete), releasing any valid frame behind it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from drivers.codecs.window_bus import CHECKSUMS, FrameScanner, ParseResult
+from drivers.codecs.framing import BAD, NEED_MORE, FrameScanner, ParseResult, checksum_by_name
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class Gat467Framing:
     def __post_init__(self) -> None:
         if not self.preamble:
             raise ValueError("GA/T 467 framing needs a non-empty preamble")
-        if self.checksum not in CHECKSUMS:
-            raise ValueError(f"unknown checksum kind {self.checksum!r}; known: {', '.join(CHECKSUMS)}")
+        checksum_by_name(self.checksum)  # ValueError now rather than at the first frame
         if self.length_bytes not in (1, 2):
             raise ValueError("length_bytes must be 1 or 2")
         if self.poll_ms < 1:
@@ -223,7 +222,7 @@ def _frame(body: bytes, framing: Gat467Framing) -> bytes:
     if size > framing.max_len:
         raise ValueError(f"frame too long: LEN {size} > {framing.max_len}")
     head = size.to_bytes(framing.length_bytes, "big")
-    return framing.preamble + head + body + bytes((CHECKSUMS[framing.checksum](head + body),))
+    return framing.preamble + head + body + bytes((checksum_by_name(framing.checksum)(head + body),))
 
 
 def encode_request(request: Request, framing: Gat467Framing = DEFAULT_FRAMING) -> bytes:
@@ -244,7 +243,7 @@ def encode_response(response: Response, framing: Gat467Framing = DEFAULT_FRAMING
 
 # -------------------------------------------------------------------------------------- decoders
 
-FrameT = TypeVar("FrameT", Request, Response)
+FrameT = TypeVar("FrameT", bound=Request | Response)
 
 
 class _FrameDecoder(FrameScanner[FrameT], Generic[FrameT]):
@@ -254,9 +253,9 @@ class _FrameDecoder(FrameScanner[FrameT], Generic[FrameT]):
     _what: str
 
     def __init__(self, framing: Gat467Framing = DEFAULT_FRAMING) -> None:
-        super().__init__(framing.preamble[0], frozenset())
+        super().__init__(preamble=framing.preamble)
         self.framing = framing
-        self._checksum = CHECKSUMS[framing.checksum]
+        self._checksum = checksum_by_name(framing.checksum)
         self.rejected = 0
         self.last_error: str | None = None
 
@@ -265,23 +264,20 @@ class _FrameDecoder(FrameScanner[FrameT], Generic[FrameT]):
         self.last_error = reason
         log.warning("GA/T 467 %s rejected: %s (%s)", self._what, reason,
                     bytes(buf[pos : pos + min(size, 24)]).hex(" "))
-        return ParseResult.BAD, None, 0
+        return BAD
 
     def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, FrameT | None, int]:
         f = self.framing
         pre, nlen = len(f.preamble), f.length_bytes
         available = len(buf) - pos
-        got = buf[pos : pos + pre]
-        if got != f.preamble[: len(got)]:
-            return ParseResult.BAD, None, 0
         if available < pre + nlen:
-            return ParseResult.NEED_MORE, None, 0
+            return NEED_MORE
         size = int.from_bytes(buf[pos + pre : pos + pre + nlen], "big")
         if not self._head + 1 <= size <= f.max_len:
             return self._reject(f"长度 {size} 无效", buf, pos, pre + nlen)
         total = pre + nlen + size
         if available < total:
-            return ParseResult.NEED_MORE, None, 0
+            return NEED_MORE
         covered = bytes(buf[pos + pre : pos + total - 1])
         expected = self._checksum(covered)
         if buf[pos + total - 1] != expected:

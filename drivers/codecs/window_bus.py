@@ -31,29 +31,27 @@ LED frames (host → screen)::
 CMD 0xA5 shows text: DATA holds every character (GBK, 2 bytes, or ASCII, 1 byte) followed by its
 colour byte. ADDR 0xFF (per framing) is the broadcast address every screen accepts.
 
-Decoders take arbitrary chunks, return complete frames, skip garbage one byte at a time so that a
-frame hidden behind a false or truncated start is still found, and count skipped bytes in
-``.discarded``. Call ``flush()`` when the line has gone idle: a partial frame left at that point will
-never complete, and dropping it releases any valid frame behind it.
+The decoders are :class:`drivers.codecs.framing.FrameScanner` s: they take arbitrary chunks, return
+complete frames, skip garbage one byte at a time so that a frame hidden behind a false or truncated
+start is still found, and count skipped bytes in ``.discarded``. Call ``flush()`` when the line has
+gone idle: a partial frame left at that point will never complete, and dropping it releases any valid
+frame behind it.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from device_profiles import Profile, make_framing, require_kind
+from drivers.codecs.framing import BAD, NEED_MORE, FrameScanner, ParseResult, checksum_by_name
 
 __all__ = [
     "DEFAULT_KEYPAD_FRAMING",
     "DEFAULT_LED_FRAMING",
     "DIGIT_CODES",
-    "FrameScanner",
-    "ParseResult",
     "FUNC_DISPLAY",
     "FUNC_KEY_EVENT",
     "KEY_CANCEL",
@@ -114,28 +112,9 @@ LED_CMD_TEXT = 0xA5
 LED_BROADCAST = 0xFF
 
 
-def _sum8(data: bytes) -> int:
-    return sum(data) & 0xFF
-
-
-def _xor8(data: bytes) -> int:
-    value = 0
-    for byte in data:
-        value ^= byte
-    return value
-
-
-CHECKSUMS: Mapping[str, Callable[[bytes], int]] = MappingProxyType({"sum8": _sum8, "xor8": _xor8})
-
-
 def _check_byte(name: str, value: int) -> None:
     if not 0 <= value <= 0xFF:
         raise ValueError(f"{name} must be a byte (0-255), got {value}")
-
-
-def _check_checksum(kind: str) -> None:
-    if kind not in CHECKSUMS:
-        raise ValueError(f"unknown checksum kind {kind!r}; known: {', '.join(CHECKSUMS)}")
 
 
 # --------------------------------------------------------------------------------------- framings
@@ -157,7 +136,7 @@ class KeypadFraming:
     def __post_init__(self) -> None:
         for name in ("start", "end", "func_key", "func_display"):
             _check_byte(name, getattr(self, name))
-        _check_checksum(self.checksum)
+        checksum_by_name(self.checksum)  # ValueError now rather than at the first frame
         if not 1 <= self.max_data <= 0xFD:
             raise ValueError("max_data must be 1-253 (L is one byte and counts ADDR and FUNC)")
         clash = set(self.key_codes.values()) & set(DIGIT_CODES)
@@ -183,7 +162,7 @@ class LedFraming:
             raise ValueError("LED framing needs a non-empty preamble to find frame starts")
         for name in ("cmd_text", "colour", "broadcast"):
             _check_byte(name, getattr(self, name))
-        _check_checksum(self.checksum)
+        checksum_by_name(self.checksum)  # ValueError now rather than at the first frame
         "".encode(self.encoding)  # LookupError now rather than at the first frame
         if self.max_chars < 1:
             raise ValueError("max_chars must be at least 1")
@@ -225,12 +204,12 @@ def encode_keypad(frame: KeypadFrame, framing: KeypadFraming = DEFAULT_KEYPAD_FR
         raise ValueError(f"keypad data too long: {len(frame.data)} > {framing.max_data} bytes")
     body = bytes((frame.addr, frame.func)) + bytes(frame.data)
     size = len(body)
-    checksum = CHECKSUMS[framing.checksum](body)
+    check = checksum_by_name(framing.checksum)(body)
     return (
         framing.preamble
         + bytes((framing.start, size, size, framing.start))
         + body
-        + bytes((checksum, framing.end))
+        + bytes((check, framing.end))
     )
 
 
@@ -241,104 +220,38 @@ def encode_led(frame: LedFrame, framing: LedFraming = DEFAULT_LED_FRAMING) -> by
     if len(frame.data) > framing.max_data:
         raise ValueError(f"LED data too long: {len(frame.data)} > {framing.max_data} bytes")
     body = bytes((frame.addr, frame.cmd)) + len(frame.data).to_bytes(2, "big") + bytes(frame.data)
-    return framing.preamble + body + bytes((CHECKSUMS[framing.checksum](body),))
+    return framing.preamble + body + bytes((checksum_by_name(framing.checksum)(body),))
 
 
 # ------------------------------------------------------------------------------------- decoders
-
-
-class ParseResult(Enum):
-    OK = 1
-    BAD = 2
-    NEED_MORE = 3
-
-
-FrameT = TypeVar("FrameT")
-
-
-class FrameScanner(ABC, Generic[FrameT]):
-    """Resynchronising scanner shared by both decoders; subclasses parse one candidate frame."""
-
-    def __init__(self, sync: int, idle: frozenset[int]) -> None:
-        self._sync = sync
-        self._idle = idle
-        self._buf = bytearray()
-        self.discarded = 0
-
-    def feed(self, data: bytes) -> list[FrameT]:
-        """Add received bytes; return the frames they complete, oldest first."""
-        self._buf += data
-        return self._scan(final=False)
-
-    def flush(self) -> list[FrameT]:
-        """The line went idle: give up on any partial frame and return frames found behind it."""
-        return self._scan(final=True)
-
-    @property
-    def pending(self) -> int:
-        """Bytes held while waiting for the rest of a frame."""
-        return len(self._buf)
-
-    def _skip(self, skipped: bytes | bytearray) -> None:
-        self.discarded += sum(1 for byte in skipped if byte not in self._idle)
-
-    def _scan(self, *, final: bool) -> list[FrameT]:
-        buf = self._buf
-        frames: list[FrameT] = []
-        pos = 0
-        while True:
-            start = buf.find(self._sync, pos)
-            if start < 0:
-                start = len(buf)
-            self._skip(buf[pos:start])
-            pos = start
-            if pos >= len(buf):
-                break
-            status, frame, size = self._parse(buf, pos)
-            if status is ParseResult.OK:
-                assert frame is not None
-                frames.append(frame)
-                pos += size
-            elif status is ParseResult.BAD or final:
-                # Skip one byte only: a real frame may start inside the rejected candidate.
-                self._skip(buf[pos : pos + 1])
-                pos += 1
-            else:
-                break
-        del buf[:pos]
-        return frames
-
-    @abstractmethod
-    def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, FrameT | None, int]:
-        """Judge the candidate frame starting at ``pos``; on OK also return the frame and its size."""
 
 
 class KeypadDecoder(FrameScanner[KeypadFrame]):
     """Finds keypad frames (either direction) in a byte stream."""
 
     def __init__(self, framing: KeypadFraming = DEFAULT_KEYPAD_FRAMING) -> None:
-        super().__init__(framing.start, frozenset(framing.preamble))
+        super().__init__(framing.start, idle=framing.preamble)
         self.framing = framing
-        self._checksum = CHECKSUMS[framing.checksum]
+        self._checksum = checksum_by_name(framing.checksum)
 
     def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, KeypadFrame | None, int]:
         f = self.framing
         head = buf[pos : pos + 4]
         # Reject as early as the available bytes allow, so garbage is not held back.
         if len(head) >= 2 and not 2 <= head[1] <= f.max_data + 2:
-            return ParseResult.BAD, None, 0
+            return BAD
         if (len(head) >= 3 and head[2] != head[1]) or (len(head) == 4 and head[3] != f.start):
-            return ParseResult.BAD, None, 0
+            return BAD
         if len(head) < 4:
-            return ParseResult.NEED_MORE, None, 0
+            return NEED_MORE
         size = head[1]
         total = 4 + size + 2
         if len(buf) - pos < total:
-            return ParseResult.NEED_MORE, None, 0
+            return NEED_MORE
         body = bytes(buf[pos + 4 : pos + 4 + size])
-        checksum, end = buf[pos + 4 + size], buf[pos + 5 + size]
-        if end != f.end or checksum != self._checksum(body):
-            return ParseResult.BAD, None, 0
+        check, end = buf[pos + 4 + size], buf[pos + 5 + size]
+        if end != f.end or check != self._checksum(body):
+            return BAD
         return ParseResult.OK, KeypadFrame(body[0], body[1], body[2:]), total
 
 
@@ -346,31 +259,28 @@ class LedDecoder(FrameScanner[LedFrame]):
     """Finds LED frames in a byte stream (used by emulated screens and bus monitors)."""
 
     def __init__(self, framing: LedFraming = DEFAULT_LED_FRAMING) -> None:
-        super().__init__(framing.preamble[0], frozenset())
+        super().__init__(preamble=framing.preamble)
         self.framing = framing
-        self._checksum = CHECKSUMS[framing.checksum]
+        self._checksum = checksum_by_name(framing.checksum)
 
     def _parse(self, buf: bytearray, pos: int) -> tuple[ParseResult, LedFrame | None, int]:
         f = self.framing
         pre = len(f.preamble)
         available = len(buf) - pos
-        got = buf[pos : pos + pre]
-        if got != f.preamble[: len(got)]:
-            return ParseResult.BAD, None, 0
         if available < pre + 4:
             if available >= pre + 3 and buf[pos + pre + 2] << 8 > f.max_data:
-                return ParseResult.BAD, None, 0
-            return ParseResult.NEED_MORE, None, 0
+                return BAD
+            return NEED_MORE
         addr, cmd = buf[pos + pre], buf[pos + pre + 1]
         size = int.from_bytes(buf[pos + pre + 2 : pos + pre + 4], "big")
         if size > f.max_data:
-            return ParseResult.BAD, None, 0
+            return BAD
         total = pre + 4 + size + 1
         if available < total:
-            return ParseResult.NEED_MORE, None, 0
+            return NEED_MORE
         body = bytes(buf[pos + pre : pos + total - 1])
         if buf[pos + total - 1] != self._checksum(body):
-            return ParseResult.BAD, None, 0
+            return BAD
         return ParseResult.OK, LedFrame(addr, cmd, body[4:]), total
 
 
@@ -490,15 +400,19 @@ def led_text_frame(
 # ------------------------------------------------------------------------------ framing from profiles
 
 
-def led_framing(profile: Profile) -> LedFraming:
-    """Codec parameters of an LED screen profile."""
-    require_kind(profile, "led")
+def _profile_values(profile: Profile, kind: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The framing fields a profile of ``kind`` sets among ``keys``, its preamble as bytes."""
+    require_kind(profile, kind)
     f = profile.framing
-    values: dict[str, Any] = {
-        key: f[key] for key in ("checksum", "cmd_text", "encoding", "colour", "max_chars", "max_data") if key in f
-    }
+    values: dict[str, Any] = {key: f[key] for key in keys if key in f}
     if "preamble" in f:
         values["preamble"] = bytes(f["preamble"])
+    return values
+
+
+def led_framing(profile: Profile) -> LedFraming:
+    """Codec parameters of an LED screen profile."""
+    values = _profile_values(profile, "led", ("checksum", "cmd_text", "encoding", "colour", "max_chars", "max_data"))
     if "broadcast" in profile.addressing:
         values["broadcast"] = profile.addressing["broadcast"]
     return make_framing(profile, LedFraming, values)
@@ -506,13 +420,7 @@ def led_framing(profile: Profile) -> LedFraming:
 
 def keypad_framing(profile: Profile) -> KeypadFraming:
     """Codec parameters of a call keypad profile."""
-    require_kind(profile, "keypad")
-    f = profile.framing
-    values: dict[str, Any] = {
-        key: f[key] for key in ("start", "end", "checksum", "func_key", "func_display", "max_data") if key in f
-    }
-    if "preamble" in f:
-        values["preamble"] = bytes(f["preamble"])
-    if "keys" in f:
-        values["key_codes"] = {**KEY_CODES, **f["keys"]}
+    values = _profile_values(profile, "keypad", ("start", "end", "checksum", "func_key", "func_display", "max_data"))
+    if "keys" in profile.framing:
+        values["key_codes"] = {**KEY_CODES, **profile.framing["keys"]}
     return make_framing(profile, KeypadFraming, values)
