@@ -7,7 +7,8 @@ Life cycle, identical for every kind:
 * :meth:`DeviceDriver.open` opens the transport and starts the driver's own threads, if any;
 * :meth:`DeviceDriver.close` stops them and closes the transport; it may be called twice;
 * a failure on a background thread is reported exactly once through ``on_error`` and stops the
-  driver; a failure inside a call raises :class:`drivers.transport.TransportError`.
+  driver (:class:`ThreadedDriver` does this for every driver with threads); a failure inside a call
+  raises :class:`drivers.transport.TransportError`.
 
 Timeouts live in the transport (every read and write has one, from the profile's ``transport``
 section); retries do not live here at all: reopening a failed driver with capped exponential
@@ -21,10 +22,16 @@ codec and factory.
 
 from __future__ import annotations
 
+import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from drivers.transport import TransportError, TransportIOError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CardReaderDriver",
@@ -34,6 +41,7 @@ __all__ = [
     "Health",
     "PrinterDriver",
     "SpeakerDriver",
+    "ThreadedDriver",
     "WindowBusDriver",
 ]
 
@@ -78,6 +86,113 @@ class DeviceDriver(ABC):
         self.close()
 
 
+class ThreadedDriver(DeviceDriver):
+    """A driver with threads of its own (a reader, a poller, a writer): this base starts them, stops
+    them and reports the first failure on any of them exactly once.
+
+    A thread's target just raises on failure. The first exception stops the driver (``stopping``
+    turns true, ``cond`` waiters wake) and goes to ``on_error`` once — unless the driver was
+    already closing, when a failure is only the side effect of closing the transport and is logged,
+    not reported. An exception that is not a :class:`TransportError` is a bug: it is logged with its
+    traceback and reported as a :class:`TransportIOError` so that the supervisor reopens the driver.
+    Subclasses name the device in ``device_name`` (Chinese, for the wrapped error) and call
+    :meth:`_start_threads` from ``open()`` and :meth:`_stop_threads` from ``close()``.
+    """
+
+    device_name: ClassVar[str] = "设备"
+
+    def __init__(self, url: str, *, on_error: ErrorCallback | None = None) -> None:
+        super().__init__(url, on_error=on_error)
+        #: Notified on failure and on stop; subclasses wait on it for their own state too.
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._closing = False
+        self._threads: tuple[threading.Thread, ...] = ()
+        self._fail_lock = threading.Lock()
+        self._failed: Exception | None = None
+
+    @property
+    def failed(self) -> Exception | None:
+        """The error that stopped the driver, if any."""
+        return self._failed
+
+    @property
+    def running(self) -> bool:
+        """Threads started and not stopped."""
+        return bool(self._threads)
+
+    @property
+    def stopping(self) -> bool:
+        """Closing, or stopped by a failure: threads should return."""
+        return self._stop.is_set()
+
+    def health(self) -> Health:
+        failed = self._failed
+        return Health(online=self.running and failed is None, error=None if failed is None else str(failed))
+
+    def _start_threads(self, targets: dict[str, Callable[[], None]]) -> None:
+        """Start one daemon thread per ``{name: target}`` (after the transport is open)."""
+        self._stop.clear()
+        with self._cond:
+            self._closing = False
+        self._failed = None
+        self._threads = tuple(threading.Thread(target=self._guarded, args=(target,), name=f"{name} {self.url}",
+                                               daemon=True) for name, target in targets.items())
+        for thread in self._threads:
+            thread.start()
+
+    def _begin_close(self) -> bool:
+        """Mark the driver closing (a failure from now on is not news); False if it already was."""
+        with self._cond:
+            if self._closing:
+                return False
+            self._closing = True
+            self._cond.notify_all()
+            return True
+
+    def _stop_threads(self, timeout: float) -> None:
+        """Stop the threads and wait up to ``timeout`` s for each (never for the calling thread)."""
+        self._begin_close()
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        current = threading.current_thread()
+        threads, self._threads = self._threads, ()
+        for thread in threads:
+            if thread is not current:
+                thread.join(timeout)
+
+    def _guarded(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        """Stop the driver and report ``exc`` through ``on_error`` — the first time only."""
+        with self._fail_lock:
+            if self._failed is not None:
+                return
+            if not isinstance(exc, TransportError):
+                log.error("%s: unexpected error in a %s thread", self.url, self.kind, exc_info=exc)
+                exc = TransportIOError(f"{self.device_name}内部错误 {self.url}: {exc!r}")
+            self._failed = exc
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+            closing = self._closing
+        if closing:
+            # The owner is already shutting the driver down: this is not news to report.
+            log.info("%s: error while closing: %s", self.url, exc)
+            return
+        log.warning("%s: %s stopped: %s", self.url, self.kind, exc)
+        if self._on_error is not None:
+            try:
+                self._on_error(exc)
+            except Exception:
+                log.exception("%s: on_error callback failed", self.url)
+
+
 class WindowBusDriver(DeviceDriver):
     """An RS-485 line with LED window screens and call keypads behind a communication controller.
 
@@ -119,8 +234,10 @@ class SpeakerDriver(DeviceDriver):
     """An audio output (PA zone): plays whole WAV files, one at a time, never cutting one off."""
 
     @abstractmethod
-    def play(self, wav: bytes) -> float:
-        """Play a WAV file's bytes to the end; returns the duration in seconds."""
+    def play(self, wav: bytes, meta: dict[str, Any] | None = None) -> float:
+        """Play a WAV file's bytes to the end; returns the duration in seconds. ``meta`` says what is
+        played (``text``, ``tokens``, ``zone``, ...): a remote player or a WAV sink records it, a sound
+        card ignores it."""
 
 
 class CameraDriver(DeviceDriver):

@@ -8,14 +8,15 @@ Two transports, one interface (:class:`drivers.base.CameraDriver`), chosen by UR
   waits for the image in a local event loop, so call it from the GUI thread.
 * anything ``drivers.transport.open_transport`` opens (``tcp://HOST:PORT``, ``socket://``, a serial
   device or a pty): the byte link of ``drivers.codecs.camera``, which the emulated camera of
-  ``hall-emu`` speaks. Take the URL from ``GET /devices`` of the emulator control API (kind
-  ``camera``, ``window`` N).
+  ``hall-emu`` speaks — ``emulated://HOST:PORT/camera-N`` reaches it through the emulator's control
+  address.
 
 Usage (the window app)::
 
-    from drivers.registry import get_factory
+    from drivers.base import CameraDriver
+    from drivers.registry import create_driver
     from device_profiles import load_profile
-    camera = get_factory("camera")(url, [load_profile("eloam-s500l")])
+    camera = create_driver("camera", CameraDriver, url, [load_profile("eloam-s500l")])
     camera.open()
     jpeg, content_type = camera.capture()     # raises TransportError with a Chinese message
     ...                                       # send base64(jpeg) as attach_scan {ticket, image}
@@ -202,8 +203,8 @@ class QtCamera(CameraDriver):
 
 
 @register("camera", interface=CameraDriver, codec="drivers.codecs.camera")
-def open_camera(url: str, profiles: Sequence[Profile] = (), *, on_error: ErrorCallback | None = None,
-                **_: Any) -> CameraDriver:
+def open_camera(url: str, profiles: Sequence[Profile] = (), *,
+                on_error: ErrorCallback | None = None) -> CameraDriver:
     """An unopened camera driver for ``url`` (``uvc://[NAME]`` or a byte-link URL)."""
     profile = profiles[0] if profiles else None
     if url.lower().startswith("uvc:"):

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from device_profiles import Profile, transport_options
-from drivers.base import CardReaderDriver, ErrorCallback, Health
+from drivers.base import CardReaderDriver, ErrorCallback, Health, ThreadedDriver
 from drivers.codecs.gat467 import (
     BASE_INFO_SIZE,
     SW3_FOUND,
@@ -40,7 +40,7 @@ from drivers.codecs.gat467 import (
     gat467_framing,
 )
 from drivers.registry import register
-from drivers.transport import Transport, TransportError, TransportIOError, TransportTimeout, open_transport
+from drivers.transport import Transport, TransportIOError, TransportTimeout, open_transport
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,11 @@ class ReaderStats:
     read_failures: int = 0
 
 
-class GatCardReader(CardReaderDriver):
-    """A GA/T 467 reader on one transport."""
+class GatCardReader(ThreadedDriver, CardReaderDriver):
+    """A GA/T 467 reader on one transport; its polling thread is a :class:`ThreadedDriver`'s."""
 
     kind = "card_reader"
+    device_name = "读卡器"
 
     def __init__(self, url: str, profile: Profile, *, on_error: ErrorCallback | None = None,
                  on_card: CardCallback | None = None, on_card_removed: RemovedCallback | None = None,
@@ -88,11 +89,7 @@ class GatCardReader(CardReaderDriver):
         self._read_timeout = float(options.get("timeout", 0.2))
         self._char_time = 10 / int(options.get("baudrate", 9600))
         self._transport: Transport | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
         self._exchange_lock = threading.Lock()
-        self._fail_lock = threading.Lock()
-        self._failed: Exception | None = None
         self._sam: str | None = None
         self._card_present = False
         self._failure_told = False    # a failed read of the card on the reader was reported
@@ -101,22 +98,16 @@ class GatCardReader(CardReaderDriver):
     # ------------------------------------------------------------------------------ life cycle
 
     def open(self) -> None:
-        if self._thread is not None:
+        if self.running:
             return
         self._transport = open_transport(self.url, **self._options)
         self._transport.log_limit = TRAFFIC_LOG_BYTES
-        self._stop.clear()
-        self._failed = None
         self._card_present = False
         self._failure_told = False
-        self._thread = threading.Thread(target=self._poll_loop, name=f"card-reader {self.url}", daemon=True)
-        self._thread.start()
+        self._start_threads({"card-reader": self._poll_loop})
 
     def close(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(self._reply_timeout("read_base_info") + self.poll_interval + 1.0)
+        self._stop_threads(self._reply_timeout("read_base_info") + self.poll_interval + 1.0)
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.close()
@@ -161,18 +152,15 @@ class GatCardReader(CardReaderDriver):
     # ------------------------------------------------------------------------------ polling
 
     def _poll_loop(self) -> None:
-        try:
-            sam = self._check_sam()
-            if sam.sw3 == SW3_OK:
-                log.info("%s: SAM ready", self.url)
-            else:
-                log.warning("%s: SAM reports %s", self.url, sam.status_text)
-            next_at = time.monotonic()
-            while not self._stop.wait(max(0.0, next_at - time.monotonic())):
-                next_at = time.monotonic() + self.poll_interval
-                self._poll_once()
-        except Exception as exc:
-            self._fail(exc)
+        sam = self._check_sam()
+        if sam.sw3 == SW3_OK:
+            log.info("%s: SAM ready", self.url)
+        else:
+            log.warning("%s: SAM reports %s", self.url, sam.status_text)
+        next_at = time.monotonic()
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            next_at = time.monotonic() + self.poll_interval
+            self._poll_once()
 
     def _poll_once(self) -> None:
         self.stats.polls += 1
@@ -227,30 +215,11 @@ class GatCardReader(CardReaderDriver):
         except Exception:
             log.exception("%s: %s callback failed", self.url, name)
 
-    def _fail(self, exc: Exception) -> None:
-        with self._fail_lock:
-            if self._failed is not None:
-                return
-            if not isinstance(exc, TransportError):
-                log.exception("%s: unexpected error in the card reader thread", self.url, exc_info=exc)
-                exc = TransportIOError(f"读卡器内部错误 {self.url}: {exc!r}")
-            self._failed = exc
-        if self._stop.is_set():
-            log.info("%s: error while closing: %s", self.url, exc)
-            return
-        log.warning("%s: card reader stopped: %s", self.url, exc)
-        if self._on_error is not None:
-            try:
-                self._on_error(exc)
-            except Exception:
-                log.exception("%s: on_error callback failed", self.url)
-
 
 @register("card_reader", interface=CardReaderDriver, codec="drivers.codecs.gat467")
 def open_card_reader(url: str, profiles: Sequence[Profile], *, on_error: ErrorCallback | None = None,
                      on_card: CardCallback | None = None, on_card_removed: RemovedCallback | None = None,
-                     on_card_failed: FailedCallback | None = None, poll_ms: int | None = None,
-                     **_: object) -> GatCardReader:
+                     on_card_failed: FailedCallback | None = None, poll_ms: int | None = None) -> GatCardReader:
     """An unopened reader for ``url``; ``profiles`` holds the reader's one card_reader profile."""
     chosen = {p.name: p for p in profiles if p.kind == "card_reader"}
     if len(chosen) != 1:

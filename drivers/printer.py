@@ -123,8 +123,7 @@ class EscposPrinter(PrinterDriver):
 
 
 @register("printer", interface=PrinterDriver, codec="drivers.codecs.escpos")
-def open_printer(url: str, profiles: Sequence[Profile], *, on_error: ErrorCallback | None = None,
-                 **_: Any) -> EscposPrinter:
+def open_printer(url: str, profiles: Sequence[Profile], *, on_error: ErrorCallback | None = None) -> EscposPrinter:
     """An unopened printer driver for the first profile of its link."""
     if not profiles:
         raise ValueError("打印机缺少设备档案")

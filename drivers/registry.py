@@ -8,6 +8,9 @@ A factory is called as ``factory(url, profiles, **options)``: ``url`` is the tra
 hall config, ``profiles`` the :class:`device_profiles.Profile` objects of every configured device
 reached through that URL, and ``options`` the kind's callbacks (``on_error``, ``on_key``,
 ``on_card``, ...). It returns an unopened :class:`drivers.base.DeviceDriver` of the kind's interface.
+A factory names every option it takes (no ``**kwargs``): :func:`create_driver` refuses an option the
+kind's factory does not take with :class:`UnknownDriverOption` naming it, instead of a driver that
+silently ignores a misspelt callback.
 
 A kind with a ``host`` has no link of its own: LED screens and keypads are reached through their
 communication controller's window bus, so one driver serves the whole line.
@@ -19,11 +22,12 @@ Built-in drivers register themselves when first needed; third-party packages add
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from drivers.base import DeviceDriver
 
@@ -37,6 +41,8 @@ __all__ = [
     "DriverFactory",
     "KindSpec",
     "UnknownDeviceKind",
+    "UnknownDriverOption",
+    "create_driver",
     "get_factory",
     "link_kind",
     "register",
@@ -45,6 +51,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "hall_controller.drivers"
+D = TypeVar("D", bound=DeviceDriver)
 
 #: Every device kind the hall knows, in the order IT staff see them listed.
 DEVICE_KINDS: tuple[str, ...] = ("controller", "led", "keypad", "card_reader", "printer", "speaker", "camera")
@@ -56,8 +63,8 @@ _BUILTIN_MODULES = ("drivers.window_bus", "drivers.speaker", "drivers.card_reade
                     "drivers.camera")
 
 
-class DriverFactory(Protocol):
-    def __call__(self, url: str, profiles: Sequence[Any], **options: Any) -> DeviceDriver: ...
+#: ``factory(url, profiles, *, on_error=..., <the kind's own options>) -> DeviceDriver``
+DriverFactory = Callable[..., DeviceDriver]
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class KindSpec:
     interface: type[DeviceDriver]
     codec: str  # dotted name of the kind's sans-IO codec module
     host: str | None = None  # kind whose driver carries this one (led/keypad -> controller)
+    options: frozenset[str] = frozenset()  # the keyword options the factory takes
 
 
 _specs: dict[str, KindSpec] = {}
@@ -75,6 +83,19 @@ _loaded = False
 
 class UnknownDeviceKind(LookupError):
     """No driver is registered for a device kind."""
+
+
+class UnknownDriverOption(TypeError):
+    """A driver was asked for with an option its factory does not take (a misspelt callback, say)."""
+
+
+def _factory_options(factory: DriverFactory) -> frozenset[str]:
+    """The keyword options a factory names; ValueError for one that would swallow any (``**kwargs``)."""
+    params = list(inspect.signature(factory).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        raise ValueError(f"driver factory {getattr(factory, '__qualname__', factory)!r} must name its options "
+                         "instead of taking **kwargs")
+    return frozenset(p.name for p in params[2:] if p.kind is not inspect.Parameter.VAR_POSITIONAL)
 
 
 def register(kind: str, *, interface: type[DeviceDriver], codec: str,
@@ -86,10 +107,11 @@ def register(kind: str, *, interface: type[DeviceDriver], codec: str,
         raise ValueError(f"unknown host kind {host!r}")
 
     def decorate(factory: DriverFactory) -> DriverFactory:
+        options = _factory_options(factory)
         previous = _specs.get(kind)
         if previous is not None and previous.factory is not factory:
             log.warning("driver for kind %r replaced: %r -> %r", kind, previous.factory, factory)
-        _specs[kind] = KindSpec(kind, factory, interface, codec, host)
+        _specs[kind] = KindSpec(kind, factory, interface, codec, host, options)
         return factory
 
     return decorate
@@ -123,6 +145,21 @@ def spec(kind: str) -> KindSpec:
 
 def get_factory(kind: str) -> DriverFactory:
     return spec(kind).factory
+
+
+def create_driver(kind: str, interface: type[D], url: str, profiles: Sequence[Any], **options: Any) -> D:
+    """An unopened driver of ``kind`` for ``url``, checked to be an ``interface`` (TypeError if the
+    registered factory builds something else); :class:`UnknownDriverOption` names any option the
+    factory does not take (nothing is built then)."""
+    kind_spec = spec(kind)
+    unknown = sorted(set(options) - kind_spec.options)
+    if unknown:
+        raise UnknownDriverOption(f"the {kind} driver takes no option {', '.join(unknown)} "
+                                  f"(it takes: {', '.join(sorted(kind_spec.options)) or 'none'})")
+    driver = kind_spec.factory(url, profiles, **options)
+    if not isinstance(driver, interface):
+        raise TypeError(f"the {kind} driver {type(driver).__name__} is not a {interface.__name__}")
+    return driver
 
 
 def link_kind(kind: str) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from device_profiles import Profile, transport_options
-from drivers.base import ErrorCallback, SpeakerDriver
+from drivers.base import ErrorCallback, SpeakerDriver, ThreadedDriver
 from drivers.codecs.audio_frames import (
     DONE,
     ERROR,
@@ -49,7 +49,6 @@ from drivers.transport import (
     DeviceNotFound,
     NotSupported,
     Transport,
-    TransportError,
     TransportIOError,
     TransportTimeout,
     open_transport,
@@ -216,69 +215,46 @@ class AudioOutSpeaker(_Speaker):
             return info.duration
 
 
-class LinkSpeaker(_Speaker):
-    """A remote player over a byte transport (the emulated speaker), ``audio_frames`` protocol."""
+class LinkSpeaker(ThreadedDriver, _Speaker):
+    """A remote player over a byte transport (the emulated speaker), ``audio_frames`` protocol.
+
+    Its reader thread (a :class:`ThreadedDriver`'s) files the player's replies by ``seq``."""
+
+    device_name = "扬声器"
 
     def __init__(self, url: str, transport_kwargs: dict[str, Any], *, on_error: ErrorCallback | None = None) -> None:
         super().__init__(url, on_error=on_error)
         self._kwargs = transport_kwargs
         self._transport: Transport | None = None
-        self._reader: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._cond = threading.Condition()
         self._replies: dict[int, dict[int, Any]] = {}
         self._seq = 0
-        self._failed: Exception | None = None
-        self._reported = False
 
     def open(self) -> None:
-        self._stop.clear()
-        self._failed = None
-        self._reported = False
-        self._transport = open_transport(self.url, **self._kwargs)
-        self._reader = threading.Thread(target=self._read_loop, args=(self._transport,),
-                                        name=f"speaker-reader {self.url}", daemon=True)
-        self._reader.start()
+        if self.running:
+            return
+        transport = self._transport = open_transport(self.url, **self._kwargs)
+        self._start_threads({"speaker-reader": lambda: self._read_loop(transport)})
 
     def close(self) -> None:
-        self._stop.set()
+        self._begin_close()
         transport, self._transport = self._transport, None
         if transport is not None:
-            transport.close()
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(2)
-        self._reader = None
-        with self._cond:
-            self._cond.notify_all()
+            transport.close()        # ends a read under way
+        self._stop_threads(2.0)
 
     def _read_loop(self, transport: Transport) -> None:
         decoder = AudioFrameDecoder()
         while not self._stop.is_set():
             try:
                 data = transport.read(4096)
-            except TransportError as exc:
-                if not self._stop.is_set():
-                    self._fail(exc)
-                return
-            except Exception as exc:  # a closed port may raise anything
-                if not self._stop.is_set():
-                    self._fail(TransportIOError(f"{self.url}: {exc}"))
-                return
-            if not data:
-                continue
+            except Exception:
+                if self._closing:
+                    return           # a port closed under the read may raise anything
+                raise
             for frame in decoder.feed(data):
                 with self._cond:
                     self._replies.setdefault(frame.seq, {})[frame.type] = frame.meta
                     self._cond.notify_all()
-
-    def _fail(self, exc: Exception) -> None:
-        with self._cond:
-            self._failed = exc
-            self._cond.notify_all()
-            report = not self._reported
-            self._reported = True
-        if report and self._on_error is not None:
-            self._on_error(exc)
 
     def _wait(self, seq: int, types: Sequence[int], deadline: float) -> dict[int, Any]:
         with self._cond:
@@ -319,8 +295,8 @@ class LinkSpeaker(_Speaker):
 
 
 @register("speaker", interface=SpeakerDriver, codec="drivers.codecs.audio_frames")
-def open_speaker(url: str, profiles: Sequence[Profile] = (), *, on_error: ErrorCallback | None = None,
-                 **_: Any) -> SpeakerDriver:
+def open_speaker(url: str, profiles: Sequence[Profile] = (), *,
+                 on_error: ErrorCallback | None = None) -> SpeakerDriver:
     """An unopened speaker driver for ``url`` (see the module docstring for the schemes)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower() if "://" in url else ""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from device_profiles import Profile, transport_options
-from drivers.base import WindowBusDriver
+from drivers.base import ErrorCallback, ThreadedDriver, WindowBusDriver
 from drivers.codecs.window_bus import (
     DEFAULT_KEYPAD_FRAMING,
     DEFAULT_LED_FRAMING,
@@ -42,14 +42,13 @@ from drivers.codecs.window_bus import (
     parse_key_press,
 )
 from drivers.registry import register
-from drivers.transport import Transport, TransportError, TransportIOError, open_transport
+from drivers.transport import Transport, TransportError, open_transport
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BusClosed", "BusStats", "WindowBus", "open_window_bus"]
 
 KeyCallback = Callable[[int, str, str], None]
-ErrorCallback = Callable[[Exception], None]
 
 # How long after sending we still expect our own bytes back on an adapter with local echo.
 _ECHO_MARGIN = 0.25
@@ -73,11 +72,15 @@ class BusStats:
     last_write_end: float | None = None  # time.perf_counter() when the last write returned
 
 
-class WindowBus(WindowBusDriver):
+class WindowBus(ThreadedDriver, WindowBusDriver):
     """Owns one transport; serialises writes, decodes keypad frames, acknowledges key presses.
 
     ``transport`` is an open :class:`Transport` or a function that opens one when the bus opens.
+    Its writer and reader threads are a :class:`ThreadedDriver`'s.
     """
+
+    kind = "controller"
+    device_name = "窗口总线"
 
     def __init__(
         self,
@@ -117,43 +120,27 @@ class WindowBus(WindowBusDriver):
         self._local_echo = local_echo
         self._repeat_guard = repeat_guard
 
-        self._cond = threading.Condition()
         self._acks: deque[bytes] = deque()
         self._frames: OrderedDict[Hashable, bytes] = OrderedDict()
         self._unique = itertools.count()
         self._sending = False
-        self._closing = False
-        self._stop = threading.Event()
-        self._failed: Exception | None = None
-        self._fail_lock = threading.Lock()
 
         self._echo = bytearray()
         self._echo_deadline = 0.0
         self._echo_lock = threading.Lock()
         self._decoder = KeypadDecoder(keypad_framing)
         self._last_key: dict[int, tuple[bytes, float]] = {}
-        self._threads: tuple[threading.Thread, ...] = ()
 
     # ------------------------------------------------------------------------------ public API
 
     def open(self) -> None:
         """Open the transport (if not given open) and start the writer and reader threads."""
-        if self._threads:
+        if self.running:
             return
-        if self.transport is None:
-            assert self._opener is not None
+        if self.transport is None and self._opener is not None:
             self.transport = self._opener()
             self.url = self.transport.url
-        self._writer = threading.Thread(target=self._write_loop, name=f"bus-writer {self.url}", daemon=True)
-        self._reader = threading.Thread(target=self._read_loop, name=f"bus-reader {self.url}", daemon=True)
-        self._threads = (self._writer, self._reader)
-        self._writer.start()
-        self._reader.start()
-
-    @property
-    def failed(self) -> Exception | None:
-        """The error that stopped the bus, if any."""
-        return self._failed
+        self._start_threads({"bus-writer": self._write_loop, "bus-reader": self._read_loop})
 
     @property
     def pending(self) -> int:
@@ -191,26 +178,22 @@ class WindowBus(WindowBusDriver):
 
     def close(self, timeout: float = 1.0) -> None:
         """Send what is queued (for up to ``timeout`` s), stop both threads and close the transport."""
-        with self._cond:
-            if self._closing:
-                return
-            self._closing = True
-            self._cond.notify_all()
-        current = threading.current_thread()
-        if self._threads and self._writer is not current:
-            self._writer.join(timeout)
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-        for thread in self._threads:
-            if thread is not current:
-                thread.join(timeout + 1.0)
+        if not self._begin_close():
+            return
+        if self.running and threading.current_thread() not in self._threads:
+            self.drain(timeout)   # the writer sends what is queued, then returns
+        self._stop_threads(timeout + 1.0)
         if self.transport is not None:
             self.transport.close()
 
     def __enter__(self) -> WindowBus:
         self.open()
         return self
+
+    def _open_transport(self) -> Transport:
+        if self.transport is None:
+            raise BusClosed(f"窗口总线未打开 {self.url}")
+        return self.transport
 
     # ------------------------------------------------------------------------------ writer side
 
@@ -259,7 +242,7 @@ class WindowBus(WindowBusDriver):
                     self._echo += data
                     self._echo_deadline = self._clock() + len(self._echo) * self.char_time + _ECHO_MARGIN
             try:
-                self.transport.write(data)
+                self._open_transport().write(data)
             except Exception as exc:
                 self._fail(exc)
                 break
@@ -280,12 +263,9 @@ class WindowBus(WindowBusDriver):
     # ------------------------------------------------------------------------------ reader side
 
     def _read_loop(self) -> None:
+        """Runs until the bus stops; a failed read ends it (and the bus) through ThreadedDriver."""
         while not self._stop.is_set():
-            try:
-                data = self.transport.read(256)
-            except Exception as exc:
-                self._fail(exc)
-                return
+            data = self._open_transport().read(256)
             now = self._clock()
             if data:
                 frames = self._decoder.feed(self._strip_echo(data, now))
@@ -351,31 +331,6 @@ class WindowBus(WindowBusDriver):
                 self._on_key(frame.addr, key, digits)
             except Exception:
                 log.exception("%s: on_key callback failed", self.url)
-
-    # ------------------------------------------------------------------------------ failure
-
-    def _fail(self, exc: Exception) -> None:
-        with self._fail_lock:
-            if self._failed is not None:
-                return
-            if not isinstance(exc, TransportError):
-                log.exception("%s: unexpected error in bus thread", self.url, exc_info=exc)
-                exc = TransportIOError(f"窗口总线内部错误 {self.url}: {exc!r}")
-            self._failed = exc
-        self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
-            closing = self._closing
-        if closing:
-            # The owner is already shutting the bus down; this is not news to report.
-            log.info("%s: error while closing: %s", self.url, exc)
-            return
-        log.warning("%s: window bus stopped: %s", self.url, exc)
-        if self._on_error is not None:
-            try:
-                self._on_error(exc)
-            except Exception:
-                log.exception("%s: on_error callback failed", self.url)
 
 
 def _single(profiles: Sequence[Profile], kind: str) -> Profile | None:

@@ -207,7 +207,7 @@ def test_a_reader_that_stops_answering_is_reported_once(pty_emu, mode) -> None:
         assert isinstance(reader.errors[0], TransportTimeout)
         assert "读卡器无应答" in str(reader.errors[0])
         assert not reader.driver.health().online
-        thread = reader.driver._thread
+        (thread,) = reader.driver._threads
         wait_until(lambda: not thread.is_alive(), what="polling thread ended")   # nothing more is sent
         assert len(reader.errors) == 1
     with pytest.raises(Exception, match="未打开"):
