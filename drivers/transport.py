@@ -7,8 +7,14 @@ Supported URLs:
 - ``rfc2217://host:port`` (Telnet COM-port control, e.g. a networked serial server)
 - ``loop://`` (in-process loopback: every byte written is read back; for tests)
 - ``usb://VID:PID[?interface=N]`` (hex ids, bulk endpoints through pyusb, e.g. a USB printer)
+- ``emulated://HOST:PORT/DEVICE`` (device ``DEVICE`` of the device emulator whose control API listens at
+  HOST:PORT, ``hall-emu run --control``): a transport like the others, in the way python-can's virtual
+  interface is just another interface. Opening it asks the emulator where it serves the device
+  (:class:`EmulatorDirectory`, ``GET /devices``) and opens that; a device left at ``url: emulated`` in
+  the hall config gets this URL from :func:`device_url`. Nothing answering at HOST:PORT, or an
+  emulator that does not serve the device, is :class:`DeviceNotFound`: retried like an unplugged cable.
 
-Everything except USB goes through pyserial's ``serial_for_url``. Library exceptions are translated
+Everything except USB and the emulator goes through pyserial's ``serial_for_url``. Library exceptions are translated
 into the small :class:`TransportError` hierarchy so the device manager can decide between "retry
 later" (:class:`DeviceNotFound`, :class:`TransportIOError`, :class:`TransportTimeout`) and "will never
 work" (:class:`NotSupported`). Every read and write is bounded by a timeout: a read that times out
@@ -19,11 +25,14 @@ DEBUG level on this module's logger.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import socket
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import serial
 from serial.urlhandler.protocol_socket import Serial as _SocketSerial
@@ -31,7 +40,9 @@ from serial.urlhandler.protocol_socket import Serial as _SocketSerial
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "EMULATED",
     "DeviceNotFound",
+    "EmulatorDirectory",
     "NotSupported",
     "SerialTransport",
     "Transport",
@@ -39,8 +50,14 @@ __all__ = [
     "TransportIOError",
     "TransportTimeout",
     "UsbTransport",
+    "device_url",
+    "emulated_url",
     "open_transport",
 ]
+
+#: The ``url`` of a device in the hall config that the device emulator serves (the one definition).
+EMULATED = "emulated"
+EMULATOR_TIMEOUT_S = 1.0
 
 
 class TransportError(Exception):
@@ -337,6 +354,70 @@ def _open_usb(url: str, *, timeout: float, write_timeout: float) -> UsbTransport
     return UsbTransport(url, device, ep_in, ep_out, timeout=timeout, write_timeout=write_timeout)
 
 
+# ---------------------------------------------------------------------------------------- emulated
+
+
+def emulated_url(device_id: str, control: str | None) -> str:
+    """``emulated://HOST:PORT/DEVICE``: device ``device_id`` of the emulator whose control API listens at
+    ``control`` (None: not configured, which opening the URL says)."""
+    return f"emulated://{control or ''}/{quote(device_id, safe='')}"
+
+
+def device_url(url: str, device_id: str, control: str | None) -> str:
+    """The transport URL of a configured device: its ``url``, or for ``url: emulated`` the emulated
+    transport through the emulator control address ``control`` (``emulator.control`` or ``--emulator``)."""
+    return emulated_url(device_id, control) if url == EMULATED else url
+
+
+class EmulatorDirectory:
+    """Where the device emulator serves its devices, from its control API (``GET /devices``): the one
+    resolver of emulated devices, asked each time one is opened (an emulator restarted elsewhere is
+    found again)."""
+
+    def __init__(self, control: str, timeout: float = EMULATOR_TIMEOUT_S) -> None:
+        self.control = control
+        self.timeout = timeout
+
+    def devices(self) -> dict[str, str]:
+        """Device id → URL of every device the emulator serves; DeviceNotFound when nothing answers."""
+        try:
+            with urllib.request.urlopen(f"http://{self.control}/devices", timeout=self.timeout) as response:
+                listing = json.load(response)
+        except urllib.error.HTTPError as exc:
+            raise TransportIOError(f"设备模拟器 {self.control} 的控制接口出错：HTTP {exc.code}") from exc
+        except OSError as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DeviceNotFound(f"设备模拟器 {self.control} 未应答（{reason}），请确认 hall-emu 已启动") from exc
+        except ValueError as exc:
+            raise TransportIOError(f"设备模拟器 {self.control} 的设备列表无效：{exc}") from exc
+        if not isinstance(listing, list):
+            raise TransportIOError(f"设备模拟器 {self.control} 的设备列表无效")
+        return {str(entry["id"]): str(entry["url"]) for entry in listing
+                if isinstance(entry, dict) and entry.get("id") and entry.get("url")}
+
+    def url_of(self, device_id: str) -> str:
+        """Where the emulator serves ``device_id``; DeviceNotFound when it does not (yet)."""
+        url = self.devices().get(device_id)
+        if url is None:
+            raise DeviceNotFound(f"设备模拟器 {self.control} 未提供设备 {device_id}")
+        return url
+
+
+def _open_emulated(url: str, options: dict[str, Any]) -> Transport:
+    parts = urlsplit(url)
+    device = unquote(parts.path.lstrip("/")) if "://" in url else ""
+    if not device:
+        raise ValueError(f"模拟设备地址应为 emulated://主机:端口/设备编号: {url}")
+    if not parts.netloc:
+        raise DeviceNotFound(f"{device} 为模拟设备，但未配置模拟器控制地址（hallctl run --emulator 主机:端口 "
+                             "或配置 emulator.control）")
+    target = EmulatorDirectory(parts.netloc).url_of(device)
+    if target.lower().startswith(EMULATED + ":"):
+        raise NotSupported(f"设备模拟器把 {device} 又指向模拟地址 {target}")
+    log.debug("%s is served at %s", url, target)
+    return open_transport(target, **options)
+
+
 def open_transport(
     url: str,
     *,
@@ -356,6 +437,9 @@ def open_transport(
     if timeout is None or write_timeout is None or timeout < 0 or write_timeout <= 0:
         raise ValueError("every transport needs finite read and write timeouts")
     scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme == EMULATED or url == EMULATED:
+        return _open_emulated(url, {"baudrate": baudrate, "bytesize": bytesize, "parity": parity,
+                                    "stopbits": stopbits, "timeout": timeout, "write_timeout": write_timeout})
     if scheme == "usb":
         return _open_usb(url, timeout=timeout, write_timeout=write_timeout)
     pyserial_url = "socket://" + url.split("://", 1)[1] if scheme == "tcp" else url

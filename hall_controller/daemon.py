@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import threading
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -219,9 +218,12 @@ class HallDaemon:
 
     def _check_emulator(self) -> None:
         """Say at once, and loudly, when devices left at `url: emulated` cannot find the emulator:
-        otherwise they only show offline, one by one, with nothing pointing at the address."""
+        otherwise they only show offline, one by one, with nothing pointing at the address. (Their links
+        resolve `emulated://` themselves, through the same EmulatorDirectory, and retry until it answers.)"""
+        from drivers.transport import EMULATED, EmulatorDirectory, TransportError
+
         emulated = [d.id for d in self.config.devices
-                    if d.url == "emulated" and d.id not in self.options.device_urls]
+                    if d.url == EMULATED and d.id not in self.options.device_urls]
         if not emulated:
             return
         control = self.config.emulator_control
@@ -231,12 +233,12 @@ class HallDaemon:
                       "emulator.control in the config", len(emulated))
             return
         try:
-            with urllib.request.urlopen(f"http://{control}/devices", timeout=EMULATOR_PROBE_SECONDS) as response:
-                served = {entry.get("id") for entry in json.load(response) if isinstance(entry, dict)}
-        except (OSError, ValueError) as exc:
+            served = EmulatorDirectory(control, timeout=EMULATOR_PROBE_SECONDS).devices()
+        except TransportError as exc:
             log.error("emulator control API at %s not reachable (%s): the %d emulated device(s) stay offline "
                       "until it answers. Is hall-emu run --control listening there? Else give "
-                      "hallctl run --emulator HOST:PORT or set emulator.control", control, exc, len(emulated))
+                      "hallctl run --emulator HOST:PORT or set emulator.control", control, exc.__cause__ or exc,
+                      len(emulated))
             return
         missing = [dev for dev in emulated if dev not in served]
         if missing:

@@ -115,7 +115,9 @@ class HallService:
         self.secret = secret
         self._config_loader = config_loader
         self._lock = threading.RLock()
-        self._subscribers: list[tuple[Callable[[Any], None], bool]] = []
+        # Copied on write: a commit publishing on one thread never sees the tuple change under it.
+        self._subscribers: tuple[tuple[Callable[[Any], None], bool], ...] = ()
+        self._subscribe_lock = threading.Lock()
         self._card_subscribers: list[Callable[[str, dict[str, Any]], None]] = []
         self._replies: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._inflight: dict[str, _Pending] = {}
@@ -137,10 +139,19 @@ class HallService:
         return QueueEngine(self.config, self.clock, state, secret=self.secret)
 
     # ------------------------------------------------------------------ subscriptions
-    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> None:
+    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> Callable[[], None]:
         """Committed events in sequence order: one call per event, or with `batch` one call per
-        commit with the list of its events (the MQTT bridge syncs its retained state once per commit)."""
-        self._subscribers.append((callback, batch))
+        commit with the list of its events (the MQTT bridge syncs its retained state once per commit).
+        Returns the unsubscribe: commits published after it returns no longer reach `callback`."""
+        entry = (callback, batch)
+        with self._subscribe_lock:
+            self._subscribers = (*self._subscribers, entry)
+
+        def unsubscribe() -> None:
+            with self._subscribe_lock:
+                self._subscribers = tuple(e for e in self._subscribers if e is not entry)
+
+        return unsubscribe
 
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
         self._card_subscribers.append(callback)

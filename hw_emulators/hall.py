@@ -19,6 +19,7 @@ import yaml
 
 from device_profiles import load_profile
 from drivers.registry import DEVICE_KINDS, UnknownDeviceKind, link_kind
+from drivers.transport import EMULATED
 from hall_controller.clock import Clock, SystemClock
 
 from .control import ControlServer
@@ -28,7 +29,6 @@ from .registry import emulator_for
 
 logger = logging.getLogger(__name__)
 
-EMULATED = "emulated"
 LINK_KINDS = ("tcp", "pty", "memory")
 
 

@@ -170,8 +170,10 @@ class FakeService:
         self.release = threading.Event()
         self.release.set()
 
-    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> None:
-        self.subscribers.append(callback if not batch else (lambda event: callback([event])))
+    def subscribe(self, callback: Callable[[Any], None], *, batch: bool = False) -> Callable[[], None]:
+        subscriber = callback if not batch else (lambda event: callback([event]))
+        self.subscribers.append(subscriber)
+        return lambda: self.subscribers.remove(subscriber)
 
     def subscribe_cards(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
         self.card_subscribers.append(callback)

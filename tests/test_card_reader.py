@@ -19,6 +19,7 @@ import serial
 import serial.rfc2217
 
 from device_profiles import load_profile
+from drivers.base import CardReaderDriver
 from drivers.card_reader import open_card_reader
 from drivers.codecs.gat467 import SW3_READ_FAILED, Response
 from drivers.registry import spec
@@ -231,14 +232,16 @@ def test_unplugged_mid_read_goes_offline_once_and_comes_back(emu, monkeypatch) -
     states: list[tuple[bool, str | None]] = []
     device = DeviceConfig("card-reader-1", "card_reader", PROFILE.name, "emulated", kiosk="kiosk-1")
     opens: list[float] = []
-
-    def resolve(_: DeviceConfig) -> str:
-        opens.append(time.monotonic())
-        return emu.url
-
-    link = DeviceLink(device, resolve_url=resolve, profiles_dir=None, on_up=lambda _: None,
+    link = DeviceLink(device, interface=CardReaderDriver, url=emu.url, profiles_dir=None, on_up=lambda _: None,
                       on_status=lambda _, online, error: states.append((online, error)),
                       driver_options={"on_card": cards.append})
+    open_driver = link._open
+
+    def counted_open() -> CardReaderDriver:
+        opens.append(time.monotonic())
+        return open_driver()
+
+    monkeypatch.setattr(link, "_open", counted_open)
     link.start()
     try:
         wait_until(lambda: states == [(True, None)], what="online")

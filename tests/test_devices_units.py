@@ -90,8 +90,9 @@ class RecordingService:
         self.reports: list[tuple[str, bool]] = []
         self.lock = threading.Lock()
 
-    def subscribe(self, callback: Any) -> None:
+    def subscribe(self, callback: Any) -> Any:
         self.callback = callback
+        return lambda: None
 
     def device_status(self, device_id: str, online: bool, profile: str, error: str | None = None) -> None:
         with self.lock:

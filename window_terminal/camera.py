@@ -4,9 +4,10 @@ screen, and the JPEG that goes into `attach_scan`.
 The device layer is `drivers/camera.py` (`LinkCamera` for a byte link such as the emulated camera of
 `hall-emu`, `QtCamera` for `uvc://[NAME]`); this module only finds the camera and runs its driver.
 Where the camera is: `--camera URL`, else the hall config's camera device of this window (`camera-N`);
-the URL `emulated` is looked up in the emulator's control API (`--emulator HOST:PORT`, else the config's
-`emulator.control`), as the daemon does for its own devices. A failed capture closes the driver; the
-next press of 拍照 opens it again (drivers never retry on their own).
+the URL `emulated` becomes the transport URL `emulated://HOST:PORT/camera-N` (`--emulator HOST:PORT`,
+else the config's `emulator.control`), which the driver opens like any other: the transport layer asks
+the emulator where the camera is, as for the daemon's own devices. A failed capture closes the driver;
+the next press of 拍照 opens it again (drivers never retry on their own).
 
 The captured page is scaled to at most SCAN_LONG_SIDE pixels and saved as JPEG at SCAN_QUALITY: an A4
 form stays legible (about 190 dpi) at a few hundred KB, far below the daemon's `scans.max_mb`.
@@ -27,8 +28,8 @@ from PySide6.QtGui import QImage
 from device_profiles import ProfileError, load_profile
 from drivers.base import CameraDriver
 from drivers.camera import QtCamera
-from drivers.registry import get_factory
-from drivers.transport import TransportError
+from drivers.registry import create_driver
+from drivers.transport import TransportError, device_url
 from hall_controller.config import HallConfig
 from hall_controller.faults import CAMERA_FAULT_TEXTS, camera_fault_text
 
@@ -38,7 +39,7 @@ DEFAULT_PROFILE = "eloam-s500l"
 SCAN_LONG_SIDE = 1600        # pixels: an A4 page at about 190 dpi
 SCAN_QUALITY = 85            # JPEG quality: small print and stamps stay sharp
 # A camera unplugged, an emulator not running, a bad profile or image: logged without a traceback.
-EXPECTED_ERRORS = (TransportError, LookupError, ValueError, ProfileError)
+EXPECTED_ERRORS = (TransportError, ValueError, ProfileError)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ Failed = Callable[[str], None]
 
 @dataclass(frozen=True)
 class CameraSource:
-    """Where a window's camera is: `url` (or `emulated`: ask the emulator control API for `device_id`)."""
+    """Where a window's camera is: `url` (or `emulated`: the emulator's `device_id` through `emulator`)."""
 
     url: str
     device_id: str
@@ -67,22 +68,10 @@ class CameraSource:
     emulator: str | None = None             # HOST:PORT of the emulator control API
     profiles_dir: str | None = None
 
-    def resolve(self) -> str:
-        """The driver's URL; asks the emulator (HTTP on the LAN) for an emulated camera. Blocks: call it
-        off the UI thread."""
-        # Imported here, off the UI thread: the daemon's device package loads its service and database layer.
-        from hall_controller.devices.link import emulator_url
-        from hall_controller.devices.manager import EMULATED
-
-        if self.url != EMULATED:
-            return self.url
-        if not self.emulator:
-            raise LookupError(f"{self.device_id} 为模拟高拍仪，但未指定模拟器控制地址（--emulator 主机:端口 或配置 "
-                              "emulator.control）")
-        try:
-            return emulator_url(self.emulator, self.device_id)
-        except OSError as exc:
-            raise LookupError(f"无法连接设备模拟器 {self.emulator}（{exc}），请确认 hall-emu 已启动") from exc
+    @property
+    def driver_url(self) -> str:
+        """The URL the driver opens (no I/O here: an `emulated://` one is resolved when it is opened)."""
+        return device_url(self.url, self.device_id, self.emulator)
 
 
 def camera_source(spec: str | None, window: int, config: HallConfig | None = None,
@@ -133,8 +122,8 @@ def failure_text(exc: BaseException) -> str:
 
 class DocumentCamera(QObject):
     """One window's camera. `capture(done, failed)` returns at once; `done(Scan)` or `failed(message)`
-    runs later in the UI thread. The URL is resolved, the driver built and a byte-link camera read on a
-    worker thread; a UVC camera (QtCamera) waits for its image in a local Qt event loop and is opened and
+    runs later in the UI thread. The driver is built, opened (an emulated camera's URL resolved) and a
+    byte-link camera read on a worker thread; a UVC camera (QtCamera) waits for its image in a local Qt event loop and is opened and
     read in the GUI thread, which stays responsive meanwhile."""
 
     _finished = Signal(object, str)          # Scan or None, message
@@ -157,9 +146,9 @@ class DocumentCamera(QObject):
         self._pending = (done, failed)
         self._pool.submit(self._attempt)
 
-    def _make_driver(self, url: str) -> CameraDriver:
+    def _make_driver(self) -> CameraDriver:
         profile = load_profile(self.source.profile, self.source.profiles_dir)
-        return get_factory("camera")(url, [profile])
+        return create_driver("camera", CameraDriver, self.source.driver_url, [profile])
 
     @Slot()
     def _attempt_in_gui(self) -> None:
@@ -168,7 +157,7 @@ class DocumentCamera(QObject):
     def _attempt(self, gui_thread: bool = False) -> None:
         try:
             if self._driver is None:
-                self._driver = self._make_driver(self.source.resolve())     # no I/O before open()
+                self._driver = self._make_driver()     # no I/O before open()
             if isinstance(self._driver, QtCamera) and not gui_thread:
                 self._in_gui.emit()
                 return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from drivers.base import CardReaderDriver
 from drivers.codecs.gat467 import BaseInfo
 
 from ..config import DeviceConfig
@@ -35,7 +36,7 @@ class CardReaderHandler(DeviceHandler):
         super().__init__(ctx, device, members)
         if device.kiosk is None:
             log.warning("%s is not assigned to a kiosk: its cards are ignored", device.id)
-        self.link = ctx.link(device, on_up=self._on_up, on_card=self._on_card,
+        self.link = ctx.link(device, CardReaderDriver, on_up=self._on_up, on_card=self._on_card,
                              on_card_removed=self._on_card_removed, on_card_failed=self._on_card_failed,
                              poll_ms=device.options.get("poll_ms"))
 
@@ -45,7 +46,7 @@ class CardReaderHandler(DeviceHandler):
     def stop(self) -> None:
         self.link.stop()
 
-    def _on_up(self, link: DeviceLink) -> None:
+    def _on_up(self, link: DeviceLink[CardReaderDriver]) -> None:
         """Nothing to restore on a reader: a card still lying on it is read again by the new driver."""
 
     def _on_card(self, info: BaseInfo) -> None:

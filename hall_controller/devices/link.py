@@ -11,21 +11,25 @@ nothing behind it does) therefore neither flaps the devices' state nor resets th
 same reason hosted devices share their link's state: a single dead screen cannot be seen.
 A handler whose own call on the driver failed (a print job, say) hands the error to
 :meth:`DeviceLink.report_failure`, which takes the link down and lets the supervisor reopen it.
+
+A link is typed by its kind's interface (``DeviceLink[PrinterDriver]``): the driver the registry
+builds is checked against it once, at open, so a handler uses ``link.driver`` as its kind's driver
+without a cast. The link opens its URL as it is: an emulated device's ``emulated://`` URL is resolved
+by the transport layer (``drivers.transport``) on each open, so an emulator that is not up yet is
+retried here like an unplugged cable.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
-import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from device_profiles import ProfileError, load_profile
 from drivers.base import DeviceDriver
-from drivers.registry import get_factory
+from drivers.registry import create_driver
 from drivers.transport import TransportError
 
 from ..backoff import Backoff
@@ -35,27 +39,19 @@ from ..faults import device_fault_text
 log = logging.getLogger(__name__)
 
 SETTLE_S = 0.3
-CONTROL_TIMEOUT_S = 1.0
 # Failures that are expected on a flaky or absent device; anything else is logged with a traceback.
 EXPECTED_ERRORS = (TransportError, ProfileError, ValueError, OSError, LookupError)
 
 StatusHandler = Callable[[DeviceConfig, bool, str | None], None]
+D = TypeVar("D", bound=DeviceDriver)
 
 
-def emulator_url(control: str, device_id: str, timeout: float = CONTROL_TIMEOUT_S) -> str:
-    """Where the emulator serves ``device_id``, from its control API (``GET /devices``)."""
-    with urllib.request.urlopen(f"http://{control}/devices", timeout=timeout) as response:
-        listing = json.load(response)
-    for entry in listing:
-        if entry.get("id") == device_id and entry.get("url"):
-            return str(entry["url"])
-    raise LookupError(f"模拟器未提供设备 {device_id}")
+class DeviceLink(Generic[D]):
+    """Supervises one driver of interface ``interface`` on its own thread, reached at ``url``; the open
+    driver (or None) is ``driver``.
 
-
-class DeviceLink:
-    """Supervises one driver on its own thread; the open driver (or None) is ``driver``.
-
-    ``driver_options`` go to the kind's factory beside ``on_error`` (e.g. ``on_key``, ``on_card``).
+    ``driver_options`` go to the kind's factory beside ``on_error`` (e.g. ``on_key``, ``on_card``); one
+    the factory does not take fails the link at its first open, naming it.
     """
 
     def __init__(
@@ -63,9 +59,10 @@ class DeviceLink:
         owner: DeviceConfig,
         members: Sequence[DeviceConfig] = (),
         *,
-        resolve_url: Callable[[DeviceConfig], str],
+        interface: type[D],
+        url: str,
         profiles_dir: str | None,
-        on_up: Callable[[DeviceLink], None],
+        on_up: Callable[[DeviceLink[D]], None],
         on_status: StatusHandler,
         driver_options: dict[str, Any] | None = None,
         backoff: Backoff | None = None,
@@ -74,8 +71,9 @@ class DeviceLink:
     ) -> None:
         self.owner = owner
         self.members = tuple(members)
-        self.driver: DeviceDriver | None = None
-        self._resolve_url = resolve_url
+        self.interface = interface
+        self.url = url
+        self.driver: D | None = None
         self._profiles_dir = profiles_dir
         self._driver_options = dict(driver_options or {})
         self._on_up = on_up
@@ -148,13 +146,12 @@ class DeviceLink:
             driver.close()
             self._wake.clear()
 
-    def _open(self) -> DeviceDriver:
-        url = self._resolve_url(self.owner)
+    def _open(self) -> D:
         names = dict.fromkeys(d.profile for d in (self.owner, *self.members))
         profiles = [load_profile(name, site_dir=self._profiles_dir) for name in names]
         self._error = None
-        factory = get_factory(self.owner.kind)
-        driver = factory(url, profiles, on_error=self.report_failure, **self._driver_options)
+        driver = create_driver(self.owner.kind, self.interface, self.url, profiles, on_error=self.report_failure,
+                               **self._driver_options)
         try:
             driver.open()
         except BaseException:

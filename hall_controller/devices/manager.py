@@ -14,23 +14,22 @@ import time
 from collections.abc import Callable
 
 from drivers.registry import UnknownDeviceKind, link_kind
+from drivers.transport import device_url
 
 from ..config import DeviceConfig, HallConfig
 from ..service import HallService
 from .handler import DeviceHandler, HandlerContext, handler_for
-from .link import emulator_url
 
 log = logging.getLogger(__name__)
-
-EMULATED = "emulated"
 
 
 class DeviceManager:
     """Builds one handler per link-owning device; ``start()``/``stop()`` run them all.
 
     ``device_urls`` (device id → url) overrides a device's configured url; a device left at
-    ``url: emulated`` without an override is looked up in the emulator's control API
-    (``emulator_control`` HOST:PORT, else the config's ``emulator.control``).
+    ``url: emulated`` without an override is opened at its ``emulated://`` transport URL through the
+    config's ``emulator.control`` (which ``hallctl run --emulator`` overrides), resolved by the
+    transport layer each time it is opened.
     ``bus_clock`` is the monotonic clock window bus drivers pace frames with.
     """
 
@@ -40,14 +39,12 @@ class DeviceManager:
         service: HallService,
         *,
         device_urls: dict[str, str] | None = None,
-        emulator_control: str | None = None,
         bus_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.service = service
         self.device_urls = dict(device_urls or {})
-        self.emulator_control = emulator_control or config.emulator_control
-        ctx = HandlerContext(config, service, self._resolve_url, self._on_status, {"bus_clock": bus_clock})
+        ctx = HandlerContext(config, service, self._device_url, self._on_status, {"bus_clock": bus_clock})
         self.handlers: dict[str, DeviceHandler] = {}
         self.unhandled: list[DeviceConfig] = []
         owners = {d.id: _link_kind(d.kind) for d in config.devices}
@@ -86,16 +83,9 @@ class DeviceManager:
         except Exception:
             log.exception("stopping %s failed", handler.id)
 
-    def _resolve_url(self, device: DeviceConfig) -> str:
-        """The device's url: an override from the daemon options, the config, or the emulator."""
-        override = self.device_urls.get(device.id)
-        if override:
-            return override
-        if device.url != EMULATED:
-            return device.url
-        if not self.emulator_control:
-            raise LookupError(f"{device.id} 配置为模拟设备，但未配置模拟器控制地址 emulator.control")
-        return emulator_url(self.emulator_control, device.id)
+    def _device_url(self, device: DeviceConfig) -> str:
+        """The device's transport URL: an override from the daemon options, else from the config."""
+        return self.device_urls.get(device.id) or device_url(device.url, device.id, self.config.emulator_control)
 
     def _on_status(self, device: DeviceConfig, online: bool, error: str | None) -> None:
         try:

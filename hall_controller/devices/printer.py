@@ -49,7 +49,7 @@ class PrinterHandler(DeviceHandler):
         self.kiosk = device.kiosk
         self.timeout = float(device.options.get("print_timeout_s", PRINT_TIMEOUT_S))
         self.framing = printer_framing(load_profile(device.profile, ctx.config.profiles_dir))
-        self.link = ctx.link(device, on_up=self._on_up)
+        self.link = ctx.link(device, PrinterDriver, on_up=self._on_up)
         self._jobs: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
@@ -67,7 +67,7 @@ class PrinterHandler(DeviceHandler):
         if self._jobs is not None:
             self._jobs.shutdown(wait=False, cancel_futures=True)
 
-    def _on_up(self, link: DeviceLink) -> None:
+    def _on_up(self, link: DeviceLink[PrinterDriver]) -> None:
         log.info("%s: printer ready for %s", self.id, self.kiosk)
 
     # ------------------------------------------------------------------------------ printing
@@ -78,7 +78,6 @@ class PrinterHandler(DeviceHandler):
         if driver is None or self._jobs is None:
             log.warning("%s: %s not printed for %s: the printer is offline", self.id, op, self.kiosk)
             return {"printed": False, "print_error": VISITOR_PRINT_FAILED, "print_reason": "offline"}
-        assert isinstance(driver, PrinterDriver)
         data = self._job(result)
         future = self._jobs.submit(driver.print_job, data)
         try:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from drivers.base import SpeakerDriver
 from drivers.transport import TransportError
 
 from ..config import DeviceConfig
@@ -35,7 +36,7 @@ class SpeakerHandler(DeviceHandler):
     def __init__(self, ctx: HandlerContext, device: DeviceConfig, members: Sequence[DeviceConfig]) -> None:
         super().__init__(ctx, device, members)
         voice = ctx.config.voice
-        self.link = ctx.link(device, on_up=self._on_up)
+        self.link = ctx.link(device, SpeakerDriver, on_up=self._on_up)
         windows = device.options.get("windows")
         self.announcer = Announcer(
             composer_for(voice), ctx.service.clock, self._play, ctx.service.announcement_event,
@@ -43,9 +44,9 @@ class SpeakerHandler(DeviceHandler):
             policy=LatePolicy(voice.max_wait_seconds, voice.drop_after_seconds),
             windows=windows, device=device.id,
             ready=self._ready)
-        ctx.service.subscribe(self.announcer.on_event)
 
     def start(self) -> None:
+        self.listen(self.announcer.on_event)
         self._recover()
         self.announcer.start()
         self.link.start()
@@ -60,6 +61,7 @@ class SpeakerHandler(DeviceHandler):
             log.exception("%s: cannot read the calls left unannounced at the last stop", self.id)
 
     def stop(self) -> None:
+        self.stop_listening()
         self.announcer.stop()
         self.link.stop()  # closing the driver ends an announcement still playing
         self.announcer.join()
@@ -69,7 +71,7 @@ class SpeakerHandler(DeviceHandler):
         TCP bridge) must not use up the attempts of the calls waiting for it."""
         return self.link.online and self.link.driver is not None
 
-    def _on_up(self, link: DeviceLink) -> None:
+    def _on_up(self, link: DeviceLink[SpeakerDriver]) -> None:
         self.announcer.wake()
 
     def _play(self, composed: Composed, meta: dict[str, Any]) -> None:
@@ -77,7 +79,7 @@ class SpeakerHandler(DeviceHandler):
         if driver is None:
             raise TransportError("扬声器离线")
         try:
-            driver.play(composed.wav, meta)  # type: ignore[attr-defined]
+            driver.play(composed.wav, meta)
         except TransportError as exc:
             self.link.report_failure(exc)
             raise

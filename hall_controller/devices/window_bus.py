@@ -57,7 +57,7 @@ class WindowBusHandler(DeviceHandler):
         super().__init__(ctx, device, members)
         self.service = ctx.service
         self._leds: dict[int, list[DeviceConfig]] = defaultdict(list)
-        self._keypads: dict[int, list[DeviceConfig]] = defaultdict(list)
+        self._keypads: dict[int, list[int]] = defaultdict(list)   # window -> keypad addresses
         self._keypad_window: dict[int, int] = {}
         self._cond = threading.Condition()
         self._keys: deque[tuple[int, str, str]] = deque()
@@ -66,7 +66,7 @@ class WindowBusHandler(DeviceHandler):
         self._worker: threading.Thread | None = None
         self._running = False
         clock: Callable[[], float] = ctx.options.get("bus_clock", time.monotonic)
-        self.link = ctx.link(device, members, on_up=self._on_up, on_key=self._on_key, clock=clock)
+        self.link = ctx.link(device, WindowBusDriver, members, on_up=self._on_up, on_key=self._on_key, clock=clock)
 
         window_of = {dev_id: w.number for w in ctx.config.windows for dev_id in w.devices}
         for member in members:
@@ -74,23 +74,25 @@ class WindowBusHandler(DeviceHandler):
             if window is None:
                 log.warning("%s is not assigned to a window: it stays blank / its keys are ignored", member.id)
                 continue
-            if member.kind == "led":
+            if member.address is None:   # the config requires one on a bus; never guess it
+                log.warning("%s has no bus address: it stays blank / its keys are ignored", member.id)
+            elif member.kind == "led":
                 self._leds[window].append(member)
             else:
-                self._keypads[window].append(member)
-                if member.address is not None:
-                    self._keypad_window[member.address] = window
+                self._keypads[window].append(member.address)
+                self._keypad_window[member.address] = window
 
     # ------------------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
         self._running = True
-        self.service.subscribe(self._on_event)
+        self.listen(self._on_event)
         self._worker = threading.Thread(target=self._work, name=f"devices-worker-{self.id}", daemon=True)
         self._worker.start()
         self.link.start()
 
     def stop(self) -> None:
+        self.stop_listening()
         self.link.stop()
         with self._cond:
             self._running = False
@@ -115,7 +117,7 @@ class WindowBusHandler(DeviceHandler):
             self._signalled = True
             self._cond.notify()
 
-    def _on_up(self, link: DeviceLink) -> None:
+    def _on_up(self, link: DeviceLink[WindowBusDriver]) -> None:
         """The bus (re)opened: everything on it shows the current state again."""
         self._mark_dirty(self._windows(), ANY_SNAPSHOT)
 
@@ -163,18 +165,21 @@ class WindowBusHandler(DeviceHandler):
                 continue
             # LEDs first: they are what the visitors wait for.
             for device in self._leds.get(number, ()):
-                text = led_text(view, device.options)
-                self._send(lambda bus, d=device, t=text: bus.show_text(d.address, t))
-            for device in self._keypads.get(number, ()):
-                self._show_keypad(device.address, keypad_text(view))
+                if device.address is not None:
+                    self._show_led(device.address, led_text(view, device.options))
+            for addr in self._keypads.get(number, ()):
+                self._show_keypad(addr, keypad_text(view))
 
-    def _show_keypad(self, addr: int | None, text: str) -> None:
+    def _show_led(self, addr: int, text: str) -> None:
+        self._send(lambda bus: bus.show_text(addr, text))
+
+    def _show_keypad(self, addr: int, text: str) -> None:
         self._send(lambda bus: bus.show_keypad_number(addr, text))
 
     def _send(self, write: Callable[[WindowBusDriver], None]) -> None:
         """Queue a frame on the bus; a bus that is down gets it on restore instead."""
         bus = self.link.driver
-        if not isinstance(bus, WindowBusDriver):
+        if bus is None:
             return
         try:
             write(bus)
