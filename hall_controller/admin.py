@@ -209,7 +209,8 @@ def admin_call(config: HallConfig, op: str, args: dict[str, Any] | None = None, 
     Returns (result, reached): `reached` says where the answer came from (`via` daemon or database,
     the `mqtt` address tried and where that address came from)."""
     from .bus.client import BusError, CommandError
-    from .service import READ_ONLY_OPS, Actor
+    from .domain import Actor
+    from .service import READ_ONLY_OPS
 
     read_only = op in READ_ONLY_OPS
     target = admin_target(config, mqtt_url)

@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("mqtt-config", help="write a Mosquitto password file and ACL"))
     sp.add_argument("dir")
     sp.set_defaults(func=cmd_mqtt_config)
-    from .upstream.cli import add_commands as add_upstream_commands
+    from .cli_upstream import add_commands as add_upstream_commands
 
     add_upstream_commands(sub, with_config)
     sp = sub.add_parser("demo", help="run the whole hall on embedded defaults")

@@ -17,16 +17,16 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from hall_controller.admin import admin_op
-from hall_controller.clock import Clock
-from hall_controller.config import HallConfig, load_config
-from hall_controller.store import make_engine
-from hall_controller.store.schema import appointments
-from hall_controller.upstream.client import UpstreamClient
-from hall_controller.upstream.forwarder import IDLE_POLL_SECONDS, Forwarder
-from hall_controller.upstream.records import bad_ratings
-from hall_controller.upstream.reports import write_html, write_xlsx
-from hall_controller.upstream.service import KIND_LABELS, build_month_report, month_bounds, report_key
+from .admin import admin_op
+from .clock import Clock
+from .config import HallConfig, load_config
+from .store import make_engine
+from .store.records import bad_ratings
+from .store.schema import appointments
+from .upstream.client import UpstreamClient
+from .upstream.forwarder import IDLE_POLL_SECONDS, Forwarder
+from .upstream.reports import write_html, write_xlsx
+from .upstream.service import KIND_LABELS, build_month_report, month_bounds, report_key
 
 SOURCES = ("phone", "letter", "in_person", "online")
 SOURCE_LABELS = {"phone": "电话", "letter": "信函", "in_person": "现场", "online": "网上(12348)"}
@@ -129,8 +129,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 # -- appointments -----------------------------------------------------------------------------------
 
 def cmd_appointment_add(args: argparse.Namespace) -> int:
-    from hall_controller.bus.client import CommandError
-    from hall_controller.domain import DomainError
+    from .bus.client import CommandError
+    from .domain import DomainError
 
     config = load_config(args.config)
     try:
@@ -217,8 +217,8 @@ def staff_label(config: HallConfig, staff_id: str | None) -> str:
 
 
 def cmd_ratings(args: argparse.Namespace) -> int:
-    from hall_controller.bus.client import CommandError
-    from hall_controller.domain import DomainError
+    from .bus.client import CommandError
+    from .domain import DomainError
 
     config = load_config(args.config)
     if args.resolve:

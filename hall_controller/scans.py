@@ -24,8 +24,8 @@ from PIL import Image
 from sqlalchemy import Engine, update
 
 from .domain import DomainError
+from .store.outbox import store_scan
 from .store.schema import db_time, scans
-from .upstream.outbox import store_scan
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from .config import HallConfig
-from .domain import CardData, DomainError, Outcome, QueueEngine
+from .domain import Actor, CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
 from .faults import VISITOR_PRINT_FAILED
 from .identity import mask_name
 from .scans import ScanImage, decode_scan, save_scan
 from .store import Store, WriteSet
-from .upstream.records import record_builder_for
+from .store.records import record_builder_for
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,6 @@ class _HeldCard:
         return (now - last).total_seconds() >= idle_seconds
 
 
-@dataclass(frozen=True)
-class Actor:
-    client_id: str
-    role: str
-    window: int | None = None
-
-
 class HallService:
     def __init__(self, config: HallConfig, store: Store, clock: Any, *, secret: bytes = b"",
                  config_loader: Callable[[], HallConfig] | None = None, reply_cache: int = 10_000):
@@ -128,7 +121,7 @@ class HallService:
         self._card_outbox: list[tuple[str, dict[str, Any]]] = []   # card views to publish, in order
         self._card_publish_lock = threading.Lock()
         self._printers: dict[str, PrintHook] = {}
-        store.record_builder = record_builder_for(config)
+        self._build_record = record_builder_for(config)   # a closed visit's upstream record, into its write set
         for command_id, reply in store.recent_command_replies(reply_cache):
             self._replies[command_id] = reply
         self.engine = self._build_engine()
@@ -267,8 +260,11 @@ class HallService:
         if not outcome.changed and command is None:
             return None
         try:
-            pending = _Pending(self.store.prepare(outcome, self.engine.state, command), outcome.events,
-                               outcome.result)
+            writeset = self.store.prepare(outcome, self.engine.state, command)
+            for ticket in outcome.closed:    # the outbox row commits with the change that closed the visit
+                writeset.add_outbox(ticket.id, "service_record", self._build_record(ticket.to_record()),
+                                    ticket.closed_at)
+            pending = _Pending(writeset, outcome.events, outcome.result)
         except Exception as exc:
             log.exception("cannot serialise a command; rebuilding engine state from the store")
             self.engine = self._build_engine()
@@ -467,7 +463,7 @@ class HallService:
             raise DomainError("conflict", "未配置配置文件路径，无法重新加载")
         new = self._config_loader()
         self.config = new
-        self.store.record_builder = record_builder_for(new)
+        self._build_record = record_builder_for(new)
         self.engine = QueueEngine(new, self.clock, self.engine.state, secret=self.secret)
         return Outcome(result={"reloaded": True, "services": len(new.services), "windows": len(new.windows)})
 

@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.pool import StaticPool
 
+from hall_controller.store.outbox import enqueue, store_scan
 from hall_controller.store.schema import db_time, metadata
 from hall_controller.store.schema import outbox as outbox_table
 from hall_controller.store.schema import scans as scans_table
 from hall_controller.upstream.client import DeliveryResult, UpstreamClient
 from hall_controller.upstream.forwarder import Forwarder
-from hall_controller.upstream.outbox import enqueue, store_scan
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import create_engine, inspect, select
 
 from hall_controller.store import upgrade
+from hall_controller.store.outbox import enqueue, store_scan
 from hall_controller.store.schema import db_time, outbox, scans
 from hall_controller.upstream.client import UpstreamClient
 from hall_controller.upstream.forwarder import Forwarder
-from hall_controller.upstream.outbox import enqueue, store_scan
 from hw_emulators.mgmt import MgmtEmulator
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hall_controller.upstream.records import build_service_record
+from hall_controller.store.records import build_service_record
 
 
 def ticket(**overrides):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .engine import RATING_DIMENSIONS, CardData, Outcome, QueueEngine
-from .model import ACTIVE, FINAL, STATUSES, DomainError, EngineState, Ticket, WindowState
+from .model import ACTIVE, FINAL, STATUSES, Actor, DomainError, EngineState, Ticket, WindowState
 
-__all__ = ["ACTIVE", "FINAL", "RATING_DIMENSIONS", "STATUSES", "CardData", "DomainError",
+__all__ = ["ACTIVE", "FINAL", "RATING_DIMENSIONS", "STATUSES", "Actor", "CardData", "DomainError",
            "EngineState", "Outcome", "QueueEngine", "Ticket", "WindowState"]

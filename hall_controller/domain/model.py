@@ -31,6 +31,17 @@ class DomainError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who sends a command: the MQTT client id, its role (kiosk, window, tablet, display, admin, daemon)
+    and the window a window client is bound to. A domain value, so every layer that names a caller
+    (bridge, keypads, hallctl, the upstream sync) takes it from here rather than from the service."""
+
+    client_id: str
+    role: str
+    window: int | None = None
+
+
 def iso(ts: datetime | None) -> str | None:
     return _iso(ts) if ts else None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +22,8 @@ from ..domain.engine import BAD_RATING_EVENTS, Outcome, bad_rating_summary
 from ..domain.model import Appointment, EngineState, Ticket, WindowState
 from ..domain.today import TALLIED
 from . import schema
-from .schema import appointments, commands, db_time, events, hall_state, outbox, tickets, windows
+from .outbox import outbox_row
+from .schema import appointments, commands, events, hall_state, outbox, tickets, windows
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class WriteSet:
 
     def __bool__(self) -> bool:
         return any(self.rows.values()) or bool(self.appointments)
+
+    def add_outbox(self, record_key: str, kind: str, payload: dict[str, Any], at: datetime | None) -> None:
+        """Send `payload` upstream once this write set commits (a closed visit's service record)."""
+        self.rows["ins_outbox"].append(outbox_row(record_key, kind, payload, at))
 
 
 class _Prepared:
@@ -110,8 +115,6 @@ class Store:
     def __init__(self, url: str, *, sqlite_sync: str = "FULL", migrate: bool = True):
         self.url = url
         self.engine = make_engine(url, sqlite_sync=sqlite_sync)
-        # Turns a closed ticket into its upstream service record; set by HallService from the config.
-        self.record_builder: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         if migrate:
             upgrade(self.engine)
         self._prepared_day: tuple[str, int] | None = None
@@ -219,7 +222,8 @@ class Store:
 
         The rows are a snapshot: a later command may change the same ticket before this one is
         written, and what is written for this command must be this command's state.
-        `command` = (command_id, client_id, ts, reply) for redelivery dedupe.
+        `command` = (command_id, client_id, ts, reply) for redelivery dedupe. The caller adds what
+        else commits with it (a closed visit's outbox row: `WriteSet.add_outbox`).
         """
         ws = WriteSet()
         for tid in outcome.new_tickets:
@@ -243,15 +247,6 @@ class Store:
             self._prepared_day = (state.day, state.epoch)
             ws.rows["upd_kv"] += [{"b_key": "day", "value": state.day},
                                   {"b_key": "epoch", "value": str(state.epoch)}]
-        if outcome.closed:
-            if self.record_builder is None:
-                raise RuntimeError("store has no record builder: closed visits would miss the outbox")
-            for t in outcome.closed:
-                closed_at = db_time(t.closed_at) if t.closed_at else ""
-                ws.rows["ins_outbox"].append({
-                    "record_key": t.id, "kind": "service_record", "created_at": closed_at,
-                    "payload": _dumps(self.record_builder(t.to_record())), "status": "pending", "attempts": 0,
-                    "next_attempt_at": closed_at})
         if command is not None:
             cid, client, ts, reply = command
             ws.rows["ins_command"].append({"command_id": cid, "client_id": client, "created_at": ts,

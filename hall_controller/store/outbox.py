@@ -1,21 +1,32 @@
-"""Adding to the durable outbox: rows waiting to be sent upstream and the scan images they reference.
+"""The durable outbox: rows waiting to be sent upstream and the scan images they reference.
 
-The tables are the store's (`hall_controller.store.schema.outbox` / `scans`, created by its Alembic
-migration); these helpers write them in the caller's transaction.
+An outbox row has one shape, `outbox_row`, whichever way it is written: a closed visit's service
+record goes into its command's write set (`WriteSet.add_outbox`, written by `Store.write` in the
+transaction that closes the visit); a monthly report is added by `enqueue` in the caller's own
+transaction. The forwarder (`hall_controller.upstream.forwarder`) reads and updates them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, insert, select
 
-from hall_controller.store.schema import db_time, outbox, scans
+from .schema import db_time, outbox, scans
 
 KINDS = ("service_record", "monthly_report")
+
+
+def outbox_row(record_key: str, kind: str, payload: dict[str, Any], at: datetime | None) -> dict[str, Any]:
+    """A pending row, due at once: `at` is when it arose (a visit's close, a report's queueing)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown outbox kind {kind!r}")
+    stamp = db_time(at) if at else ""
+    return {"record_key": record_key, "kind": kind, "created_at": stamp, "payload": orjson.dumps(payload).decode(),
+            "status": "pending", "attempts": 0, "next_attempt_at": stamp}
 
 
 def enqueue(
@@ -31,22 +42,10 @@ def enqueue(
     Idempotent by `record_key`: returns False when the row exists already, so a replayed command
     cannot queue a second copy.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown outbox kind {kind!r}")
+    row = outbox_row(record_key, kind, payload, now)
     if conn.execute(select(outbox.c.id).where(outbox.c.record_key == record_key)).first() is not None:
         return False
-    stamp = db_time(now)
-    conn.execute(
-        insert(outbox).values(
-            record_key=record_key,
-            kind=kind,
-            created_at=stamp,
-            payload=json.dumps(payload, ensure_ascii=False),
-            status="pending",
-            attempts=0,
-            next_attempt_at=stamp,
-        )
-    )
+    conn.execute(insert(outbox).values(**row))
     return True
 
 

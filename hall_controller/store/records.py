@@ -1,7 +1,9 @@
-"""The service record sent upstream for each completed or no-show visit (DESIGN §7).
+"""The service record sent upstream for each completed or no-show visit (DESIGN §7), and the 差评 log.
 
 Built from the ticket dict of docs/ARCHITECTURE.md; the same dicts feed the monthly report, so the
-figures the hall prints and the ones the upstream receives cannot disagree.
+figures the hall prints and the ones the upstream receives cannot disagree. The service builds a
+closed visit's record while the engine lock is held and puts it into that command's write set; the
+store writes it to the outbox in the transaction that closes the visit.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from hall_controller.config import HallConfig
-from hall_controller.domain.engine import BAD_RATING_EVENTS, bad_rating_summary
-from hall_controller.identity import age_band, age_on
-from hall_controller.store.schema import events
+from ..config import HallConfig
+from ..domain.engine import BAD_RATING_EVENTS, bad_rating_summary
+from ..identity import age_band, age_on
+from .schema import events
 
 RECORDABLE_STATUSES = ("finished", "no_show", "cancelled")
 
@@ -108,8 +110,8 @@ def build_service_record(
 
 
 def record_builder_for(config: HallConfig) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """`build_service_record` bound to a hall's code and time limits: one definition for the store's
-    outbox rows and for reports recomputed from the tickets table."""
+    """`build_service_record` bound to a hall's code and time limits: one definition for the outbox
+    rows the service hands the store and for reports recomputed from the tickets table."""
     limits = {s.code: s.time_limit_minutes * 60 for s in config.services}
 
     def build(ticket: dict[str, Any], *, open_visit: bool = False) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """The daemon's link to the management system (DESIGN §7): forwarding, appointment sync, 月报表.
 
-- Forwarding: a `Forwarder` on the hall database sends the outbox. The store writes a visit's row in
-  the transaction that closes it, so a `visit_closed` event only has to wake the forwarder; a row the
-  upstream refuses for good becomes a supervisor alert (`upstream_dead_letter`); refused credentials
-  (401/403) pause forwarding and raise one alert per episode (`upstream_unauthorized`).
+- Forwarding: a `Forwarder` on the hall database sends the outbox. The service puts a closed visit's
+  record into the write set that closes it, so a `visit_closed` event only has to wake the forwarder;
+  a row the upstream refuses for good becomes a supervisor alert (`upstream_dead_letter`); refused
+  credentials (401/403) pause forwarding and raise one alert per episode (`upstream_unauthorized`).
 - Appointments: every `sync_interval` the bookings of the current business day and the next one are
   copied into the engine through the admin op `add_appointment`, so check-in at the kiosk keeps
   working from the hall's own database while the upstream is down. Codes already known are skipped;
@@ -33,15 +33,15 @@ from sqlalchemy import Engine, func, select
 
 from hall_controller.clock import Clock
 from hall_controller.config import HallConfig
-from hall_controller.domain import DomainError
+from hall_controller.domain import Actor, DomainError
 from hall_controller.scans import purge_scans
-from hall_controller.service import Actor, HallService
+from hall_controller.service import HallService
 from hall_controller.store import Store
+from hall_controller.store.outbox import enqueue
+from hall_controller.store.records import bad_ratings, record_builder_for
 from hall_controller.store.schema import outbox, tickets
 from hall_controller.upstream.client import UpstreamClient, UpstreamError
 from hall_controller.upstream.forwarder import Forwarder
-from hall_controller.upstream.outbox import enqueue
-from hall_controller.upstream.records import bad_ratings, record_builder_for
 from hall_controller.upstream.reports import compute_month_report, staff_labels
 
 logger = logging.getLogger(__name__)
