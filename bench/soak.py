@@ -47,10 +47,10 @@ if str(ROOT) not in sys.path:
 
 from hall_controller.bus.client import BusError, CommandError, HallClient  # noqa: E402
 from hall_controller.clock import SystemClock  # noqa: E402
-from hall_controller.demo import DemoHall, prepare_demo_dir  # noqa: E402
 from hall_controller.logsetup import LOG_FORMAT  # noqa: E402
-from hall_controller.supervise import RestartPolicy  # noqa: E402
-from kiosk_ui.launch import APP_NAMES  # noqa: E402
+from hall_demo.apps import APP_NAMES  # noqa: E402
+from hall_demo.hall import DemoHall, prepare_demo_dir  # noqa: E402
+from hall_demo.supervise import RestartPolicy  # noqa: E402
 
 log = logging.getLogger("soak")
 

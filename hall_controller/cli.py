@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from .setup_hall import init_hall, save_password
 log = logging.getLogger("hallctl")
 
 DEFAULT_CONFIG = os.environ.get("HALL_CONFIG", "hall.yaml")
+# Commands of packages above this one (`hallctl demo` is hall_demo's): each entry point names a
+# `register(subparsers)` that adds its subcommands with `func`; hall_controller never imports them.
+COMMANDS_GROUP = "hallctl.commands"
 
 
 # ---------------------------------------------------------------------- commands
@@ -116,10 +120,14 @@ def cmd_mqtt_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(Path(args.dir), ui=not args.no_ui)
+def add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands installed packages add to hallctl (entry point group `hallctl.commands`); one that
+    cannot be loaded is logged and left out, the others still work."""
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name):
+        try:
+            ep.load()(sub)
+        except Exception:
+            log.warning("hallctl command %s (%s) not available", ep.name, ep.value, exc_info=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,10 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_upstream import add_commands as add_upstream_commands
 
     add_upstream_commands(sub, with_config)
-    sp = sub.add_parser("demo", help="run the whole hall on embedded defaults")
-    sp.add_argument("--dir", default="hall-demo", help="working folder (default %(default)s)")
-    sp.add_argument("--no-ui", action="store_true", help="do not start the Qt apps")
-    sp.set_defaults(func=cmd_demo)
+    add_plugin_commands(sub)
     return p
 
 

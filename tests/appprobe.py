@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-# the launcher's bootstrap template (kiosk_ui.launch.app_specs(bootstrap=…)) that runs the probe
+# the launcher's bootstrap template (hall_demo.apps.app_specs(bootstrap=…)) that runs the probe
 PROBE_BOOTSTRAP = "from tests.appprobe import run; raise SystemExit(run({module!r}, {entry!r}))"
 ROOT = Path(__file__).resolve().parent.parent
 

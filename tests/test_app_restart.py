@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from hall_controller.demo import DemoHall
 from hall_controller.service import Actor
+from hall_demo.hall import DemoHall
 
 from . import appprobe
 from .daemonkit import wait_until

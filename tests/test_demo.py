@@ -143,7 +143,7 @@ def test_the_banner_names_the_demo_logins_but_no_pin_a_hall_chose(sample_config)
     from dataclasses import replace
 
     from hall_controller.config import hash_pin
-    from hall_controller.demo import login_note
+    from hall_demo.hall import login_note
 
     assert login_note(sample_config) == "工号 1001–1008，PIN 1234（示范数据）"
     changed = replace(sample_config, staff=tuple(replace(s, pin_hash=hash_pin("8642", iterations=1000))

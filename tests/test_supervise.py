@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hall_controller.clock import ManualClock, SystemClock
-from hall_controller.supervise import ChildSpec, RestartPolicy, Supervisor
+from hall_demo.supervise import ChildSpec, RestartPolicy, Supervisor
 
 from .daemonkit import wait_until
 

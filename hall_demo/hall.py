@@ -1,4 +1,4 @@
-"""`hallctl demo`: the whole hall on one PC with zero setup.
+"""`hallctl demo` / `hall-demo`: the whole hall on one PC with zero setup.
 
 Embedded broker, SQLite, the management-system emulator and the daemon run in this process; the
 device emulator and the Qt apps run as supervised child processes: one that exits is said at the
@@ -27,10 +27,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .clock import Clock, SystemClock
-from .config import HallConfig, sample_config_text, verify_pin
-from .daemon import DaemonOptions, HallDaemon, split_hostport
-from .setup_hall import init_hall, passwords_path
+from hall_controller.clock import Clock, SystemClock
+from hall_controller.config import HallConfig, load_config, sample_config_text, verify_pin
+from hall_controller.daemon import DaemonOptions, HallDaemon, split_hostport
+from hall_controller.logsetup import setup_logging
+from hall_controller.setup_hall import init_hall, passwords_path
+from hw_emulators.hall import EmulatedHall, HallSetupError, read_hall_config
+from hw_emulators.link import Link, TcpLink
+from hw_emulators.mgmt import MgmtEmulator
+
+from .apps import BOOTSTRAP, app_specs, display_available
 from .supervise import ChildSpec, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -85,18 +91,13 @@ def login_note(config: HallConfig) -> str:
 # -- the emulator child ----------------------------------------------------------------------------
 
 def emulator_command(config_path: Path, control: tuple[str, int], ports: dict[str, int]) -> list[str]:
-    return [sys.executable, "-c", "from hall_controller.demo import emulator_main; raise SystemExit(emulator_main())",
+    return [sys.executable, "-c", "from hall_demo.hall import emulator_main; raise SystemExit(emulator_main())",
             "--config", str(config_path), "--control", f"{control[0]}:{control[1]}", "--ports", json.dumps(ports)]
 
 
 def emulator_main(argv: list[str] | None = None) -> int:
     """The demo's emulator child: `hall-emu run` whose device links listen on the ports given (a device
     not listed gets a free one), so a restarted emulator serves the URLs the daemon already has."""
-    from hw_emulators.hall import EmulatedHall, HallSetupError, read_hall_config
-    from hw_emulators.link import Link, TcpLink
-
-    from .logsetup import setup_logging
-
     parser = argparse.ArgumentParser(prog="hall-emu (hallctl demo)")
     parser.add_argument("--config", required=True)
     parser.add_argument("--control", required=True, help="HOST:PORT of the control API")
@@ -193,10 +194,6 @@ class DemoHall:
 
     def start(self) -> dict[str, Any]:
         """Start everything; returns the summary the banner prints."""
-        from hw_emulators.mgmt import MgmtEmulator
-
-        from .config import load_config
-
         host = self.host
         self.config_path = config_path = prepare_demo_dir(self.directory)
         self.config = config = load_config(config_path)
@@ -240,8 +237,6 @@ class DemoHall:
 
     def _start_apps(self) -> str:
         """Start the kiosk, the display, window 1's terminal and tablet when they can show."""
-        from kiosk_ui.launch import BOOTSTRAP, app_specs, display_available
-
         if not self.ui:
             return "not started (--no-ui)"
         if not display_available(self.app_env):

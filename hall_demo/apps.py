@@ -1,7 +1,8 @@
-"""Start the public Qt apps next to a hall running on this PC (`hallctl demo`, bench/soak.py).
+"""Start the Qt apps next to a hall running on this PC (`hallctl demo`, bench/soak.py).
 
 Each app is a separate process (as on the hall's separate PCs), described here as a `ChildSpec` for
-`hall_controller.supervise.Supervisor`, which restarts one that exits.
+`hall_demo.supervise.Supervisor`, which restarts one that exits. The apps are named by module and
+entry point only: each child imports its own, so the demo itself never loads Qt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from hall_controller.supervise import ChildSpec
+from .supervise import ChildSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Keep child processes up: `hallctl demo`'s Qt apps and device emulator, restarted when they exit.
+"""Keep child processes up: the demo's Qt apps and device emulator, restarted when they exit.
 
 `RestartPolicy` is the rule (pure, on an injected clock): an exited child comes back after `delay`
 seconds, at most `max_restarts` times in any `period`; past that it stays down and the operator is
@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from .clock import Clock, SystemClock
+from hall_controller.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
