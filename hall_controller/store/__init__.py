@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from ..domain.engine import BAD_RATING_EVENTS, Outcome, bad_rating_summary
@@ -167,30 +167,7 @@ class Store:
                 for (data,) in conn.execute(select(appointments.c.data).where(appointments.c.day >= since)):
                     a = Appointment.from_record(json.loads(data))
                     state.appointments[a.id] = a
-            for ev in map(json.loads, conn.execute(select(events.c.payload)
-                                                   .where(events.c.type.in_(BAD_RATING_EVENTS))
-                                                   .order_by(events.c.seq)).scalars()):
-                if ev["type"] == "bad_rating":
-                    state.bad_ratings[ev["ticket"]["id"]] = bad_rating_summary(ev)
-                else:
-                    state.bad_ratings.pop(ev["ticket"]["id"], None)
-            # the hall day so far: its events since the last day reset (all of them before the first)
-            day_start = conn.execute(select(func.coalesce(func.max(events.c.seq), 0))
-                                     .where(events.c.type == "day_reset")).scalar_one()
-            for payload in conn.execute(select(events.c.payload)
-                                        .where(events.c.type.in_(sorted(TALLIED)), events.c.seq > day_start)
-                                        .order_by(events.c.seq)).scalars():
-                state.today.observe(json.loads(payload))
-            calls = conn.execute(select(events.c.payload)
-                                 .where(events.c.type.in_(("ticket_called", "ticket_recalled")))
-                                 .order_by(events.c.seq.desc()).limit(50)).scalars()
-            for payload in calls:
-                ev = json.loads(payload)
-                t = ev["ticket"]
-                if t["day"] != state.day or t["epoch"] != state.epoch:
-                    break
-                state.recent_calls.append({"number": t["number"], "window": ev.get("window"),
-                                           "service": t["service"], "at": ev["ts"], "ticket_id": t["id"]})
+            self._replay_events(conn, state)
         missing = [n for n in window_numbers or [] if n not in state.windows]
         with self.engine.begin() as conn:
             for n in missing:
@@ -200,6 +177,34 @@ class Store:
                 if key not in kv:
                     conn.execute(insert(hall_state), {"key": key, "value": "" if key == "day" else "0"})
         return state
+
+    @staticmethod
+    def _replay_events(conn: Connection, state: EngineState) -> None:
+        """What the engine keeps from the event log: the open 差评, the hall day so far, the recent calls."""
+        for ev in map(json.loads, conn.execute(select(events.c.payload)
+                                               .where(events.c.type.in_(BAD_RATING_EVENTS))
+                                               .order_by(events.c.seq)).scalars()):
+            if ev["type"] == "bad_rating":
+                state.bad_ratings[ev["ticket"]["id"]] = bad_rating_summary(ev)
+            else:
+                state.bad_ratings.pop(ev["ticket"]["id"], None)
+        # the hall day so far: its events since the last day reset (all of them before the first)
+        day_start = conn.execute(select(func.coalesce(func.max(events.c.seq), 0))
+                                 .where(events.c.type == "day_reset")).scalar_one()
+        for payload in conn.execute(select(events.c.payload)
+                                    .where(events.c.type.in_(sorted(TALLIED)), events.c.seq > day_start)
+                                    .order_by(events.c.seq)).scalars():
+            state.today.observe(json.loads(payload))
+        calls = conn.execute(select(events.c.payload)
+                             .where(events.c.type.in_(("ticket_called", "ticket_recalled")))
+                             .order_by(events.c.seq.desc()).limit(50)).scalars()
+        for payload in calls:
+            ev = json.loads(payload)
+            t = ev["ticket"]
+            if t["day"] != state.day or t["epoch"] != state.epoch:
+                break
+            state.recent_calls.append({"number": t["number"], "window": ev.get("window"),
+                                       "service": t["service"], "at": ev["ts"], "ticket_id": t["id"]})
 
     def recent_command_replies(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """The newest `limit` stored replies, oldest first: a command redelivered after a restart

@@ -410,9 +410,16 @@ def _format(value: Any, kind: str) -> str:
 
 def write_xlsx(report: dict[str, Any], path: str | Path) -> None:
     """Workbook with sheets 汇总, 按服务, 按窗口, 按人员, 按日; each table ends with a 合计 row."""
-    bold = Font(bold=True)
     wb = Workbook()
-    summary = wb.active
+    _xlsx_summary(wb.active, report)
+    _xlsx_charts(wb, report)
+    for section, title, label_header, label in _TABLES:
+        _xlsx_table(wb.create_sheet(title), report, report[section], title, label_header, label)
+    wb.save(path)
+
+
+def _xlsx_summary(summary: Any, report: dict[str, Any]) -> None:
+    """The 汇总 sheet: every total, then the definitions (口径)."""
     summary.title = "汇总"
     summary.append([report["title"]])
     summary.append([_subtitle(report)])
@@ -428,39 +435,39 @@ def write_xlsx(report: dict[str, Any], path: str | Path) -> None:
     for line in DEFINITIONS:
         summary.append([line])
     for cell in (summary["A1"], summary["A4"], summary["B4"]):
-        cell.font = bold
+        cell.font = Font(bold=True)
     summary["A1"].font = Font(bold=True, size=14)
     summary.column_dimensions["A"].width = 22
     summary.column_dimensions["B"].width = 14
-    _xlsx_charts(wb, report)
 
-    for section, title, label_header, label in _TABLES:
-        ws = wb.create_sheet(title)
-        ws.append([f"{report['title']}({title})"])
-        ws["A1"].font = Font(bold=True, size=14)
-        ws.append([_subtitle(report)])
-        ws.append([label_header, *(header for _, header, _ in METRICS)])
-        rows = [(label(row), row) for row in report[section]] + [(TOTAL_LABEL, report["totals"])]
-        for text, stats in rows:
-            ws.append([text, *(stats[key] for key, _, _ in METRICS)])
-        for col, (_, _, kind) in enumerate(METRICS, start=2):
+
+def _xlsx_table(ws: Any, report: dict[str, Any], groups: list[dict[str, Any]], title: str, label_header: str,
+                label: Callable[[dict[str, Any]], str]) -> None:
+    """One 按… sheet: a row per group with every metric, then 合计; printed landscape on one page wide."""
+    bold = Font(bold=True)
+    ws.append([f"{report['title']}({title})"])
+    ws["A1"].font = Font(bold=True, size=14)
+    ws.append([_subtitle(report)])
+    ws.append([label_header, *(header for _, header, _ in METRICS)])
+    rows = [(label(row), row) for row in groups] + [(TOTAL_LABEL, report["totals"])]
+    for text, stats in rows:
+        ws.append([text, *(stats[key] for key, _, _ in METRICS)])
+    formats = {"percent": "0.0%", "seconds": "0.0"}
+    for col, (_, _, kind) in enumerate(METRICS, start=2):
+        if kind in formats:
             for (cell,) in ws.iter_rows(min_row=4, min_col=col, max_col=col):
-                if kind == "percent":
-                    cell.number_format = "0.0%"
-                elif kind == "seconds":
-                    cell.number_format = "0.0"
-        for cell in ws[3] + ws[ws.max_row]:
-            cell.font = bold
-        for cell in ws[3]:
-            cell.alignment = Alignment(wrap_text=True, horizontal="center", vertical="center")
-        ws.column_dimensions["A"].width = 18
-        for col in range(2, len(METRICS) + 2):
-            ws.column_dimensions[get_column_letter(col)].width = 11
-        ws.freeze_panes = "B4"
-        ws.page_setup.orientation = "landscape"
-        ws.page_setup.fitToWidth = 1
-        ws.sheet_properties.pageSetUpPr.fitToPage = True
-    wb.save(path)
+                cell.number_format = formats[kind]
+    for cell in ws[3] + ws[ws.max_row]:
+        cell.font = bold
+    for cell in ws[3]:
+        cell.alignment = Alignment(wrap_text=True, horizontal="center", vertical="center")
+    ws.column_dimensions["A"].width = 18
+    for col in range(2, len(METRICS) + 2):
+        ws.column_dimensions[get_column_letter(col)].width = 11
+    ws.freeze_panes = "B4"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
 
 
 _CSS = """
