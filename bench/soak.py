@@ -379,14 +379,8 @@ def _scan(path: Path) -> tuple[int, int, list[str]]:
     return len(errors), sum(1 for line in errors if FATAL_LINE.search(line)), errors
 
 
-def run_soak(minutes: float, directory: Path, *, offscreen: bool = False, screenshot: Path | None = None,
-             step: float = 0.45, progress: Any = None) -> SoakResult:
-    """The soak; `progress(text)` gets a line per minute."""
-    import PySide6
-
-    say = progress or (lambda text: None)
-    logs = directory / "hall" / "logs"         # DemoHall's: one log per app and the emulator's
-    logs.mkdir(parents=True, exist_ok=True)
+def _daemon_log(logs: Path) -> logging.Handler:
+    """The daemon (in this process) logs to logs/daemon.log, scanned for errors at the end."""
     handler = logging.FileHandler(logs / "daemon.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
@@ -395,21 +389,70 @@ def run_soak(minutes: float, directory: Path, *, offscreen: bool = False, screen
         root.setLevel(logging.INFO)
     for noisy in ("amqtt", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler
 
-    xvfb = None
+
+def _screen(offscreen: bool) -> tuple[Xvfb | None, dict[str, str], str]:
+    """Xvfb when installed (and not refused), else Qt's offscreen platform: (server, app env, name)."""
     if offscreen or not shutil.which("Xvfb"):
-        env, display = {"QT_QPA_PLATFORM": "offscreen"}, "offscreen"
-    else:
-        xvfb = Xvfb()
-        env, display = {"DISPLAY": xvfb.display, "QT_QPA_PLATFORM": "xcb"}, f"Xvfb {xvfb.display}"
-    said: list[str] = []
-    config_path = prepare_demo_dir(directory / "hall")
+        return None, {"QT_QPA_PLATFORM": "offscreen"}, "offscreen"
+    xvfb = Xvfb()
+    return xvfb, {"DISPLAY": xvfb.display, "QT_QPA_PLATFORM": "xcb"}, f"Xvfb {xvfb.display}"
+
+
+def _prepare(hall_dir: Path) -> dict[str, str]:
+    """The demo hall folder plus the rater's account; returns the client passwords."""
+    import yaml
+
     from hall_controller.bus.credentials import CredentialStore
     from hall_controller.config import load_config
     from hall_controller.setup_hall import save_password
 
+    config_path = prepare_demo_dir(hall_dir)
     config = load_config(config_path)
     save_password(config, RATER, CredentialStore(config.credentials_path).add_or_reset(RATER, "tablet", 1))
+    return yaml.safe_load((hall_dir / "client-passwords.yaml").read_text(encoding="utf-8"))
+
+
+def _sample(apps: dict[str, AppReport], demo: DemoHall, elapsed: float, say: Any) -> None:
+    for a in apps.values():
+        if a.alive and not demo.supervisor.running(a.name):
+            a.alive = False
+            say(f"{a.name} died at {elapsed / 60:.1f} min")
+        rss = _rss_mib(a.pid) if a.alive and a.pid else None
+        if rss is None:
+            continue
+        if a.rss_start is None and elapsed >= 10:       # once the apps are warm
+            a.rss_start = rss
+        a.rss_end = rss
+        a.rss_peak = max(a.rss_peak or 0.0, rss)
+        a.samples += 1
+
+
+def _progress(elapsed: float, counts: Counts, apps: dict[str, AppReport]) -> str:
+    dead = [a.name for a in apps.values() if not a.alive]
+    return (f"{elapsed / 60:.0f} min: {counts.calls} calls, {counts.ratings} ratings; RSS MiB "
+            + ", ".join(f"{a.name} {a.rss_end or 0:.0f}" for a in apps.values() if a.alive)
+            + (f"; dead: {', '.join(dead)}" if dead else ""))
+
+
+def _screenshot(xvfb: Xvfb, path: Path) -> str | None:
+    subprocess.run(["import", "-display", xvfb.display, "-window", "root", str(path)], check=False, timeout=60)
+    return str(path) if path.exists() else None
+
+
+def run_soak(minutes: float, directory: Path, *, offscreen: bool = False, screenshot: Path | None = None,
+             step: float = 0.45, progress: Any = None) -> SoakResult:
+    """The soak; `progress(text)` gets a line per minute."""
+    import PySide6
+
+    say = progress or (lambda text: None)
+    logs = directory / "hall" / "logs"         # DemoHall's: one log per app and the emulator's
+    logs.mkdir(parents=True, exist_ok=True)
+    handler = _daemon_log(logs)
+    passwords = _prepare(directory / "hall")
+    xvfb, env, display = _screen(offscreen)
+    said: list[str] = []
     demo = DemoHall(directory / "hall", ui=True, policy=RestartPolicy(SystemClock(), max_restarts=0),
                     say=said.append, app_env=env, ports={"mqtt": 0, "emulator": 0, "mgmt": 0})
     apps: dict[str, AppReport] = {}
@@ -420,41 +463,19 @@ def run_soak(minutes: float, directory: Path, *, offscreen: bool = False, screen
         demo.start()
         assert demo.apps == list(APP_NAMES), f"apps not started: {demo.apps}"
         apps = {name: AppReport(name, demo.supervisor.pid(name)) for name in demo.apps}
-        import yaml
-
-        passwords = yaml.safe_load((config_path.parent / "client-passwords.yaml").read_text(encoding="utf-8"))
         driver = Driver(demo, passwords, step=step)
         driver.start()
         started = time.monotonic()
-        end = started + minutes * 60
-        shot_at = started + min(minutes * 30, 600)
-        next_minute = started + 60
-        tiled = 0
+        end, shot_at, next_minute = started + minutes * 60, started + min(minutes * 30, 600), started + 60
         while (now := time.monotonic()) < end:
-            if xvfb is not None and tiled < len(apps) and now - started < 120:
-                tiled = tile_windows(xvfb.display, {a.pid: TILES[a.name] for a in apps.values() if a.pid})
-            for a in apps.values():
-                if a.alive and not demo.supervisor.running(a.name):
-                    a.alive = False
-                    say(f"{a.name} died at {(now - started) / 60:.1f} min")
-                rss = _rss_mib(a.pid) if a.alive and a.pid else None
-                if rss is not None:
-                    if a.rss_start is None and now - started >= 10:      # once the apps are warm
-                        a.rss_start = rss
-                    a.rss_end = rss
-                    a.rss_peak = max(a.rss_peak or 0.0, rss)
-                    a.samples += 1
-            if screenshot is not None and shot is None and now >= shot_at and xvfb is not None:
-                subprocess.run(["import", "-display", xvfb.display, "-window", "root", str(screenshot)],
-                               check=False, timeout=60)
-                shot = str(screenshot) if screenshot.exists() else None
+            if xvfb is not None and now - started < 120:       # windows map at their own pace
+                tile_windows(xvfb.display, {a.pid: TILES[a.name] for a in apps.values() if a.pid})
+            _sample(apps, demo, now - started, say)
+            if screenshot is not None and xvfb is not None and shot is None and now >= shot_at:
+                shot = _screenshot(xvfb, screenshot)
             if now >= next_minute:
                 next_minute += 60
-                c = driver.counts
-                dead = [a.name for a in apps.values() if not a.alive]
-                say(f"{(now - started) / 60:.0f} min: {c.calls} calls, {c.ratings} ratings; RSS MiB "
-                    + ", ".join(f"{a.name} {a.rss_end or 0:.0f}" for a in apps.values() if a.alive)
-                    + (f"; dead: {', '.join(dead)}" if dead else ""))
+                say(_progress(now - started, driver.counts, apps))
             time.sleep(min(SAMPLE_SECONDS, max(0.0, end - time.monotonic())))
     finally:
         seconds = time.monotonic() - started
@@ -464,7 +485,7 @@ def run_soak(minutes: float, directory: Path, *, offscreen: bool = False, screen
         codes = demo.stop()
         if xvfb is not None:
             xvfb.stop()
-        root.removeHandler(handler)
+        logging.getLogger().removeHandler(handler)
         handler.close()
     for a in apps.values():
         a.exits = exits[a.name]
