@@ -370,39 +370,56 @@ def _calendar(raw: Any, opening_hours: dict[str, tuple[tuple[time, time], ...]],
     path = "hall.calendar"
     cal = chk.mapping(raw, path)
     chk.unknown_keys(cal, {"holidays", "workday_as", "closed", "open", "hours"}, path)
-    holidays = cal.get("holidays", "cn")
-    if holidays not in HOLIDAY_SOURCES:
-        chk.add(f"{path}.holidays", f"must be one of {', '.join(HOLIDAY_SOURCES)} (cn = the State Council's "
-                                    f"holiday schedule, none = weekdays only), got {holidays!r}")
-        holidays = "none"
-    elif holidays == "cn" and not schedule_available():
-        chk.add(f"{path}.holidays", "cn needs the chinese-calendar package (pip install chinese-calendar), "
-                                    "or set holidays: none")
+    holidays = _calendar_holidays(cal.get("holidays", "cn"), chk)
     workday_as = cal.get("workday_as", "mon")
     if workday_as not in WEEKDAYS:
         chk.add(f"{path}.workday_as", f"must be a weekday ({', '.join(WEEKDAYS)}), got {workday_as!r}")
         workday_as = "mon"
-    seen: dict[date, str] = {}
+    seen: dict[date, str] = {}      # date -> the list it is in
+    closed = _calendar_dates(cal, "closed", seen, chk)
+    opened = _calendar_dates(cal, "open", seen, chk)
+    hours = _calendar_hours(cal.get("hours"), seen, chk)
+    if (holidays == "cn" or opened) and not opening_hours.get(workday_as):
+        chk.add(f"{path}.workday_as", f"{workday_as} has no opening hours, so a make-up working day or an open "
+                                      "day would stay closed: pick a weekday the hall opens")
+    return HallCalendar(holidays=holidays, workday_as=workday_as, closed=closed, open=opened, hours=hours)
 
-    def dates(key: str) -> frozenset[date]:
-        found = set()
-        for i, value in enumerate(chk.seq(cal.get(key), f"{path}.{key}")):
-            day = _calendar_date(value, f"{path}.{key}[{i}]", chk)
-            if day is None:
-                continue
-            if day in seen and seen[day] != f"{path}.{key}":
-                chk.add(f"{path}.{key}[{i}]", f"{day} is also in {seen[day]} (a date belongs to one list)")
-            seen.setdefault(day, f"{path}.{key}")
-            found.add(day)
-        return frozenset(found)
 
-    closed, opened = dates("closed"), dates("open")
-    hours: dict[date, tuple[tuple[time, time], ...]] = {}
-    for key, spans in chk.mapping(cal.get("hours"), f"{path}.hours").items():
-        day = _calendar_date(key, f"{path}.hours.{key}", chk)
+def _calendar_holidays(holidays: Any, chk: _Checker) -> str:
+    """`hall.calendar.holidays`: cn needs its package installed; a bad value falls back to none."""
+    if holidays not in HOLIDAY_SOURCES:
+        chk.add("hall.calendar.holidays", f"must be one of {', '.join(HOLIDAY_SOURCES)} (cn = the State Council's "
+                                          f"holiday schedule, none = weekdays only), got {holidays!r}")
+        return "none"
+    if holidays == "cn" and not schedule_available():
+        chk.add("hall.calendar.holidays", "cn needs the chinese-calendar package (pip install chinese-calendar), "
+                                          "or set holidays: none")
+    return holidays
+
+
+def _calendar_dates(cal: dict, key: str, seen: dict[date, str], chk: _Checker) -> frozenset[date]:
+    """The dates of `hall.calendar.<key>`, each noted in `seen` (a date belongs to one list)."""
+    path = f"hall.calendar.{key}"
+    found = set()
+    for i, value in enumerate(chk.seq(cal.get(key), path)):
+        day = _calendar_date(value, f"{path}[{i}]", chk)
         if day is None:
             continue
-        where = f"{path}.hours.{day}"
+        if day in seen and seen[day] != path:
+            chk.add(f"{path}[{i}]", f"{day} is also in {seen[day]} (a date belongs to one list)")
+        seen.setdefault(day, path)
+        found.add(day)
+    return frozenset(found)
+
+
+def _calendar_hours(raw: Any, seen: dict[date, str], chk: _Checker) -> dict[date, tuple[tuple[time, time], ...]]:
+    """`hall.calendar.hours`: {date: span(s) | closed}, a date not in closed/open."""
+    hours: dict[date, tuple[tuple[time, time], ...]] = {}
+    for key, spans in chk.mapping(raw, "hall.calendar.hours").items():
+        day = _calendar_date(key, f"hall.calendar.hours.{key}", chk)
+        if day is None:
+            continue
+        where = f"hall.calendar.hours.{day}"
         if day in seen:
             chk.add(where, f"{day} is also in {seen[day]} (a date belongs to one list)")
         if spans in (None, "closed"):
@@ -410,21 +427,71 @@ def _calendar(raw: Any, opening_hours: dict[str, tuple[tuple[time, time], ...]],
             continue
         span_list = spans if isinstance(spans, list) else [spans]
         hours[day] = tuple(p for p in (_parse_span(s, where, chk) for s in span_list) if p)
-    if (holidays == "cn" or opened) and not opening_hours.get(workday_as):
-        chk.add(f"{path}.workday_as", f"{workday_as} has no opening hours, so a make-up working day or an open "
-                                      "day would stay closed: pick a weekday the hall opens")
-    return HallCalendar(holidays=holidays, workday_as=workday_as, closed=closed, open=opened, hours=hours)
+    return hours
+
+
+_TOP_LEVEL_KEYS = {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database", "mqtt",
+                   "upstream", "emulator", "profiles_dir", "credentials", "secret_file", "sqlite_sync", "display",
+                   "voice", "scans"}
 
 
 def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
-    """Validate a raw YAML tree; raise ConfigError listing every problem found."""
+    """Validate a raw YAML tree; raise ConfigError listing every problem found.
+
+    One function per section below; they run in file order so the problems read top to bottom, and
+    a later section is checked against what the earlier ones defined (a window's services, a
+    client's window)."""
     chk = _Checker()
     base_dir = base_dir or Path.cwd()
     root = chk.mapping(data, "(top level)")
-    chk.unknown_keys(root, {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database",
-                            "mqtt", "upstream", "emulator", "profiles_dir", "credentials", "secret_file",
-                            "sqlite_sync", "display", "voice", "scans"}, "")
+    chk.unknown_keys(root, _TOP_LEVEL_KEYS, "")
+    hall, hall_id, tz_name = _hall(root, chk)
+    rules = _rules(root.get("rules"), chk)
+    services, service_codes = _services(root.get("services"), chk)
+    devices = _devices(root, base_dir, chk)
+    windows = _windows(root.get("windows"), service_codes, devices, chk)
+    staff = _staff(root.get("staff"), chk)
+    clients = _clients(root.get("clients"), {w.number for w in windows}, chk)
+    sqlite_sync, db = _database(root, chk)
+    mqtt, upstream, report_day, emulator = _links(root, chk)
+    opening_hours = _opening_hours(hall.get("opening_hours"), chk)
+    calendar = _calendar(hall.get("calendar"), opening_hours, chk)
+    notice = _display(root.get("display"), chk)
+    scan_max_mb, scan_retention = _scans(root.get("scans"), chk)
+    voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
+                        base_dir)
+    if chk.problems:
+        raise ConfigError(source, chk.problems)
+    return HallConfig(
+        hall_id=hall_id, hall_code=str(hall.get("code") or hall_id), name=str(hall.get("name") or hall_id),
+        district=str(hall.get("district") or ""), timezone=tz_name,
+        opening_hours=opening_hours, rules=rules,
+        services=tuple(services), windows=tuple(windows), staff=tuple(staff), clients=tuple(clients),
+        devices=tuple(devices), database=_sqlite_path(db, base_dir), sqlite_sync=sqlite_sync.upper(),
+        mqtt_listen=mqtt.get("listen"), mqtt_url=mqtt.get("url"),
+        upstream_url=upstream.get("url"), upstream_token=upstream.get("token"),
+        emulator_control=emulator.get("control"),
+        profiles_dir=_resolve(base_dir, root["profiles_dir"]) if root.get("profiles_dir") else None,
+        credentials_path=_resolve(base_dir, str(root.get("credentials") or "credentials.yaml")),
+        secret_path=_resolve(base_dir, str(root.get("secret_file") or "hall.secret")),
+        source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
+        scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
+    )
 
+
+def _resolve(base_dir: Path, p: str) -> str:
+    """A path in the config is relative to the config file's folder."""
+    return str((base_dir / p).resolve()) if not Path(p).is_absolute() else p
+
+
+def _sqlite_path(db: str, base_dir: Path) -> str:
+    if db.startswith("sqlite:///") and not db.startswith("sqlite:////") and db != "sqlite:///:memory:":
+        return "sqlite:///" + _resolve(base_dir, db[len("sqlite:///"):])
+    return db
+
+
+def _hall(root: dict, chk: _Checker) -> tuple[dict, str, str]:
+    """`hall:` -> (the raw mapping, hall id, time zone name)."""
     hall = chk.mapping(root.get("hall"), "hall")
     if "hall" not in root:
         chk.add("hall", "is required")
@@ -437,14 +504,17 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     except (ZoneInfoNotFoundError, ValueError):
         chk.add("hall.timezone", f"unknown time zone {tz_name!r} (e.g. Asia/Shanghai)")
         tz_name = "Asia/Shanghai"
+    return hall, hall_id, tz_name
 
-    raw_rules = chk.mapping(root.get("rules"), "rules")
+
+def _rules(raw: Any, chk: _Checker) -> Rules:
+    raw_rules = chk.mapping(raw, "rules")
     chk.unknown_keys(raw_rules, {f for f in Rules.__dataclass_fields__}, "rules")
     ratio = raw_rules.get("time_limit_warn_ratio", 0.8)
     if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1:
         chk.add("rules.time_limit_warn_ratio", f"must be a number between 0 and 1, got {ratio!r}")
         ratio = 0.8
-    rules = Rules(
+    return Rules(
         elderly_age=chk.integer(raw_rules, "elderly_age", "rules", default=60, minimum=50, maximum=120) or 60,
         priority_ratio=chk.integer(raw_rules, "priority_ratio", "rules", default=3, minimum=1, maximum=100) or 3,
         max_recalls=chk.integer(raw_rules, "max_recalls", "rules", default=3, minimum=0, maximum=20) or 0,
@@ -461,174 +531,242 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
                                       maximum=120) or 20,
     )
 
+
+def _services(raw: Any, chk: _Checker) -> tuple[list[Service], dict[str, int]]:
+    """`services:` -> (the valid services, every code named: a window may only serve those)."""
     services: list[Service] = []
     seen_codes: dict[str, int] = {}
     seen_prefixes: dict[str, str] = {}
-    raw_services = chk.seq(root.get("services"), "services")
+    raw_services = chk.seq(raw, "services")
     if not raw_services:
         chk.add("services", "at least one service is required")
-    for i, raw in enumerate(raw_services):
-        path = f"services[{i}]"
-        raw = chk.mapping(raw, path)
-        chk.unknown_keys(raw, {"code", "prefix", "name", "time_limit_minutes", "priority", "materials",
-                               "category"}, path)
-        code = chk.string(raw, "code", path, pattern=_CODE_RE, hint="lowercase identifier like legal_aid")
-        if code:
-            path = f"services[{i}] ({code})"
-            if code in seen_codes:
-                chk.add(f"{path}.code", f"duplicate service code {code!r} (also services[{seen_codes[code]}])")
-            seen_codes[code] = i
-        prefix = chk.string(raw, "prefix", path, pattern=_PREFIX_RE, hint="one capital letter A–Z")
-        if prefix:
-            if prefix in seen_prefixes:
-                chk.add(f"{path}.prefix", f"duplicate prefix {prefix!r} (already used by {seen_prefixes[prefix]!r})")
-            seen_prefixes[prefix] = code or "?"
-        name = chk.string(raw, "name", path)
-        limit = chk.integer(raw, "time_limit_minutes", path, default=30, minimum=1, maximum=24 * 60)
-        pol = chk.mapping(raw.get("priority"), f"{path}.priority")
-        chk.unknown_keys(pol, {"appointment", "green_channel", "elderly"}, f"{path}.priority")
-        policy = PriorityPolicy(
-            appointment=chk.boolean(pol, "appointment", f"{path}.priority", True),
-            green_channel=chk.boolean(pol, "green_channel", f"{path}.priority", False),
-            elderly=chk.boolean(pol, "elderly", f"{path}.priority", True),
-        )
-        materials = chk.seq(raw.get("materials"), f"{path}.materials")
-        for j, m in enumerate(materials):
-            if not isinstance(m, str) or not m.strip():
-                chk.add(f"{path}.materials[{j}]", f"must be a non-empty string, got {m!r}")
-        category = raw.get("category", code or "")
-        if code and prefix and name and limit:
-            services.append(Service(code, prefix, name, limit, policy,
-                                    tuple(m for m in materials if isinstance(m, str)), str(category)))
+    for i, item in enumerate(raw_services):
+        service = _service(i, item, seen_codes, seen_prefixes, chk)
+        if service:
+            services.append(service)
+    return services, seen_codes
 
+
+def _service(i: int, raw: Any, seen_codes: dict[str, int], seen_prefixes: dict[str, str],
+             chk: _Checker) -> Service | None:
+    path = f"services[{i}]"
+    raw = chk.mapping(raw, path)
+    chk.unknown_keys(raw, {"code", "prefix", "name", "time_limit_minutes", "priority", "materials",
+                           "category"}, path)
+    code = chk.string(raw, "code", path, pattern=_CODE_RE, hint="lowercase identifier like legal_aid")
+    if code:
+        path = f"services[{i}] ({code})"
+        if code in seen_codes:
+            chk.add(f"{path}.code", f"duplicate service code {code!r} (also services[{seen_codes[code]}])")
+        seen_codes[code] = i
+    prefix = chk.string(raw, "prefix", path, pattern=_PREFIX_RE, hint="one capital letter A–Z")
+    if prefix:
+        if prefix in seen_prefixes:
+            chk.add(f"{path}.prefix", f"duplicate prefix {prefix!r} (already used by {seen_prefixes[prefix]!r})")
+        seen_prefixes[prefix] = code or "?"
+    name = chk.string(raw, "name", path)
+    limit = chk.integer(raw, "time_limit_minutes", path, default=30, minimum=1, maximum=24 * 60)
+    pol = chk.mapping(raw.get("priority"), f"{path}.priority")
+    chk.unknown_keys(pol, {"appointment", "green_channel", "elderly"}, f"{path}.priority")
+    policy = PriorityPolicy(
+        appointment=chk.boolean(pol, "appointment", f"{path}.priority", True),
+        green_channel=chk.boolean(pol, "green_channel", f"{path}.priority", False),
+        elderly=chk.boolean(pol, "elderly", f"{path}.priority", True),
+    )
+    materials = chk.seq(raw.get("materials"), f"{path}.materials")
+    for j, m in enumerate(materials):
+        if not isinstance(m, str) or not m.strip():
+            chk.add(f"{path}.materials[{j}]", f"must be a non-empty string, got {m!r}")
+    category = raw.get("category", code or "")
+    if not (code and prefix and name and limit):
+        return None
+    return Service(code, prefix, name, limit, policy, tuple(m for m in materials if isinstance(m, str)),
+                   str(category))
+
+
+def _devices(root: dict, base_dir: Path, chk: _Checker) -> list[DeviceConfig]:
+    """`devices:`, each checked against its profile (the site's profiles_dir first) and its bus."""
     device_ids: dict[str, DeviceConfig] = {}
     devices: list[DeviceConfig] = []
     for i, raw in enumerate(chk.seq(root.get("devices"), "devices")):
-        path = f"devices[{i}]"
-        raw = chk.mapping(raw, path)
-        chk.unknown_keys(raw, {"id", "kind", "profile", "url", "address", "window", "kiosk", "bus", "options"}, path)
-        dev_id = chk.string(raw, "id", path)
-        if dev_id:
-            path = f"devices[{i}] ({dev_id})"
-        kind = chk.string(raw, "kind", path)
-        if kind and kind not in DEVICE_KINDS:
-            chk.add(f"{path}.kind", f"unknown device kind {kind!r} (one of {', '.join(DEVICE_KINDS)})")
-            kind = None
-        profile = chk.string(raw, "profile", path)
-        url = chk.string(raw, "url", path, required=kind not in ("led", "keypad"), default=None)
-        address = chk.integer(raw, "address", path, minimum=0, maximum=255, required=kind in ("led", "keypad"))
-        window = chk.integer(raw, "window", path, minimum=1)
-        bus = raw.get("bus")
-        if kind in ("led", "keypad") and not bus:
-            chk.add(f"{path}.bus", "is required for LED screens and keypads (the controller id)")
-        options = chk.mapping(raw.get("options"), f"{path}.options")
-        if dev_id in device_ids:
-            chk.add(f"{path}.id", f"duplicate device id {dev_id!r}")
-        if dev_id and kind and profile:
-            dev = DeviceConfig(dev_id, kind, profile, url or "", address, window, raw.get("kiosk"), bus, dict(options))
-            device_ids[dev_id] = dev
+        dev = _device(i, raw, device_ids, chk)
+        if dev:
+            device_ids[dev.id] = dev
             devices.append(dev)
+    site_profiles = (base_dir / str(root["profiles_dir"])) if root.get("profiles_dir") else None
     for dev in devices:
         if dev.bus and (dev.bus not in device_ids or device_ids[dev.bus].kind != "controller"):
             chk.add(f"devices ({dev.id}).bus", f"{dev.bus!r} is not a controller device in this config")
-        site_profiles = (base_dir / str(root["profiles_dir"])) if root.get("profiles_dir") else None
         for field_name, message in device_errors(dev.profile, dev.kind, dev.address, dev.options, site_profiles):
             chk.add(f"devices ({dev.id}).{field_name}", message)
+    return devices
 
+
+def _device(i: int, raw: Any, device_ids: dict[str, DeviceConfig], chk: _Checker) -> DeviceConfig | None:
+    path = f"devices[{i}]"
+    raw = chk.mapping(raw, path)
+    chk.unknown_keys(raw, {"id", "kind", "profile", "url", "address", "window", "kiosk", "bus", "options"}, path)
+    dev_id = chk.string(raw, "id", path)
+    if dev_id:
+        path = f"devices[{i}] ({dev_id})"
+    kind = chk.string(raw, "kind", path)
+    if kind and kind not in DEVICE_KINDS:
+        chk.add(f"{path}.kind", f"unknown device kind {kind!r} (one of {', '.join(DEVICE_KINDS)})")
+        kind = None
+    on_bus = kind in ("led", "keypad")        # addressed on a controller's window bus, no URL of their own
+    profile = chk.string(raw, "profile", path)
+    url = chk.string(raw, "url", path, required=not on_bus, default=None)
+    address = chk.integer(raw, "address", path, minimum=0, maximum=255, required=on_bus)
+    window = chk.integer(raw, "window", path, minimum=1)
+    bus = raw.get("bus")
+    if on_bus and not bus:
+        chk.add(f"{path}.bus", "is required for LED screens and keypads (the controller id)")
+    options = chk.mapping(raw.get("options"), f"{path}.options")
+    if dev_id in device_ids:
+        chk.add(f"{path}.id", f"duplicate device id {dev_id!r}")
+    if not (dev_id and kind and profile):
+        return None
+    return DeviceConfig(dev_id, kind, profile, url or "", address, window, raw.get("kiosk"), bus, dict(options))
+
+
+def _windows(raw: Any, service_codes: dict[str, int], devices: list[DeviceConfig],
+             chk: _Checker) -> list[Window]:
+    """`windows:`, then every device's window is checked against them."""
     windows: list[Window] = []
     seen_windows: set[int] = set()
-    raw_windows = chk.seq(root.get("windows"), "windows")
+    device_ids = {dev.id for dev in devices}
+    raw_windows = chk.seq(raw, "windows")
     if not raw_windows:
         chk.add("windows", "at least one window is required")
-    for i, raw in enumerate(raw_windows):
-        path = f"windows[{i}]"
-        raw = chk.mapping(raw, path)
-        chk.unknown_keys(raw, {"number", "name", "services", "devices"}, path)
-        number = chk.integer(raw, "number", path, minimum=1, maximum=999, required=True)
-        if number is not None:
-            path = f"windows[{i}] (window {number})"
-            if number in seen_windows:
-                chk.add(f"{path}.number", f"duplicate window number {number}")
-            seen_windows.add(number)
-        wservices: list[WindowService] = []
-        raw_ws = chk.seq(raw.get("services"), f"{path}.services")
-        if not raw_ws:
-            chk.add(f"{path}.services", "a window must serve at least one service")
-        for j, item in enumerate(raw_ws):
-            spath = f"{path}.services[{j}]"
-            if isinstance(item, str):
-                item = {"service": item}
-            item = chk.mapping(item, spath)
-            code = chk.string(item, "service", spath)
-            weight = chk.integer(item, "weight", spath, default=max(1, 10 - j), minimum=1, maximum=1000)
-            if code and code not in seen_codes:
-                chk.add(f"{spath}.service", f"unknown service {code!r} (known: {', '.join(seen_codes) or 'none'})")
-            elif code and any(ws.service == code for ws in wservices):
-                chk.add(f"{spath}.service", f"service {code!r} listed twice for this window")
-            elif code and weight:
-                wservices.append(WindowService(code, weight))
-        wdevices = chk.seq(raw.get("devices"), f"{path}.devices")
-        for dev_id in wdevices:
-            if dev_id not in device_ids:
-                chk.add(f"{path}.devices", f"unknown device {dev_id!r}")
-        if number is not None:
-            windows.append(Window(number, str(raw.get("name") or f"{number}号窗口"), tuple(wservices),
-                                  tuple(str(d) for d in wdevices)))
+    for i, item in enumerate(raw_windows):
+        window = _window(i, item, seen_windows, service_codes, device_ids, chk)
+        if window:
+            windows.append(window)
     for dev in devices:
         if dev.window is not None and dev.window not in seen_windows:
             chk.add(f"devices ({dev.id}).window", f"window {dev.window} is not defined")
+    return windows
 
+
+def _window(i: int, raw: Any, seen_windows: set[int], service_codes: dict[str, int], device_ids: set[str],
+            chk: _Checker) -> Window | None:
+    path = f"windows[{i}]"
+    raw = chk.mapping(raw, path)
+    chk.unknown_keys(raw, {"number", "name", "services", "devices"}, path)
+    number = chk.integer(raw, "number", path, minimum=1, maximum=999, required=True)
+    if number is not None:
+        path = f"windows[{i}] (window {number})"
+        if number in seen_windows:
+            chk.add(f"{path}.number", f"duplicate window number {number}")
+        seen_windows.add(number)
+    wservices = _window_services(raw.get("services"), path, service_codes, chk)
+    wdevices = chk.seq(raw.get("devices"), f"{path}.devices")
+    for dev_id in wdevices:
+        if dev_id not in device_ids:
+            chk.add(f"{path}.devices", f"unknown device {dev_id!r}")
+    if number is None:
+        return None
+    return Window(number, str(raw.get("name") or f"{number}号窗口"), tuple(wservices),
+                  tuple(str(d) for d in wdevices))
+
+
+def _window_services(raw: Any, path: str, service_codes: dict[str, int], chk: _Checker) -> list[WindowService]:
+    """A window's `services:`: codes or {service, weight}; the first listed weighs most by default."""
+    wservices: list[WindowService] = []
+    raw_ws = chk.seq(raw, f"{path}.services")
+    if not raw_ws:
+        chk.add(f"{path}.services", "a window must serve at least one service")
+    for j, item in enumerate(raw_ws):
+        spath = f"{path}.services[{j}]"
+        if isinstance(item, str):
+            item = {"service": item}
+        item = chk.mapping(item, spath)
+        code = chk.string(item, "service", spath)
+        weight = chk.integer(item, "weight", spath, default=max(1, 10 - j), minimum=1, maximum=1000)
+        if code and code not in service_codes:
+            chk.add(f"{spath}.service", f"unknown service {code!r} (known: {', '.join(service_codes) or 'none'})")
+        elif code and any(ws.service == code for ws in wservices):
+            chk.add(f"{spath}.service", f"service {code!r} listed twice for this window")
+        elif code and weight:
+            wservices.append(WindowService(code, weight))
+    return wservices
+
+
+def _staff(raw: Any, chk: _Checker) -> list[Staff]:
+    """`staff:`; an id and a job number are both login names, so neither may repeat either."""
     staff: list[Staff] = []
     seen_staff: set[str] = set()
-    for i, raw in enumerate(chk.seq(root.get("staff"), "staff")):
-        path = f"staff[{i}]"
-        raw = chk.mapping(raw, path)
-        chk.unknown_keys(raw, {"id", "job_number", "name", "position", "pin_hash"}, path)
-        sid = chk.string(raw, "id", path)
-        if sid:
-            path = f"staff[{i}] ({sid})"
-        job = chk.string(raw, "job_number", path, pattern=re.compile(r"^\d{1,8}$"), hint="digits only (keypad login)")
-        name = chk.string(raw, "name", path)
-        position = chk.string(raw, "position", path)
-        if position and position not in POSITIONS:
-            chk.add(f"{path}.position", f"unknown position {position!r} (one of {', '.join(POSITIONS)})")
-        pin_hash = chk.string(raw, "pin_hash", path)
-        if pin_hash and not pin_hash.startswith("pbkdf2_sha256$"):
-            chk.add(f"{path}.pin_hash", "must be a pbkdf2_sha256 hash (use `hallctl hash-pin`)")
-        for key in (sid, job):
-            if key and key in seen_staff:
-                chk.add(path, f"duplicate staff id or job number {key!r}")
-            if key:
-                seen_staff.add(key)
-        if sid and job and name and position and pin_hash:
-            staff.append(Staff(sid, job, name, position, pin_hash))
+    for i, item in enumerate(chk.seq(raw, "staff")):
+        member = _staff_member(i, item, seen_staff, chk)
+        if member:
+            staff.append(member)
+    return staff
 
+
+def _staff_member(i: int, raw: Any, seen_staff: set[str], chk: _Checker) -> Staff | None:
+    path = f"staff[{i}]"
+    raw = chk.mapping(raw, path)
+    chk.unknown_keys(raw, {"id", "job_number", "name", "position", "pin_hash"}, path)
+    sid = chk.string(raw, "id", path)
+    if sid:
+        path = f"staff[{i}] ({sid})"
+    job = chk.string(raw, "job_number", path, pattern=re.compile(r"^\d{1,8}$"), hint="digits only (keypad login)")
+    name = chk.string(raw, "name", path)
+    position = chk.string(raw, "position", path)
+    if position and position not in POSITIONS:
+        chk.add(f"{path}.position", f"unknown position {position!r} (one of {', '.join(POSITIONS)})")
+    pin_hash = chk.string(raw, "pin_hash", path)
+    if pin_hash and not pin_hash.startswith("pbkdf2_sha256$"):
+        chk.add(f"{path}.pin_hash", "must be a pbkdf2_sha256 hash (use `hallctl hash-pin`)")
+    for key in (sid, job):
+        if key and key in seen_staff:
+            chk.add(path, f"duplicate staff id or job number {key!r}")
+        if key:
+            seen_staff.add(key)
+    if not (sid and job and name and position and pin_hash):
+        return None
+    return Staff(sid, job, name, position, pin_hash)
+
+
+def _clients(raw: Any, window_numbers: set[int], chk: _Checker) -> list[ClientConfig]:
     clients: list[ClientConfig] = []
     seen_clients: set[str] = set()
-    for i, raw in enumerate(chk.seq(root.get("clients"), "clients")):
-        path = f"clients[{i}]"
-        raw = chk.mapping(raw, path)
-        chk.unknown_keys(raw, {"id", "role", "window"}, path)
-        cid = chk.string(raw, "id", path, pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"),
-                         hint="letters, digits, - and _ (no MQTT wildcards)")
-        if cid:
-            path = f"clients[{i}] ({cid})"
-        role = chk.string(raw, "role", path)
-        if role and role not in ROLES:
-            chk.add(f"{path}.role", f"unknown role {role!r} (one of {', '.join(ROLES)})")
-            role = None
-        window = chk.integer(raw, "window", path, minimum=1)
-        if role == "tablet" and window is None:      # a window client without one is a supervisor's terminal
-            chk.add(f"{path}.window", f"is required for role {role!r}")
-        if window is not None and window not in seen_windows:
-            chk.add(f"{path}.window", f"window {window} is not defined")
-        if cid in seen_clients:
-            chk.add(f"{path}.id", f"duplicate client id {cid!r}")
-        if cid:
-            seen_clients.add(cid)
-        if cid and role:
-            clients.append(ClientConfig(cid, role, window))
+    for i, item in enumerate(chk.seq(raw, "clients")):
+        client = _client(i, item, seen_clients, window_numbers, chk)
+        if client:
+            clients.append(client)
+    return clients
 
+
+def _client(i: int, raw: Any, seen_clients: set[str], window_numbers: set[int],
+            chk: _Checker) -> ClientConfig | None:
+    path = f"clients[{i}]"
+    raw = chk.mapping(raw, path)
+    chk.unknown_keys(raw, {"id", "role", "window"}, path)
+    cid = chk.string(raw, "id", path, pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"),
+                     hint="letters, digits, - and _ (no MQTT wildcards)")
+    if cid:
+        path = f"clients[{i}] ({cid})"
+    role = chk.string(raw, "role", path)
+    if role and role not in ROLES:
+        chk.add(f"{path}.role", f"unknown role {role!r} (one of {', '.join(ROLES)})")
+        role = None
+    window = chk.integer(raw, "window", path, minimum=1)
+    if role == "tablet" and window is None:      # a window client without one is a supervisor's terminal
+        chk.add(f"{path}.window", f"is required for role {role!r}")
+    if window is not None and window not in window_numbers:
+        chk.add(f"{path}.window", f"window {window} is not defined")
+    if cid in seen_clients:
+        chk.add(f"{path}.id", f"duplicate client id {cid!r}")
+    if cid:
+        seen_clients.add(cid)
+    if not (cid and role):
+        return None
+    return ClientConfig(cid, role, window)
+
+
+def _database(root: dict, chk: _Checker) -> tuple[str, str]:
+    """(`sqlite_sync`, `database` URL as written)."""
     sqlite_sync = root.get("sqlite_sync", "full")
     if sqlite_sync not in ("full", "normal"):
         chk.add("sqlite_sync", f"must be full (survives a power cut) or normal (survives a crash), got {sqlite_sync!r}")
@@ -637,6 +775,11 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     if not isinstance(db, str) or "://" not in db:
         chk.add("database", f"must be an SQLAlchemy URL like sqlite:///hall.db, got {db!r}")
         db = "sqlite:///hall.db"
+    return sqlite_sync, db
+
+
+def _links(root: dict, chk: _Checker) -> tuple[dict, dict, int, dict]:
+    """`mqtt:`, `upstream:` and `emulator:` -> (mqtt, upstream, upstream.report_day, emulator)."""
     mqtt = chk.mapping(root.get("mqtt"), "mqtt")
     chk.unknown_keys(mqtt, {"listen", "url"}, "mqtt")
     upstream = chk.mapping(root.get("upstream"), "upstream")
@@ -648,39 +791,23 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         _check_hostport(emulator["control"], "emulator.control", chk)
     if mqtt.get("listen") is not None:
         _check_hostport(mqtt["listen"], "mqtt.listen", chk)
-    opening_hours = _opening_hours(hall.get("opening_hours"), chk)
-    calendar = _calendar(hall.get("calendar"), opening_hours, chk)
-    display = chk.mapping(root.get("display"), "display")
+    return mqtt, upstream, report_day, emulator
+
+
+def _display(raw: Any, chk: _Checker) -> str:
+    """`display.notice`: the hall display's scrolling line."""
+    display = chk.mapping(raw, "display")
     chk.unknown_keys(display, {"notice"}, "display")
-    notice = chk.string(display, "notice", "display", required=False) or ""
-    scan_cfg = chk.mapping(root.get("scans"), "scans")
+    return chk.string(display, "notice", "display", required=False) or ""
+
+
+def _scans(raw: Any, chk: _Checker) -> tuple[int, int]:
+    """`scans:` -> (max_mb, retention_days)."""
+    scan_cfg = chk.mapping(raw, "scans")
     chk.unknown_keys(scan_cfg, {"max_mb", "retention_days"}, "scans")
     scan_max_mb = chk.integer(scan_cfg, "max_mb", "scans", default=10, minimum=1, maximum=50) or 10
     scan_retention = chk.integer(scan_cfg, "retention_days", "scans", default=30, minimum=0, maximum=3650) or 0
-    voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
-                        base_dir)
-    if chk.problems:
-        raise ConfigError(source, chk.problems)
-
-    def rel(p: str) -> str:
-        return str((base_dir / p).resolve()) if not Path(p).is_absolute() else p
-
-    if db.startswith("sqlite:///") and not db.startswith("sqlite:////") and db != "sqlite:///:memory:":
-        db = "sqlite:///" + rel(db[len("sqlite:///"):])
-    return HallConfig(
-        hall_id=hall_id, hall_code=str(hall.get("code") or hall_id), name=str(hall.get("name") or hall_id),
-        district=str(hall.get("district") or ""), timezone=tz_name,
-        opening_hours=opening_hours, rules=rules,
-        services=tuple(services), windows=tuple(windows), staff=tuple(staff), clients=tuple(clients),
-        devices=tuple(devices), database=db, sqlite_sync=sqlite_sync.upper(), mqtt_listen=mqtt.get("listen"), mqtt_url=mqtt.get("url"),
-        upstream_url=upstream.get("url"), upstream_token=upstream.get("token"),
-        emulator_control=emulator.get("control"),
-        profiles_dir=rel(root["profiles_dir"]) if root.get("profiles_dir") else None,
-        credentials_path=rel(str(root.get("credentials") or "credentials.yaml")),
-        secret_path=rel(str(root.get("secret_file") or "hall.secret")),
-        source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
-        scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
-    )
+    return scan_max_mb, scan_retention
 
 
 def _check_hostport(value: Any, path: str, chk: _Checker) -> None:

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 from .config import HallConfig
 from .domain import Actor, CardData, DomainError, Outcome, QueueEngine
@@ -193,61 +193,79 @@ class HallService:
             # Checked before the lock: decoding a large image must not hold up the hall's other commands.
             self._authorise(actor, op, args)
             args = {**args, "image": decode_scan(args.get("image"), self.config.scan_max_bytes)}
-        read_only: dict[str, Any] | None = None
-        redelivered = False
         with self._lock:
-            if command_id:
-                previous = self._replies.get(command_id)
-                inflight = self._inflight.get(command_id)
-            if command_id and (previous or inflight):
-                redelivered = True  # answered, never printed twice
-                log.info("command %s from %s redelivered: answering the first result", command_id,
-                         actor.client_id)
-            elif op in READ_ONLY_OPS:
-                self._authorise(actor, op, args)
-                read_only = self._read_only(op, args, actor)
-            elif op in CARD_OPS:
-                self._authorise(actor, op, args)
-                read_only = self._card_op(actor, op)
-            else:
-                previous = None
-                try:
-                    self._authorise(actor, op, args)
-                    outcome = self._dispatch(actor, op, args)
-                except DomainError as exc:
-                    if command_id:
-                        self._remember(command_id, {"ok": False, "error": {"code": exc.code,
-                                                                          "message": exc.message}})
-                    raise
-                command = None
-                if command_id:
-                    reply = {"ok": True, "result": outcome.result}
-                    command = (command_id, actor.client_id, iso(self.clock.now()) or "", reply)
-                inflight = self._enqueue(outcome, command)
-                if command_id and inflight is not None:
-                    self._inflight[command_id] = inflight
-        if read_only is not None:
-            return self._print(actor, op, read_only)
-        if previous is not None:
-            if previous["ok"]:
-                return previous["result"]
-            raise DomainError(previous["error"]["code"], previous["error"]["message"])
-        if inflight is not None:
-            try:
-                self._await_durable(inflight)
-            finally:
-                if command_id:
-                    with self._lock:
-                        self._inflight.pop(command_id, None)
-            result = inflight.result
-        else:
-            result = outcome.result
-        if not redelivered:
-            result = self._print(actor, op, result)
+            kind, step = self._begin(actor, op, args, command_id)
+        if kind == "read":
+            return self._print(actor, op, step)
+        if kind == "again":
+            return self._answer_again(command_id, *step)
+        outcome, inflight = step
+        result = outcome.result if inflight is None else self._durable_result(command_id, inflight)
+        result = self._print(actor, op, result)
         if command_id:
             with self._lock:
                 self._remember(command_id, {"ok": True, "result": result})
         return result
+
+    def _begin(self, actor: Actor, op: str, args: dict[str, Any], command_id: str | None
+               ) -> tuple[Literal["again", "read", "write"], Any]:
+        """Under the lock, one of: a redelivered command's first answer ("again", (reply, pending)),
+        a read-only op's answer ("read", result), or a change queued for commit ("write", (outcome, pending))."""
+        if command_id:
+            previous, inflight = self._replies.get(command_id), self._inflight.get(command_id)
+            if previous is not None or inflight is not None:     # answered, never printed twice
+                log.info("command %s from %s redelivered: answering the first result", command_id,
+                         actor.client_id)
+                return "again", (previous, inflight)
+        if op in READ_ONLY_OPS:
+            self._authorise(actor, op, args)
+            return "read", self._read_only(op, args, actor)
+        if op in CARD_OPS:
+            self._authorise(actor, op, args)
+            return "read", self._card_op(actor, op)
+        return "write", self._apply(actor, op, args, command_id)
+
+    def _apply(self, actor: Actor, op: str, args: dict[str, Any], command_id: str | None
+               ) -> tuple[Outcome, _Pending | None]:
+        """Run a changing op on the engine and queue its rows (lock held); a refusal is remembered too."""
+        try:
+            self._authorise(actor, op, args)
+            outcome = self._dispatch(actor, op, args)
+        except DomainError as exc:
+            if command_id:
+                self._remember(command_id, {"ok": False, "error": {"code": exc.code, "message": exc.message}})
+            raise
+        command = None
+        if command_id:
+            reply = {"ok": True, "result": outcome.result}
+            command = (command_id, actor.client_id, iso(self.clock.now()) or "", reply)
+        inflight = self._enqueue(outcome, command)
+        if command_id and inflight is not None:
+            self._inflight[command_id] = inflight
+        return outcome, inflight
+
+    def _answer_again(self, command_id: str | None, previous: dict[str, Any] | None,
+                      inflight: _Pending | None) -> dict[str, Any]:
+        """A redelivered command gets its first answer: the remembered reply, or the in-flight one once durable."""
+        if previous is not None:
+            if previous["ok"]:
+                return previous["result"]
+            raise DomainError(previous["error"]["code"], previous["error"]["message"])
+        assert inflight is not None
+        result = self._durable_result(command_id, inflight)
+        with self._lock:
+            self._remember(command_id or "", {"ok": True, "result": result})
+        return result
+
+    def _durable_result(self, command_id: str | None, inflight: _Pending) -> dict[str, Any]:
+        """Wait for the commit holding the command; it stops being in flight either way."""
+        try:
+            self._await_durable(inflight)
+        finally:
+            if command_id:
+                with self._lock:
+                    self._inflight.pop(command_id, None)
+        return inflight.result
 
     def _remember(self, command_id: str, reply: dict[str, Any]) -> None:
         self._replies[command_id] = reply
@@ -358,79 +376,87 @@ class HallService:
             raise DomainError("bad_request", "缺少窗口号 window")
         return window
 
+    # op -> handler(service, actor, args): the ops that do not act as one window
+    _HALL_OPS: ClassVar[dict[str, Callable[[HallService, Actor, dict[str, Any]], Outcome]]] = {
+        "issue_ticket": lambda s, actor, a: s._issue_ticket(actor, a),
+        "reprint": lambda s, _actor, a: s.engine.reprint(a.get("ticket") or a.get("number")),
+        "add_appointment": lambda s, _actor, a: s._add_appointment(a),
+        "reset_day": lambda s, _actor, _a: s.engine.reset_day(),
+        "reload_config": lambda s, _actor, _a: s._reload_config(),
+        "rate": lambda s, actor, a: s.engine.rate(s._window_of(actor, a), a.get("ticket"), a.get("score"),
+                                                  a.get("dimensions")),
+        "resolve_bad_rating": lambda s, actor, a: s.engine.resolve_bad_rating(a.get("ticket"), a.get("note"),
+                                                                              by=actor.client_id),
+    }
+    # op -> handler(service, actor, acting window, args)
+    _WINDOW_OPS: ClassVar[dict[str, Callable[[HallService, Actor, int, dict[str, Any]], Outcome]]] = {
+        "login": lambda s, actor, w, a: s.engine.login(w, a.get("staff_id"), a.get("pin"),
+                                                       pin_required=actor.role != "device"),
+        "logout": lambda s, _actor, w, _a: s.engine.logout(w),
+        "recall": lambda s, _actor, w, _a: s.engine.recall(w),
+        "start": lambda s, _actor, w, _a: s.engine.start(w),
+        "skip": lambda s, _actor, w, _a: s.engine.skip(w),
+        "resume": lambda s, _actor, w, _a: s.engine.resume(w),
+        "request_rating": lambda s, _actor, w, _a: s.engine.request_rating(w),
+        "call_next": lambda s, _actor, w, a: s.engine.call_next(
+            w, finish_current=bool(a.get("finish_current", False))),
+        "call_number": lambda s, _actor, w, a: s.engine.call_number(w, a.get("number")),
+        "finish": lambda s, _actor, w, a: s.engine.finish(w, a.get("outcome"), a.get("note")),
+        "transfer": lambda s, _actor, w, a: s.engine.transfer(w, service=a.get("service"),
+                                                              to_window=a.get("window"), note=a.get("note")),
+        "return_to_first": lambda s, _actor, w, a: s.engine.return_to_first(w, a.get("note")),
+        "pause": lambda s, _actor, w, a: s.engine.pause(w, a.get("reason"),
+                                                        finish_current=bool(a.get("finish_current", False))),
+        "reinstate": lambda s, _actor, w, a: s.engine.reinstate(w, a.get("number")),
+        "attach_scan": lambda s, _actor, w, a: s._attach_scan(w, a.get("ticket"), a["image"]),
+    }
+
     def _dispatch(self, actor: Actor, op: str, args: dict[str, Any]) -> Outcome:
-        e = self.engine
-        if op == "issue_ticket":
-            card = None
-            if args.get("use_card"):
-                card = self._held_card(actor.client_id)
-            green = args.get("green", False)
-            if not isinstance(green, bool):
-                raise DomainError("bad_request", "green 必须是布尔值")
-            priority = args.get("priority", "normal")
-            if priority not in ("normal", "green", "elderly"):
-                raise DomainError("bad_request", "priority 须为 normal、green 或 elderly")
-            reception = actor.role == "window"
-            if priority == "elderly" and not reception:
-                raise DomainError("forbidden", "老年人优先请刷身份证取号")
-            green = green or priority == "green"
-            green_reason = _opt_str(args, "green_reason")
-            if reception and green and not (green_reason or "").strip():
-                raise DomainError("bad_request", "绿色通道请填写事由（如农民工欠薪）")
-            issued = e.issue_ticket(args.get("service"), card=card, appointment_code=args.get("appointment_code"),
-                                    green=green, green_reason=green_reason, kiosk=actor.client_id,
-                                    elderly=priority == "elderly")
-            if card is not None:
-                self._drop_card(actor.client_id, "used")    # one ticket per card read
-            return issued
-        if op == "reprint":
-            return e.reprint(args.get("ticket") or args.get("number"))
-        if op == "add_appointment":
-            start = args.get("start_at")
-            try:
-                start_at = datetime.fromisoformat(start) if isinstance(start, str) else None
-            except ValueError:
-                start_at = None
-            if start_at is None or start_at.tzinfo is None:
-                raise DomainError("bad_request", "start_at 须为带时区的 ISO 时间")
-            return e.add_appointment(code=str(args.get("code") or ""), service=args.get("service"),
-                                     start_at=start_at, source=args.get("source", "in_person"),
-                                     name=_opt_str(args, "name") or "", id_number=_opt_str(args, "id_number"))
-        if op == "reset_day":
-            return e.reset_day()
-        if op == "reload_config":
-            return self._reload_config()
-        if op == "rate":
-            return e.rate(self._window_of(actor, args), args.get("ticket"), args.get("score"),
-                          args.get("dimensions"))
-        if op == "resolve_bad_rating":
-            return e.resolve_bad_rating(args.get("ticket"), args.get("note"), by=actor.client_id)
+        """An authorised changing op to its handler: hall ops get the actor, window ops the acting window."""
+        hall_op = self._HALL_OPS.get(op)
+        if hall_op is not None:
+            return hall_op(self, actor, args)
         window = self._window_of(actor, args, op)
-        if op == "login":
-            return e.login(window, args.get("staff_id"), args.get("pin"),
-                           pin_required=actor.role != "device")
-        simple = {"logout": e.logout, "recall": e.recall, "start": e.start, "skip": e.skip, "resume": e.resume,
-                  "request_rating": e.request_rating}
-        if op in simple:
-            return simple[op](window)
-        if op == "call_next":
-            return e.call_next(window, finish_current=bool(args.get("finish_current", False)))
-        if op == "call_number":
-            return e.call_number(window, args.get("number"))
-        if op == "finish":
-            return e.finish(window, args.get("outcome"), args.get("note"))
-        if op == "transfer":
-            return e.transfer(window, service=args.get("service"), to_window=args.get("window"),
-                              note=args.get("note"))
-        if op == "return_to_first":
-            return e.return_to_first(window, args.get("note"))
-        if op == "pause":
-            return e.pause(window, args.get("reason"), finish_current=bool(args.get("finish_current", False)))
-        if op == "reinstate":
-            return e.reinstate(window, args.get("number"))
-        if op == "attach_scan":
-            return self._attach_scan(window, args.get("ticket"), args["image"])
-        raise DomainError("bad_request", f"操作 {op} 尚未支持")
+        window_op = self._WINDOW_OPS.get(op)
+        if window_op is None:
+            raise DomainError("bad_request", f"操作 {op} 尚未支持")
+        return window_op(self, actor, window, args)
+
+    def _issue_ticket(self, actor: Actor, args: dict[str, Any]) -> Outcome:
+        """A kiosk's ticket (its held card's, with use_card) or reception's on a visitor's behalf."""
+        card = self._held_card(actor.client_id) if args.get("use_card") else None
+        green = args.get("green", False)
+        if not isinstance(green, bool):
+            raise DomainError("bad_request", "green 必须是布尔值")
+        priority = args.get("priority", "normal")
+        if priority not in ("normal", "green", "elderly"):
+            raise DomainError("bad_request", "priority 须为 normal、green 或 elderly")
+        reception = actor.role == "window"
+        if priority == "elderly" and not reception:
+            raise DomainError("forbidden", "老年人优先请刷身份证取号")
+        green = green or priority == "green"
+        green_reason = _opt_str(args, "green_reason")
+        if reception and green and not (green_reason or "").strip():
+            raise DomainError("bad_request", "绿色通道请填写事由（如农民工欠薪）")
+        issued = self.engine.issue_ticket(args.get("service"), card=card,
+                                          appointment_code=args.get("appointment_code"), green=green,
+                                          green_reason=green_reason, kiosk=actor.client_id,
+                                          elderly=priority == "elderly")
+        if card is not None:
+            self._drop_card(actor.client_id, "used")    # one ticket per card read
+        return issued
+
+    def _add_appointment(self, args: dict[str, Any]) -> Outcome:
+        start = args.get("start_at")
+        try:
+            start_at = datetime.fromisoformat(start) if isinstance(start, str) else None
+        except ValueError:
+            start_at = None
+        if start_at is None or start_at.tzinfo is None:
+            raise DomainError("bad_request", "start_at 须为带时区的 ISO 时间")
+        return self.engine.add_appointment(code=str(args.get("code") or ""), service=args.get("service"),
+                                           start_at=start_at, source=args.get("source", "in_person"),
+                                           name=_opt_str(args, "name") or "", id_number=_opt_str(args, "id_number"))
 
     def _attach_scan(self, window: int, ref: Any, image: ScanImage) -> Outcome:
         """The engine links the scan, then its bytes are stored before the link is committed, so a record
