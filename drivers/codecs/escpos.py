@@ -425,58 +425,76 @@ class EscposDecoder:
         fixed = _FIXED.get((prefix, code))
         if fixed is not None:
             return (fixed if len(buf) >= fixed else 0), None
-        st = self._state
-        if prefix == ESC:
-            if code == ord("@"):  # initialise: the print buffer is cleared, modes reset
-                self._flush_raw()
-                self.discarded += sum(len(t.encode()) for t in self._text)
-                self._text, self._line_style = [], None
-                self._state = _State()
-                return 2, None
-            if code in b"!Ead":
-                if len(buf) < 3:
-                    return 0, None
-                n = buf[2]
-                if code == ord("!"):
-                    st.width, st.height, st.bold = 1 + (n >> 5 & 1), 1 + (n >> 4 & 1), bool(n & 0x08)
-                elif code == ord("E"):
-                    st.bold = bool(n & 1)
-                elif code == ord("a"):
-                    st.align = _ALIGN[n % 48] if n % 48 < 3 else st.align
-                elif code == ord("d"):
-                    self._end_line(force=False)
-                    self._add(Feed(n))
-                return 3, None
-            if code == ord("*"):  # bit image: ESC * m nL nH d1..dk
-                if len(buf) < 5:
-                    return 0, None
-                dots = buf[3] | buf[4] << 8
-                size = 5 + dots * (3 if buf[2] in (32, 33) else 1)
-                return (size if len(buf) >= size else 0), None
-        elif prefix == GS:
-            if code == ord("!"):
-                if len(buf) < 3:
-                    return 0, None
-                st.width, st.height = (buf[2] >> 4 & 7) + 1, (buf[2] & 7) + 1
-                return 3, None
-            if code == ord("V"):
-                return self._cut()
-            if code in b"(8":
-                return self._extended()
-            if code == ord("v"):  # raster image: GS v 0 m xL xH yL yH data
-                if len(buf) < 8:
-                    return 0, None
-                size = 8 + (buf[4] | buf[5] << 8) * (buf[6] | buf[7] << 8)
-                return (size if len(buf) >= size else 0), None
-            if code == ord("k"):
-                return self._barcode()
-        elif prefix == FS:
-            if code in (FS_CHINESE_ON, FS_CHINESE_OFF):
-                self._flush_raw()
-                st.chinese = code == FS_CHINESE_ON
-                return 2, None
+        by_prefix = {ESC: self._esc, GS: self._gs, FS: self._fs}[prefix]
+        done = by_prefix(code)
+        if done is not None:
+            return done
         self.unknown += 1
         return 2, None
+
+    def _esc(self, code: int) -> tuple[int, Frame | None] | None:
+        """``ESC x ...`` that changes what is printed; None: not one the decoder knows."""
+        buf = self._buf
+        if code == ord("@"):  # initialise: the print buffer is cleared, modes reset
+            self._flush_raw()
+            self.discarded += sum(len(t.encode()) for t in self._text)
+            self._text, self._line_style = [], None
+            self._state = _State()
+            return 2, None
+        if code in b"!Ead":
+            if len(buf) < 3:
+                return 0, None
+            self._esc_mode(code, buf[2])
+            return 3, None
+        if code == ord("*"):  # bit image: ESC * m nL nH d1..dk
+            if len(buf) < 5:
+                return 0, None
+            dots = buf[3] | buf[4] << 8
+            size = 5 + dots * (3 if buf[2] in (32, 33) else 1)
+            return (size if len(buf) >= size else 0), None
+        return None
+
+    def _esc_mode(self, code: int, n: int) -> None:
+        """``ESC ! n`` (print mode), ``ESC E n`` (bold), ``ESC a n`` (align), ``ESC d n`` (feed n lines)."""
+        st = self._state
+        if code == ord("!"):
+            st.width, st.height, st.bold = 1 + (n >> 5 & 1), 1 + (n >> 4 & 1), bool(n & 0x08)
+        elif code == ord("E"):
+            st.bold = bool(n & 1)
+        elif code == ord("a"):
+            st.align = _ALIGN[n % 48] if n % 48 < 3 else st.align
+        elif code == ord("d"):
+            self._end_line(force=False)
+            self._add(Feed(n))
+
+    def _gs(self, code: int) -> tuple[int, Frame | None] | None:
+        """``GS x ...``: size, cut, extended (QR), raster image, barcode; None: not one the decoder knows."""
+        buf = self._buf
+        if code == ord("!"):
+            if len(buf) < 3:
+                return 0, None
+            self._state.width, self._state.height = (buf[2] >> 4 & 7) + 1, (buf[2] & 7) + 1
+            return 3, None
+        if code == ord("V"):
+            return self._cut()
+        if code in b"(8":
+            return self._extended()
+        if code == ord("v"):  # raster image: GS v 0 m xL xH yL yH data
+            if len(buf) < 8:
+                return 0, None
+            size = 8 + (buf[4] | buf[5] << 8) * (buf[6] | buf[7] << 8)
+            return (size if len(buf) >= size else 0), None
+        if code == ord("k"):
+            return self._barcode()
+        return None
+
+    def _fs(self, code: int) -> tuple[int, Frame | None] | None:
+        """``FS &`` / ``FS .``: Chinese (GB18030) text mode on / off."""
+        if code in (FS_CHINESE_ON, FS_CHINESE_OFF):
+            self._flush_raw()
+            self._state.chinese = code == FS_CHINESE_ON
+            return 2, None
+        return None
 
     def _realtime(self, code: int) -> tuple[int, Frame | None]:
         buf = self._buf
