@@ -97,23 +97,35 @@ def parse_voice(raw: Any, add: Callable[[str, str], None], prefixes: Iterable[st
     drop_after = _number(raw, "drop_after_seconds", max(defaults.drop_after_seconds, max_wait), add)
     if drop_after < max_wait:
         add("voice.drop_after_seconds", f"must not be less than max_wait_seconds ({max_wait:g}), got {drop_after:g}")
-    pack = raw.get("pack")
+    folder = _pack_folder(raw.get("pack"), base_dir, add)
+    _check_clips(folder, template, style, chime, prefixes, windows, add)
+    return VoiceConfig(template, repeat, chime, style, max_wait, drop_after, str(folder) if folder else None)
+
+
+def _pack_folder(pack: Any, base_dir: Path, add: Callable[[str, str], None]) -> Path | None:
+    """`voice.pack`: the site's clip folder (relative to the config), None for the built-in pack."""
     if pack is not None and (not isinstance(pack, str) or not pack.strip()):
         add("voice.pack", f"must be a folder path or null, got {pack!r}")
-        pack = None
-    folder = (base_dir / pack).resolve() if pack else None
+        return None
+    return (base_dir / pack).resolve() if pack else None
+
+
+def _check_clips(folder: Path | None, template: str, style: str, chime: bool, prefixes: Iterable[str],
+                 windows: Iterable[int], add: Callable[[str, str], None]) -> None:
+    """Every clip the template can need for these prefixes and windows is in the pack, so a call is
+    never spoken with a gap (found at start, not at the first call of a number)."""
     words, problems = pack_tokens(folder)
     for problem in problems:
         add("voice.pack", problem)
-    if not problems:
-        try:
-            parsed = _template(template, words, style)
-        except TemplateError as exc:
-            add("voice.template", str(exc))
-        else:
-            needed = parsed.required_tokens(prefixes, windows)
-            if not chime:
-                needed.discard("chime")
-            for problem in check_pack(folder, needed):
-                add("voice.pack" if pack else "voice", f"{folder or '内置语音包'}：{problem}")
-    return VoiceConfig(template, repeat, chime, style, max_wait, drop_after, str(folder) if folder else None)
+    if problems:
+        return
+    try:
+        parsed = _template(template, words, style)
+    except TemplateError as exc:
+        add("voice.template", str(exc))
+        return
+    needed = parsed.required_tokens(prefixes, windows)
+    if not chime:
+        needed.discard("chime")
+    for problem in check_pack(folder, needed):
+        add("voice.pack" if folder else "voice", f"{folder or '内置语音包'}：{problem}")
