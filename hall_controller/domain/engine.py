@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..clock import Clock
-from ..config import HallConfig, Window, verify_pin
+from ..config import HallConfig, Service, Window, verify_pin
 from ..identity import (
     InvalidCard,
     InvalidIdNumber,
@@ -308,28 +308,18 @@ class QueueEngine:
             appointment = self._appointment_for_checkin(appointment_code, svc.code, now)
         elif holder is not None:
             appointment = self._due_appointment_of(holder, svc.code, now)
-        if holder is not None:
-            for t in self.state.tickets.values():
-                if (t.holder and t.holder.id_hash == holder.id_hash and t.service == svc.code
-                        and t.status in ACTIVE):
-                    self._emit("ticket_reprinted", now, t)
-                    out.result = {"ticket": t.public(), "reprinted": True, **self.wait_info(t, now)}
-                    return out
+        held = self._active_ticket_of(holder, svc.code) if holder is not None else None
+        if held is not None:        # the card's holder already has one: printed again, not a second
+            self._emit("ticket_reprinted", now, held)
+            out.result = {"ticket": held.public(), "reprinted": True, **self.wait_info(held, now)}
+            return out
+        late = appointment is not None and now > appointment.start_at + timedelta(
+            minutes=self.config.rules.appointment_late_minutes)
         priority, due_at, arrival = "normal", None, now
-        late = False
-        if appointment is not None:
-            late = now > appointment.start_at + timedelta(minutes=self.config.rules.appointment_late_minutes)
-            if not late and svc.priority.appointment:
-                priority, due_at, arrival = "appointment", appointment.start_at, min(now, appointment.start_at)
-        if priority == "normal" and green:
-            if not svc.priority.green_channel:
-                raise DomainError("conflict", f"{svc.name}未开通绿色通道")
-            priority = "green"
-        if priority == "normal" and holder is not None and svc.priority.elderly:
-            if holder.age_on(now.astimezone(self.config.tz).date()) >= self.config.rules.elderly_age:
-                priority = "elderly"
-        if priority == "normal" and elderly and svc.priority.elderly:
-            priority = "elderly"
+        if appointment is not None and not late and svc.priority.appointment:
+            priority, due_at, arrival = "appointment", appointment.start_at, min(now, appointment.start_at)
+        if priority == "normal":
+            priority = self._walk_in_priority(svc, holder, green, elderly, now)
         seq_no = self.state.counters.get(svc.prefix, 0) + 1
         self.state.counters[svc.prefix] = seq_no
         ticket = Ticket(
@@ -348,6 +338,27 @@ class QueueEngine:
         self._emit("ticket_issued", now, ticket, appointment_late=late if appointment else None)
         out.result = {"ticket": ticket.public(), "reprinted": False, **self.wait_info(ticket, now)}
         return out
+
+    def _active_ticket_of(self, holder: Holder, service: str) -> Ticket | None:
+        """The holder's ticket for `service` that is still waiting or being served."""
+        for t in self.state.tickets.values():
+            if t.holder and t.holder.id_hash == holder.id_hash and t.service == service and t.status in ACTIVE:
+                return t
+        return None
+
+    def _walk_in_priority(self, svc: Service, holder: Holder | None, green: bool, elderly: bool,
+                          now: datetime) -> str:
+        """green (where the service has the channel), elderly (by the card's birth date, or as a clerk
+        saw it) or normal, for a ticket without a timely appointment."""
+        if green:
+            if not svc.priority.green_channel:
+                raise DomainError("conflict", f"{svc.name}未开通绿色通道")
+            return "green"
+        if not svc.priority.elderly:
+            return "normal"
+        if holder is not None and holder.age_on(now.astimezone(self.config.tz).date()) >= self.config.rules.elderly_age:
+            return "elderly"
+        return "elderly" if elderly else "normal"
 
     def _due_appointment_of(self, holder: Holder, service: str, now: datetime) -> Appointment | None:
         """The card holder's booking for this service today whose check-in has opened: the card is

@@ -327,15 +327,7 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
         if at > until:
             break
         if parked is not None and at > now:
-            coming: dict[str, list[Stream]] = {}
-            for stream in streams():
-                coming.setdefault(stream.service, []).append(stream)
-            for d in desks:
-                plans[d.cfg.number][1].extend(s for ws in d.cfg.services for s in coming.get(ws.service, ()))
-            for n in parked:
-                later = [s.head_at for s in plans[n][1] if s.head_at is not None]
-                if later:
-                    heapq.heappush(heap, (min(later), n))
+            _open_streams(streams(), desks, plans, parked, heap)
             heapq.heappush(heap, (at, number))
             parked = None
             continue
@@ -347,8 +339,8 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
             if ticket is None:      # nothing to call: wait for the next visitor this window may call
                 if parked is not None:
                     parked.append(number)
-                elif later := [s.head_at for s in mine if s.head_at is not None]:
-                    heapq.heappush(heap, (min(later), number))
+                else:
+                    _wake_at_next_visitor(number, mine, heap)
                 break
             calls += 1
             if ticket.id in pending:
@@ -365,6 +357,26 @@ def forecast(now: datetime, desks: Sequence[Desk], lines: Mapping[tuple[str, str
             heapq.heappush(heap, (at + timedelta(seconds=occupancy(ticket.service) + TURNAROUND_S), number))
             break
     return found
+
+
+def _open_streams(streams: Iterable[Stream], desks: Sequence[Desk], plans: dict[int, tuple[Desk, list[Stream]]],
+                  parked: list[int], heap: list[tuple[datetime, int]]) -> None:
+    """The forecast looks past now: give each window the streams of the services it serves, and wake
+    the parked windows at their first expected visitor."""
+    coming: dict[str, list[Stream]] = {}
+    for stream in streams:
+        coming.setdefault(stream.service, []).append(stream)
+    for d in desks:
+        plans[d.cfg.number][1].extend(s for ws in d.cfg.services for s in coming.get(ws.service, ()))
+    for n in parked:
+        _wake_at_next_visitor(n, plans[n][1], heap)
+
+
+def _wake_at_next_visitor(number: int, mine: list[Stream], heap: list[tuple[datetime, int]]) -> None:
+    """Window `number` calls again when the first of its streams' next visitors arrives (never, if none)."""
+    later = [s.head_at for s in mine if s.head_at is not None]
+    if later:
+        heapq.heappush(heap, (min(later), number))
 
 
 def _candidates(cfg: Window, lines: Mapping[tuple[str, str], Line], targeted: Mapping[int, Mapping[str, Ticket]],
