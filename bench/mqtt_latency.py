@@ -614,6 +614,25 @@ def call_tickets(groups: list[ClientGroup], display: HallClient, total: int, onl
 
 
 # ---------------------------------------------------------------------------------------- (e)
+def stock_client(port: int, user: str, password: str, topic: str, on_message: Callable[..., None], *, qos: int,
+                 nodelay: bool) -> mqtt.Client:
+    """A stock `paho.mqtt.client.Client` (Nagle on unless `nodelay`) subscribed to `topic` at `qos`."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv311)
+    client.username_pw_set(user, password)
+    if nodelay:
+        client.on_socket_open = set_nodelay
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = on_message
+    client.connect("127.0.0.1", port, keepalive=30)
+    client.loop_start()
+    wait_for(client.is_connected, 10, f"{user} to connect")
+    client.subscribe(topic, qos=qos)
+    if not subscribed.wait(5):
+        raise TimeoutError("no SUBACK")
+    return client
+
+
 def stock_client_calls(port: int, hall: Hall, calls: int, *, qos: int, nodelay: bool) -> list[float]:
     """(e) call → display as an integrator writes it with stock paho-mqtt: `paho.mqtt.client.Client`
     (Nagle on unless `nodelay`), subscriptions and commands at `qos`, the display a second stock
@@ -624,20 +643,7 @@ def stock_client_calls(port: int, hall: Hall, calls: int, *, qos: int, nodelay: 
     reply = threading.Event()
 
     def connect(user: str, topic: str, on_message: Callable[..., None]) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv311)
-        client.username_pw_set(user, hall.passwords[user])
-        if nodelay:
-            client.on_socket_open = set_nodelay
-        subscribed = threading.Event()
-        client.on_subscribe = lambda *_: subscribed.set()
-        client.on_message = on_message
-        client.connect("127.0.0.1", port, keepalive=30)
-        client.loop_start()
-        wait_for(client.is_connected, 10, f"{user} to connect")
-        client.subscribe(topic, qos=qos)
-        if not subscribed.wait(5):
-            raise TimeoutError("no SUBACK")
-        return client
+        return stock_client(port, user, hall.passwords[user], topic, on_message, qos=qos, nodelay=nodelay)
 
     def on_event(client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
@@ -701,6 +707,7 @@ def bench_stock(work: Path, args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------------------------- one broker
 def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bool) -> None:
+    """(a)-(d) on one broker, for each sqlite_sync; the verdicts at the end."""
     print(f"\n== {label} ==", flush=True)
     make_server: Callable[..., Any] = InProcessServer if args.in_process else ChildServer
     issue: dict[str, IssueResult] = {}
@@ -724,61 +731,92 @@ def bench_broker(label: str, work: Path, args: argparse.Namespace, mosquitto: bo
                 broker.start()
             port = broker.port
             if sync == "full":
-                bare = bare_round_trip(port, hall, daemon_password, args.messages)
-                print(f"(a) bare broker round trip       {len(bare):5d} msgs     p50 {ms(pct(bare, 50))}"
-                      f"  p99 {ms(pct(bare, 99))}", flush=True)
-                bare_paced = bare_round_trip(port, hall, daemon_password, args.calls, 1 / args.call_rate)
-                print(f"    at (b)'s pace ({args.call_rate:g}/s)   {len(bare_paced):5d} msgs     "
-                      f"p50 {ms(pct(bare_paced, 50))}  p99 {ms(pct(bare_paced, 99))}", flush=True)
+                bare, bare_paced = bare_broker(port, hall, daemon_password, args)
             if mosquitto:
-                url = f"mqtt://{DAEMON_CLIENT_ID}:{daemon_password}@127.0.0.1:{port}"
-                daemon = make_server(str(hall.config_path), url)
+                daemon = make_server(str(hall.config_path), f"mqtt://{DAEMON_CLIENT_ID}:{daemon_password}@127.0.0.1:{port}")
             else:
                 broker.stop()          # the daemon brings its own embedded broker
                 broker = None
                 daemon = make_server(str(hall.config_path), None)
                 port = daemon.port
-            processes: dict[str, int | None] = {} if daemon.pid is None else {"daemon": daemon.pid}
-            if mosquitto:
-                processes["mosquitto"] = broker.pid
-            elif daemon.broker_pid is not None:
-                processes["broker"] = daemon.broker_pid
-            processes["bench" if daemon.pid is not None else "bench + daemon"] = None
-            with clients(port, hall.passwords, hall.roles, ["display-1"]) as cs, \
-                    client_groups(port, hall, args.client_procs) as groups:
-                for group in groups:
-                    if not group.local:
-                        processes[f"clients {len([p for p in processes if p.startswith('clients')]) + 1}"] = group.pid
-                broadcast(groups, "login", lambda g: None)
-                meter = CpuMeter(processes)
-                issue[sync] = result = issue_tickets(groups, args.tickets)
-                print(f"(d) issue, 8 kiosks, sync {sync:6s} {result.tickets:5d} tickets  "
-                      f"p50 {ms(pct(result.latencies, 50))}  p99 {ms(pct(result.latencies, 99))}  "
-                      f"{result.rate:5.0f} tickets/s", flush=True)
-                print(f"    cpu: {meter.report()}")
-                meter = CpuMeter(processes)
-                calls[sync] = paced = call_tickets(groups, cs["display-1"], args.calls, rate=args.call_rate)
-                empty = f", {paced.empty} found the queue empty" if paced.empty else ""
-                print(f"(b) call → display, sync {sync:6s} {len(paced.latencies):5d} calls    "
-                      f"p50 {ms(pct(paced.latencies, 50))}  p99 {ms(pct(paced.latencies, 99))}", flush=True)
-                print(f"    (8 busy windows on random schedules, {args.call_rate:g} calls/s offered, "
-                      f"{paced.rate:.0f} made{empty}; call_next reply p50 {ms(pct(paced.replies, 50)).strip()})")
-                print(f"    cpu: {meter.report()}")
-                if sync == "full":
-                    meter = CpuMeter(processes)
-                    rush = call_tickets(groups, cs["display-1"], args.saturated_calls)
-                    print(f"    capacity: 8 windows back to back, {len(rush.latencies)} calls, {rush.rate:.0f} calls/s, "
-                          f"p50 {ms(pct(rush.latencies, 50)).strip()}, p99 {ms(pct(rush.latencies, 99)).strip()} "
-                          f"(8 calls always in flight queue behind each other)")
-                    print(f"    cpu: {meter.report()}")
-                    alone = call_tickets(groups, cs["display-1"], ALONE_CALLS, only="window-1")
-                    print(f"    floor: window 1 alone, {len(alone.latencies)} calls, "
-                          f"p50 {ms(pct(alone.latencies, 50)).strip()}, p99 {ms(pct(alone.latencies, 99)).strip()} "
-                          f"((b)/(a) from it: {pct(alone.latencies, 50) / pct(bare, 50):.1f})", flush=True)
+            issue[sync], calls[sync] = hall_load(port, hall, args, sync, bench_processes(daemon, broker), bare)
         finally:
             for part in (daemon, broker):
                 if part is not None:
                     part.stop()
+    verdicts(issue, calls, bare, bare_paced)
+
+
+def bare_broker(port: int, hall: Hall, daemon_password: str, args: argparse.Namespace
+                ) -> tuple[list[float], list[float]]:
+    """(a) back to back and at (b)'s pace: (latencies, paced latencies)."""
+    bare = bare_round_trip(port, hall, daemon_password, args.messages)
+    print(f"(a) bare broker round trip       {len(bare):5d} msgs     p50 {ms(pct(bare, 50))}"
+          f"  p99 {ms(pct(bare, 99))}", flush=True)
+    bare_paced = bare_round_trip(port, hall, daemon_password, args.calls, 1 / args.call_rate)
+    print(f"    at (b)'s pace ({args.call_rate:g}/s)   {len(bare_paced):5d} msgs     "
+          f"p50 {ms(pct(bare_paced, 50))}  p99 {ms(pct(bare_paced, 99))}", flush=True)
+    return bare, bare_paced
+
+
+def bench_processes(daemon: Any, broker: Any) -> dict[str, int | None]:
+    """The processes whose CPU is measured: the daemon (unless in this process), its broker, the bench."""
+    processes: dict[str, int | None] = {} if daemon.pid is None else {"daemon": daemon.pid}
+    if broker is not None:
+        processes["mosquitto"] = broker.pid
+    elif daemon.broker_pid is not None:
+        processes["broker"] = daemon.broker_pid
+    processes["bench" if daemon.pid is not None else "bench + daemon"] = None
+    return processes
+
+
+def hall_load(port: int, hall: Hall, args: argparse.Namespace, sync: str, processes: dict[str, int | None],
+              bare: list[float]) -> tuple[IssueResult, CallResult]:
+    """(d) issue throughput and (b) paced calls against the daemon (with sync full also the capacity
+    and the floor); the client groups' processes join `processes`."""
+    with clients(port, hall.passwords, hall.roles, ["display-1"]) as cs, \
+            client_groups(port, hall, args.client_procs) as groups:
+        for group in groups:
+            if not group.local:
+                processes[f"clients {len([p for p in processes if p.startswith('clients')]) + 1}"] = group.pid
+        broadcast(groups, "login", lambda g: None)
+        meter = CpuMeter(processes)
+        result = issue_tickets(groups, args.tickets)
+        print(f"(d) issue, 8 kiosks, sync {sync:6s} {result.tickets:5d} tickets  "
+              f"p50 {ms(pct(result.latencies, 50))}  p99 {ms(pct(result.latencies, 99))}  "
+              f"{result.rate:5.0f} tickets/s", flush=True)
+        print(f"    cpu: {meter.report()}")
+        meter = CpuMeter(processes)
+        paced = call_tickets(groups, cs["display-1"], args.calls, rate=args.call_rate)
+        empty = f", {paced.empty} found the queue empty" if paced.empty else ""
+        print(f"(b) call → display, sync {sync:6s} {len(paced.latencies):5d} calls    "
+              f"p50 {ms(pct(paced.latencies, 50))}  p99 {ms(pct(paced.latencies, 99))}", flush=True)
+        print(f"    (8 busy windows on random schedules, {args.call_rate:g} calls/s offered, "
+              f"{paced.rate:.0f} made{empty}; call_next reply p50 {ms(pct(paced.replies, 50)).strip()})")
+        print(f"    cpu: {meter.report()}")
+        if sync == "full":
+            capacity(groups, cs["display-1"], args, processes, bare)
+    return result, paced
+
+
+def capacity(groups: list[Any], display: Any, args: argparse.Namespace, processes: dict[str, int | None],
+             bare: list[float]) -> None:
+    """8 windows calling back to back, then window 1 alone (the floor)."""
+    meter = CpuMeter(processes)
+    rush = call_tickets(groups, display, args.saturated_calls)
+    print(f"    capacity: 8 windows back to back, {len(rush.latencies)} calls, {rush.rate:.0f} calls/s, "
+          f"p50 {ms(pct(rush.latencies, 50)).strip()}, p99 {ms(pct(rush.latencies, 99)).strip()} "
+          f"(8 calls always in flight queue behind each other)")
+    print(f"    cpu: {meter.report()}")
+    alone = call_tickets(groups, display, ALONE_CALLS, only="window-1")
+    print(f"    floor: window 1 alone, {len(alone.latencies)} calls, "
+          f"p50 {ms(pct(alone.latencies, 50)).strip()}, p99 {ms(pct(alone.latencies, 99)).strip()} "
+          f"((b)/(a) from it: {pct(alone.latencies, 50) / pct(bare, 50):.1f})", flush=True)
+
+
+def verdicts(issue: dict[str, IssueResult], calls: dict[str, CallResult], bare: list[float],
+             bare_paced: list[float]) -> None:
+    """(c) and (d) against their targets."""
     for sync, paced in calls.items():
         ratio = pct(paced.latencies, 50) / pct(bare_paced, 50)
         hot = pct(paced.latencies, 50) / pct(bare, 50)

@@ -168,6 +168,50 @@ def shot(widget: QWidget, name: str) -> None:
     assert widget.grab().save(str(SHOTS / name))
 
 
+def check_printer_result(kiosk: KioskWindow, result: ks.TicketResult, mode: str) -> None:
+    """The kiosk's result screen for a ticket taken while the printer has fault `mode`."""
+    if mode in ("paper_out", "cover_open", "disconnect"):
+        assert result.printed is False, mode
+    if result.printed is False:
+        assert kiosk.result_caption.text() == "请记住您的号码"
+        assert kiosk.result_print.text() == f"{VISITOR_PRINT_FAILED}，可拍照留存，留意叫号"
+    assert_no_raw_text(kiosk, f"kiosk, printer {mode}")
+    if mode == "paper_out":
+        shot(kiosk, "kiosk_result_not_printed.png")
+
+
+def check_camera_text(terminal: WindowTerminal, text: str, mode: str) -> None:
+    """The terminal's message after a capture under camera fault `mode` (a delay may still succeed)."""
+    if mode != "delay" or text in CAMERA_FAULT_TEXTS.values():
+        assert text in CAMERA_FAULT_TEXTS.values(), (mode, text)
+        assert_chinese_sentence(text, f"camera {mode}")
+        assert terminal.message.isVisible()
+
+
+def offline_devices_shown(qtbot: Any, hall: DeviceHall, supervisor: SupervisorView, mode: str,
+                          before: int) -> dict[str, str]:
+    """Devices that went offline under `mode` say why in the supervisor's list, in words from the
+    table; returns device -> the sentence its device_offline event carried."""
+    expected = {"disconnect": DEVICES, "silent": ("printer-1",), "paper_out": ("printer-1",),
+                "cover_open": ("printer-1",)}.get(mode, ())
+    wait_until(lambda: all(not online(hall, d) for d in expected), 10, f"{expected} offline ({mode})")
+    qtbot.wait(500)
+    down = {e["device"]: e["error"] for e in hall.events[before:] if e["type"] == "device_offline"}
+    for device, error in down.items():
+        assert error in DEVICE_FAULT_TEXTS.values(), (mode, device, error)
+        assert_chinese_sentence(error, f"{device} {mode}")
+    # the devices the fault keeps offline are listed (others may flap back meanwhile)
+    qtbot.waitUntil(lambda: {supervisor.device_list.item(i).text().split("：")[0]
+                             for i in range(supervisor.device_list.count())} >= set(expected), timeout=TIMEOUT)
+    rows = [supervisor.device_list.item(i).text() for i in range(supervisor.device_list.count())]
+    for row in rows:
+        assert_chinese_sentence(row, f"supervisor {mode}")
+    assert_no_raw_text(supervisor, f"supervisor, {mode}")
+    if mode == "disconnect":
+        shot(supervisor, "supervisor_devices_offline.png")
+    return down
+
+
 @pytest.mark.slow
 def test_every_emulated_fault_is_shown_as_a_chinese_sentence(qtbot, qapp, hall, caplog):
     caplog.set_level(logging.INFO)
@@ -219,44 +263,12 @@ def test_every_emulated_fault_is_shown_as_a_chinese_sentence(qtbot, qapp, hall, 
             targets = ("printer-1",) if mode in ("paper_out", "cover_open") else (*DEVICES, "camera-3")
             for device in targets:
                 hall.emu.device(device).set_fault(mode, 2500 if mode == "delay" else None)
-            result = take_a_number()                                        # the printer
-            if mode in ("paper_out", "cover_open", "disconnect"):
-                assert result.printed is False, mode
-            if result.printed is False:
-                assert kiosk.result_caption.text() == "请记住您的号码"
-                assert kiosk.result_print.text() == f"{VISITOR_PRINT_FAILED}，可拍照留存，留意叫号"
-            assert_no_raw_text(kiosk, f"kiosk, printer {mode}")
-            if mode == "paper_out":
-                shot(kiosk, "kiosk_result_not_printed.png")
+            check_printer_result(kiosk, take_a_number(), mode)             # the printer
             if mode not in ("paper_out", "cover_open"):
-                text = capture()                                            # the document camera
-                if mode != "delay" or text in CAMERA_FAULT_TEXTS.values():
-                    assert text in CAMERA_FAULT_TEXTS.values(), (mode, text)
-                    assert_chinese_sentence(text, f"camera {mode}")
-                    assert terminal.message.isVisible()
+                check_camera_text(terminal, capture(), mode)                # the document camera
                 call_next(caller)                                           # the speaker plays (or tries to)
             assert_no_raw_text(terminal, f"terminal, {mode}")
-            # devices that went offline say why in the supervisor's list, in words from the table
-            expected = {"disconnect": DEVICES, "silent": ("printer-1",), "paper_out": ("printer-1",),
-                        "cover_open": ("printer-1",)}.get(mode, ())
-            wait_until(lambda expected=expected: all(not online(hall, d) for d in expected), 10,
-                       f"{expected} offline ({mode})")
-            qtbot.wait(500)
-            down = {e["device"]: e["error"] for e in hall.events[before:] if e["type"] == "device_offline"}
-            for device, error in down.items():
-                assert error in DEVICE_FAULT_TEXTS.values(), (mode, device, error)
-                assert_chinese_sentence(error, f"{device} {mode}")
-                offline_texts.setdefault(mode, {})[device] = error
-            # the devices the fault keeps offline are listed (others may flap back meanwhile)
-            qtbot.waitUntil(lambda expected=expected: {supervisor.device_list.item(i).text().split("：")[0]
-                                                       for i in range(supervisor.device_list.count())}
-                            >= set(expected), timeout=TIMEOUT)
-            rows = [supervisor.device_list.item(i).text() for i in range(supervisor.device_list.count())]
-            for row in rows:
-                assert_chinese_sentence(row, f"supervisor {mode}")
-            assert_no_raw_text(supervisor, f"supervisor, {mode}")
-            if mode == "disconnect":
-                shot(supervisor, "supervisor_devices_offline.png")
+            offline_texts[mode] = offline_devices_shown(qtbot, hall, supervisor, mode, before)
             for device in targets:
                 hall.emu.device(device).clear_fault()
             wait_until(lambda: all(online(hall, d) for d in DEVICES), 20, f"every device back after {mode}")
