@@ -541,42 +541,53 @@ class _Handler(BaseHTTPRequestHandler):
         self._check_auth(emu.token)
         if path == "/api/v1/service-records":
             self._require_method(method, "POST")
-            record = self._json_object(body)
-            if not key:
-                raise BadRequest(400, "bad_request", "缺少 Idempotency-Key 请求头 / Idempotency-Key header required")
-            if store.add_record(key, record):
-                self._send_json(201, {"status": "created", "idempotency_key": key})
-            else:
-                self._error(409, "duplicate", f"记录已接收 / record already received: {key}")
+            self._post_record(store, key, body)
         elif path.startswith("/api/v1/scans/"):
             self._require_method(method, "PUT")
             self._put_scan(store, path.removeprefix("/api/v1/scans/"), body)
         elif path == "/api/v1/appointments":
             self._require_method(method, "GET")
-            hall = (query.get("hall") or [""])[0]
-            day = (query.get("date") or [""])[0]
-            try:
-                date.fromisoformat(day)
-            except ValueError:
-                raise BadRequest(400, "bad_request", "需要 hall 与 date=YYYY-MM-DD / hall and date=YYYY-MM-DD required") from None
-            if not hall:
-                raise BadRequest(400, "bad_request", "需要 hall 与 date=YYYY-MM-DD / hall and date=YYYY-MM-DD required")
-            self._send_json(200, {"hall": hall, "date": day, "appointments": emu.appointments(hall, day)})
+            self._get_appointments(emu, query)
         elif path == "/api/v1/monthly-reports":
             self._require_method(method, "POST")
-            report = self._json_object(body)
-            hall = report.get("hall")
-            hall_code = hall.get("code") if isinstance(hall, dict) else hall
-            month = report.get("month")
-            if not isinstance(hall_code, str) or not hall_code or not isinstance(month, str) \
-                    or not re.fullmatch(r"\d{4}-\d{2}", month):
-                raise BadRequest(422, "invalid", "月报表需要 hall.code 与 month=YYYY-MM / report needs hall.code and month")
-            if store.add_report(hall_code, month, report):
-                self._send_json(201, {"status": "created", "hall": hall_code, "month": month})
-            else:
-                self._error(409, "duplicate", f"该月报表已接收 / report already received: {hall_code} {month}")
+            self._post_report(store, body)
         else:
             raise BadRequest(404, "not_found", f"未知路径 / unknown path: {path}")
+
+    def _post_record(self, store: _Store, key: str, body: bytes) -> None:
+        """A service record, once per Idempotency-Key (a repeat is 409, as the real system answers)."""
+        record = self._json_object(body)
+        if not key:
+            raise BadRequest(400, "bad_request", "缺少 Idempotency-Key 请求头 / Idempotency-Key header required")
+        if store.add_record(key, record):
+            self._send_json(201, {"status": "created", "idempotency_key": key})
+        else:
+            self._error(409, "duplicate", f"记录已接收 / record already received: {key}")
+
+    def _get_appointments(self, emu: MgmtEmulator, query: dict[str, list[str]]) -> None:
+        hall = (query.get("hall") or [""])[0]
+        day = (query.get("date") or [""])[0]
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise BadRequest(400, "bad_request", "需要 hall 与 date=YYYY-MM-DD / hall and date=YYYY-MM-DD required") from None
+        if not hall:
+            raise BadRequest(400, "bad_request", "需要 hall 与 date=YYYY-MM-DD / hall and date=YYYY-MM-DD required")
+        self._send_json(200, {"hall": hall, "date": day, "appointments": emu.appointments(hall, day)})
+
+    def _post_report(self, store: _Store, body: bytes) -> None:
+        """A 月报表, once per hall and month."""
+        report = self._json_object(body)
+        hall = report.get("hall")
+        hall_code = hall.get("code") if isinstance(hall, dict) else hall
+        month = report.get("month")
+        if not isinstance(hall_code, str) or not hall_code or not isinstance(month, str) \
+                or not re.fullmatch(r"\d{4}-\d{2}", month):
+            raise BadRequest(422, "invalid", "月报表需要 hall.code 与 month=YYYY-MM / report needs hall.code and month")
+        if store.add_report(hall_code, month, report):
+            self._send_json(201, {"status": "created", "hall": hall_code, "month": month})
+        else:
+            self._error(409, "duplicate", f"该月报表已接收 / report already received: {hall_code} {month}")
 
     def _put_scan(self, store: _Store, sha256: str, data: bytes) -> None:
         sha256 = sha256.lower()
