@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clock import SystemClock
+from .clock import Clock, SystemClock
 from .config import HallConfig
 from .setup_hall import client_password, load_or_create_secret, passwords_path
 
@@ -186,7 +186,7 @@ def admin_client(config: HallConfig, timeout: float = CONNECT_TIMEOUT, *, mqtt_u
     return client
 
 
-def offline_service(config: HallConfig, *, clock: Any = None, db_url: str | None = None) -> Any:
+def offline_service(config: HallConfig, *, clock: Clock | None = None, db_url: str | None = None) -> Any:
     """A HallService on the hall database itself (`db_url`, else the config's), for when no daemon runs."""
     from .service import HallService
     from .store import Store
@@ -202,7 +202,7 @@ def _hint(target: Target | None) -> str:
     return ""
 
 
-def admin_call(config: HallConfig, op: str, args: dict[str, Any] | None = None, *, clock: Any = None,
+def admin_call(config: HallConfig, op: str, args: dict[str, Any] | None = None, *, clock: Clock | None = None,
                db_url: str | None = None, mqtt_url: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run an admin op through the daemon when it runs, else directly on the database.
 
@@ -260,7 +260,7 @@ def admin_call(config: HallConfig, op: str, args: dict[str, Any] | None = None, 
         service.store.close()
 
 
-def admin_op(config: HallConfig, op: str, args: dict[str, Any] | None = None, *, clock: Any = None,
+def admin_op(config: HallConfig, op: str, args: dict[str, Any] | None = None, *, clock: Clock | None = None,
              db_url: str | None = None, mqtt_url: str | None = None) -> dict[str, Any]:
     """Run an admin op through the daemon when it runs, else directly on the database."""
     return admin_call(config, op, args, clock=clock, db_url=db_url, mqtt_url=mqtt_url)[0]

@@ -9,10 +9,9 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 from .admin import AdminUnavailable, admin_call, admin_op, mqtt_url_arg
-from .clock import SystemClock
+from .clock import Clock, SystemClock
 from .config import ConfigError, hash_pin, load_config, sample_config_text
 from .logsetup import setup_logging
 from .setup_hall import init_hall, save_password
@@ -186,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None, *, clock: Any = None) -> int:
+def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
     """`clock` is the time every command reads (the wall clock by default; tests pass theirs)."""
     args = build_parser().parse_args(argv)
     args.clock = clock or SystemClock()

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import __version__
-from .clock import SystemClock
+from .clock import Clock, SystemClock
 from .config import HallConfig, load_config
 from .hall_calendar import CoverageWatch
 from .scans import command_payload_limit
@@ -133,7 +133,7 @@ def remove_runtime(config: HallConfig, record: dict[str, Any]) -> None:
 
 
 class HallDaemon:
-    def __init__(self, config: HallConfig, options: DaemonOptions | None = None, *, clock: Any = None,
+    def __init__(self, config: HallConfig, options: DaemonOptions | None = None, *, clock: Clock | None = None,
                  config_path: str | None = None):
         self.options = options or DaemonOptions()
         if self.options.emulator_control:

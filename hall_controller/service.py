@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+from .clock import Clock
 from .config import HallConfig
 from .domain import Actor, CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
@@ -100,7 +101,7 @@ class _HeldCard:
 
 
 class HallService:
-    def __init__(self, config: HallConfig, store: Store, clock: Any, *, secret: bytes = b"",
+    def __init__(self, config: HallConfig, store: Store, clock: Clock, *, secret: bytes = b"",
                  config_loader: Callable[[], HallConfig] | None = None, reply_cache: int = 10_000):
         self.config = config
         self.store = store

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hall_controller.clock import SystemClock
+from hall_controller.clock import Clock, SystemClock
 
 from . import display_state as ds
 from .common_state import hall_time_text, hall_zone
@@ -54,7 +54,7 @@ class DisplayModel(QObject):
 
     changed = Signal()
 
-    def __init__(self, bus: QtHallBus, clock: Any = None, parent: QObject | None = None, *,
+    def __init__(self, bus: QtHallBus, clock: Clock | None = None, parent: QObject | None = None, *,
                  zone: str | None = None) -> None:
         """`zone`: the config's hall time zone (--config), used until the daemon's status names one."""
         super().__init__(parent)

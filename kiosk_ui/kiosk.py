@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from hall_controller.clock import SystemClock
+from hall_controller.clock import Clock, SystemClock
 from hall_controller.faults import VISITOR_PRINT_FAILED, readable
 
 from . import kiosk_state as ks
@@ -46,7 +46,7 @@ class KioskModel(QObject):
     changed = Signal()
     card_dropped = Signal()     # the card greeted was dropped (by the daemon or 取消): back to the start screen
 
-    def __init__(self, bus: QtHallBus, config: Any = None, clock: Any = None, parent: QObject | None = None) -> None:
+    def __init__(self, bus: QtHallBus, config: Any = None, clock: Clock | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bus = bus
         self.config = config

@@ -14,7 +14,7 @@ import pytest
 from drivers.codecs.audio_frames import read_wav
 from drivers.speaker import open_speaker
 from drivers.transport import TransportIOError
-from hall_controller.clock import ManualClock, SystemClock
+from hall_controller.clock import Clock, ManualClock, SystemClock
 from hall_controller.domain.model import iso
 from hall_controller.voice.announcer import Announcer, LatePolicy
 from hall_controller.voice.composer import Composed, Composer
@@ -27,7 +27,7 @@ PACK = load_pack()
 TEMPLATE = VoiceTemplate("请{number}号到{window}号窗口办理", frozenset(PACK.clips))
 
 
-def call(clock: Any, number: str, window: int, kind: str = "ticket_called", ticket_id: str | None = None) -> dict:
+def call(clock: Clock, number: str, window: int, kind: str = "ticket_called", ticket_id: str | None = None) -> dict:
     """A call event as the engine publishes it."""
     return {"event_id": f"ev-{kind}-{number}-{time.monotonic_ns()}", "seq": 1, "ts": iso(clock.now()),
             "type": kind, "window": window,
@@ -81,7 +81,7 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 23, 9, 0).astimezone())
 
 
-def make(clock: Any, player: Player, events: Events, **options: Any) -> Announcer:
+def make(clock: Clock, player: Player, events: Events, **options: Any) -> Announcer:
     options.setdefault("repeat", 2)
     announcer = Announcer(Composer(PACK, TEMPLATE), clock, player, events, zone="hall", device="speaker-1", **options)
     announcer.start()

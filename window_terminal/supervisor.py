@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hall_controller.clock import Clock
 from kiosk_ui.qtbus import QtHallBus, RequestFailure
 from kiosk_ui.style import PALETTE
 
@@ -36,7 +37,7 @@ ROW_COLOURS = {st.AMBER: ("#f2c14e", "#1a1a1a"), st.RED: (PALETTE.alert, PALETTE
 
 
 class SupervisorView(QWidget):
-    def __init__(self, bus: QtHallBus, *, clock: Any, staff_names: dict[str, str] | None = None,
+    def __init__(self, bus: QtHallBus, *, clock: Clock, staff_names: dict[str, str] | None = None,
                  parent: QWidget | None = None, zone: str | None = None) -> None:
         """`zone`: the config's hall time zone (--config), used until the daemon's status names one."""
         super().__init__(parent)

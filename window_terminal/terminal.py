@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from hall_controller.clock import Clock
 from hall_controller.faults import readable
 from hall_controller.redact import is_secret_key
 from kiosk_ui.common_state import hall_time_text
@@ -171,7 +172,7 @@ class Form(QFrame):
 class WindowTerminal(QWidget):
     """One window's terminal. `clock.now()` gives business time (SystemClock, or a ManualClock in tests)."""
 
-    def __init__(self, bus: QtHallBus, window: int, *, clock: Any, camera: DocumentCamera | None = None,
+    def __init__(self, bus: QtHallBus, window: int, *, clock: Clock, camera: DocumentCamera | None = None,
                  staff_names: dict[str, str] | None = None, parent: QWidget | None = None,
                  zone: str | None = None) -> None:
         """`zone`: the config's hall time zone (--config), used until the daemon's status names one."""
