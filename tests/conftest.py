@@ -1,4 +1,6 @@
-"""Shared fixtures: the sample hall, a manual clock, stores on SQLite and on a real PostgreSQL."""
+"""Shared fixtures: the sample hall, a manual clock, stores on SQLite and on a real PostgreSQL, the
+management-system emulator, and the Qt app tests' real daemon (`hallctl run`) with QtHallBus clients
+of it (tests/harness.py has the halls these build on)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("ESCPOS_CAPABILITIES_PICKLE_DIR", "/tmp/hall-escpos-cache")
 
+import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,6 +22,8 @@ import yaml
 
 from hall_controller.clock import ManualClock
 from hall_controller.config import load_config, parse_config, sample_config_text
+
+from .harness import DaemonProcess, free_port, init_hall, make_bus, no_devices, wait_online
 
 TZ = ZoneInfo("Asia/Shanghai")
 PG_ADMIN_URL = os.environ.get("HALL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -105,3 +112,45 @@ def client(emu):
     from hall_controller.upstream.client import UpstreamClient
 
     return UpstreamClient(emu.url, "tok", timeout=2.0)
+
+
+# ------------------------------------------------------------------ the Qt apps' daemon
+
+
+@pytest.fixture(scope="session")
+def hall_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One initialised sample hall (no devices) per session; tests run on copies (init hashes every
+    password and PIN, which takes seconds)."""
+    return init_hall(tmp_path_factory.mktemp("hall-template"), no_devices).parent
+
+
+@pytest.fixture
+def hall_daemon(tmp_path: Path, hall_template: Path) -> Iterator[DaemonProcess]:
+    """A fresh copy of the sample hall served by a real daemon process on an ephemeral port."""
+    folder = tmp_path / "hall"
+    shutil.copytree(hall_template, folder)
+    daemon = DaemonProcess(folder / "hall.yaml", free_port())
+    daemon.start()
+    yield daemon
+    daemon.kill()
+
+
+@pytest.fixture
+def ui_bus(qtbot: Any, hall_daemon: DaemonProcess) -> Iterator[Callable[..., Any]]:
+    """Factory: `ui_bus(client_id, role=..., window=..., events=..., online=True)` -> a started
+    QtHallBus of `hall_daemon` (waited until online unless `online=False`); all are closed at the end
+    of the test."""
+    made: list[Any] = []
+
+    def factory(client_id: str, *, role: str, window: int | None = None, events: Any = None,
+                online: bool = True) -> Any:
+        bus = make_bus(hall_daemon, client_id, role, window=window, events=events)
+        made.append(bus)
+        bus.start()
+        if online:
+            wait_online(qtbot, bus)
+        return bus
+
+    yield factory
+    for bus in made:
+        bus.close()

@@ -23,8 +23,7 @@ from hall_controller.service import Actor
 from hall_demo.hall import DemoHall
 
 from . import appprobe
-from .daemonkit import wait_until
-from .test_kiosk_card_flow import ELDER
+from .harness import ELDER, wait_until
 
 SHOTS = os.environ.get("HALL_TEST_SHOTS")      # a folder to keep the screenshots in (to look at them)
 START_SCREEN = "请选择办理业务，点击即可取号"

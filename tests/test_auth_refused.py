@@ -33,10 +33,7 @@ from kiosk_ui.tablet import TabletView
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
-from . import uikit
-from .daemonkit import DaemonProcess, free_port
-
-hall_template, hall_daemon = uikit.hall_template, uikit.hall_daemon   # fixtures
+from .harness import DaemonProcess, free_port
 
 WRONG = "wrong-Password-7731"
 SHOTS = Path(os.environ.get("HALL_SCREENSHOTS") or Path("/tmp/hall-screenshots"))

@@ -15,7 +15,7 @@ from hall_controller.bus.bridge import BadRequest, MqttBridge, parse_command
 from hall_controller.bus.broker import EmbeddedBroker
 from hall_controller.bus.client import AuthenticationFailed
 
-from .test_bus_support import HALL, PASSWORDS, FakeService, RawClient, make_store, wait_until
+from .harness import HALL, PASSWORDS, FakeService, RawClient, make_store, wait_until
 
 REPLIES = "hall/demo/reply/+"
 

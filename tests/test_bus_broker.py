@@ -11,7 +11,7 @@ import pytest
 
 from hall_controller.bus.broker import EmbeddedBroker
 
-from .test_bus_support import HALL, PASSWORDS, RawClient, make_store, wait_until
+from .harness import HALL, PASSWORDS, RawClient, make_store, wait_until
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from hall_controller.bus.broker_process import BrokerProcess
 
-from .test_bus_support import HALL, PASSWORDS, RawClient, make_store, wait_until
+from .harness import HALL, PASSWORDS, RawClient, free_port, init_hall, make_store, no_devices, wait_until
 
 
 def _gone(pid: int) -> bool:
@@ -108,16 +108,12 @@ def test_a_killed_child_is_restarted_on_the_same_port(tmp_path):
 def test_sigterm_to_the_daemons_process_group_stops_without_restarting_the_broker(tmp_path):
     """systemd (and `timeout`, a terminal's job control) signal the whole process group: the broker
     child gets the SIGTERM too. The daemon stops it in order; the log shows no restart."""
-    from .daemonkit import free_port, init_hall
-
     port = free_port()
 
-    def no_devices(data):
+    def here_without_devices(data):
         data["mqtt"]["listen"] = f"127.0.0.1:{port}"
-        data["devices"] = []
-        for window in data["windows"]:
-            window["devices"] = []
-    config = init_hall(tmp_path, no_devices)
+        no_devices(data)
+    config = init_hall(tmp_path, here_without_devices)
     proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "run", "--config", str(config)],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

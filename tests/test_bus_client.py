@@ -23,16 +23,7 @@ from hall_controller.bus.client import (
 )
 from hall_controller.bus.topics import ALL_EVENTS
 
-from .test_bus_support import (
-    HALL,
-    PASSWORDS,
-    ROLES,
-    FakeService,
-    RawClient,
-    free_port,
-    make_store,
-    wait_until,
-)
+from .harness import HALL, PASSWORDS, ROLES, FakeService, RawClient, free_port, make_store, wait_until
 
 FAST = {"reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2}
 

@@ -33,9 +33,7 @@ from hall_controller.bus.limits import (
 from hall_controller.cli import main as hallctl
 from hall_controller.scans import command_payload_limit
 
-from .daemonkit import init_hall, wait_until
-from .test_bus_flow_support import FlowHall
-from .test_bus_support import have_mosquitto
+from .harness import Hall, have_mosquitto, init_hall, no_devices, wait_until
 
 MARK = "载荷标记-PAYLOAD-MARK-"   # a payload must never be logged: this string is looked for in the log
 BIG = 100 * 1024
@@ -123,7 +121,7 @@ def test_command_size_by_role_on_a_real_broker(tmp_path: Path, broker: str, monk
     monkeypatch.setattr(bridge_module.MqttBridge, "_on_message",
                         lambda self, c, u, message: (arrived.append(len(message.payload)),
                                                      on_message(self, c, u, message))[1])
-    hall = FlowHall(tmp_path, broker)
+    hall = Hall(tmp_path, mutate=no_devices, broker=broker)
     try:
         kiosk, window, tablet, display, supervisor = (hall.client(c) for c in (
             "kiosk-1", "window-3", "tablet-3", "display-1", "supervisor"))
@@ -176,7 +174,7 @@ def test_command_size_by_role_on_a_real_broker(tmp_path: Path, broker: str, monk
 def test_the_bridge_without_role_limits_would_parse_them(tmp_path: Path, monkeypatch) -> None:
     """Positive control: with the role check off, a kiosk's 100 KB command is parsed and executed."""
     monkeypatch.setattr(bridge_module.MqttBridge, "_refused_as_too_large", lambda self, *a, **k: False)
-    hall = FlowHall(tmp_path, "embedded")
+    hall = Hall(tmp_path, mutate=no_devices, broker="embedded")
     try:
         kiosk = hall.client("kiosk-1")
         result = kiosk.request("issue_ticket", timeout=10, service="consult", note=MARK * 5000)
@@ -198,7 +196,7 @@ def test_positive_control_a_broker_without_the_limit_lets_it_through(tmp_path: P
                                                      on_message(self, c, u, message))[1])
     for module in (limits, mosquitto):
         monkeypatch.setattr(module, "broker_packet_limit", lambda scan_max_bytes: 268_435_455)
-    hall = FlowHall(tmp_path, broker)
+    hall = Hall(tmp_path, mutate=no_devices, broker=broker)
     try:
         window = hall.client("window-3")
         limit = broker_packet_limit(hall.config.scan_max_bytes)

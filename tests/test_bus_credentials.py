@@ -17,7 +17,7 @@ from hall_controller.bus.credentials import (
     hash_password,
 )
 
-from .test_bus_support import FAST_HASH
+from .harness import FAST_HASH
 
 
 @pytest.fixture

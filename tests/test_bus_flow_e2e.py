@@ -10,12 +10,12 @@ import pytest
 
 from hall_controller.bus.client import HallClient
 
-from .test_bus_flow_support import BROKERS, EventLog, FlowHall, StateLog, error_code, wait_until
+from .harness import BROKERS, EventLog, Hall, StateLog, error_code, no_devices, wait_until
 
 
 @pytest.fixture(params=BROKERS)
 def hall(request: pytest.FixtureRequest, tmp_path: Path):
-    h = FlowHall(tmp_path, request.param)
+    h = Hall(tmp_path, mutate=no_devices, broker=request.param)
     yield h
     h.close()
 
@@ -50,7 +50,7 @@ def _last_call(display: HallClient, number: str, window: int) -> None:
                and display.state.calls[0]["window"] == window, what=f"{number} at window {window} in state/calls")
 
 
-def test_full_visit_flow_over_mqtt(hall: FlowHall) -> None:
+def test_full_visit_flow_over_mqtt(hall: Hall) -> None:
     display = hall.client("display-1", connect=False)
     events = EventLog(display)          # listen before connecting: the retained state arrives at once
     states = StateLog(display)

@@ -20,15 +20,14 @@ import pytest
 from hall_controller.bus.client import BusUnavailable
 from hall_controller.service import Actor
 
-from .test_bus_flow_support import BROKERS, EventLog, FlowHall, wait_until
-from .test_bus_support import RawClient, have_mosquitto
+from .harness import BROKERS, EventLog, Hall, RawClient, have_mosquitto, no_devices, wait_until
 
 FAIL_FAST_S = 1.0
 
 
 @pytest.fixture
 def hall(request: pytest.FixtureRequest, tmp_path: Path):
-    h = FlowHall(tmp_path, request.param)
+    h = Hall(tmp_path, mutate=no_devices, broker=request.param)
     yield h
     h.close()
 
@@ -36,7 +35,7 @@ def hall(request: pytest.FixtureRequest, tmp_path: Path):
 @pytest.mark.mosquitto
 @pytest.mark.skipif(not have_mosquitto(), reason="no mosquitto binary")
 @pytest.mark.parametrize("hall", ["mosquitto"], indirect=True)
-def test_daemon_and_clients_ride_out_a_mosquitto_restart(hall: FlowHall) -> None:
+def test_daemon_and_clients_ride_out_a_mosquitto_restart(hall: Hall) -> None:
     assert hall.mosquitto is not None
     display = hall.client("display-1")
     events = EventLog(display)
@@ -106,7 +105,7 @@ def test_daemon_and_clients_ride_out_a_mosquitto_restart(hall: FlowHall) -> None
 
 
 @pytest.mark.parametrize("hall", ["embedded"], indirect=True)
-def test_a_killed_embedded_broker_comes_back_and_the_flow_goes_on(hall: FlowHall) -> None:
+def test_a_killed_embedded_broker_comes_back_and_the_flow_goes_on(hall: Hall) -> None:
     """The embedded broker is the daemon's child process: killed, it is started again on the same
     port; the daemon republishes its state and the clients reconnect and resync."""
     broker = hall.daemon.broker
@@ -132,7 +131,7 @@ def test_a_killed_embedded_broker_comes_back_and_the_flow_goes_on(hall: FlowHall
 
 
 @pytest.mark.parametrize("hall", BROKERS, indirect=True)
-def test_a_redelivered_command_is_answered_twice_and_executed_once(hall: FlowHall) -> None:
+def test_a_redelivered_command_is_answered_twice_and_executed_once(hall: Hall) -> None:
     display = hall.client("display-1")
     events = EventLog(display)
     raw = RawClient(hall.port, "kiosk-1", hall.passwords["kiosk-1"])

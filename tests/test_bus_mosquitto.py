@@ -12,16 +12,7 @@ from hall_controller.bus.client import HallClient
 from hall_controller.bus.mosquitto import write_mosquitto_config
 from hall_controller.bus.topics import ALL_EVENTS
 
-from .test_bus_support import (
-    HALL,
-    PASSWORDS,
-    Mosquitto,
-    RawClient,
-    free_port,
-    have_mosquitto,
-    make_store,
-    wait_until,
-)
+from .harness import HALL, PASSWORDS, Mosquitto, RawClient, free_port, have_mosquitto, make_store, wait_until
 
 pytestmark = [pytest.mark.mosquitto, pytest.mark.skipif(not have_mosquitto(), reason="no mosquitto binary")]
 

@@ -19,8 +19,7 @@ import pytest
 from hall_controller.bus.client import CommandError
 from hall_controller.service import CARD_TTL_SECONDS
 
-from .daemonkit import wait_until
-from .test_kiosk_card_flow import ELDER, EXPIRED, NOW, CardHall
+from .harness import ELDER, EXPIRED, NOW, Hall, card_hall, wait_until
 
 READER = "/card-reader/card-reader-1"
 # 36 on NOW: a normal ticket when the card is used
@@ -28,8 +27,8 @@ YOUNGER = {"name": "王五", "id_number": "440304199001010011", "valid_to": "长
 IDLE = 20   # the sample hall's rules.card_idle_seconds (the default)
 
 
-def _hall(tmp_path: Path, link: str) -> Iterator[CardHall]:
-    hall = CardHall(tmp_path, link)
+def _hall(tmp_path: Path, link: str) -> Iterator[Hall]:
+    hall = card_hall(tmp_path, link)
     try:
         wait_until(lambda: hall.service.snapshot()["devices"].get("card-reader-1", {}).get("online"), 10,
                    "card reader online")
@@ -39,42 +38,42 @@ def _hall(tmp_path: Path, link: str) -> Iterator[CardHall]:
 
 
 @pytest.fixture(params=["pty", "tcp"])
-def hall(request, tmp_path: Path) -> Iterator[CardHall]:
+def hall(request, tmp_path: Path) -> Iterator[Hall]:
     yield from _hall(tmp_path, request.param)
 
 
 @pytest.fixture
-def tcp_hall(tmp_path: Path) -> Iterator[CardHall]:
+def tcp_hall(tmp_path: Path) -> Iterator[Hall]:
     yield from _hall(tmp_path, "tcp")
 
 
-def finds_since(hall: CardHall, since: float) -> int:
+def finds_since(hall: Hall, since: float) -> int:
     """Find-card polls the emulated reader heard since `since` (time.monotonic())."""
     emu = hall.emu.device("card-reader-1")
     return sum(1 for t, name in list(emu.history) if name == "find_card" and t > since)
 
 
-def put_on(hall: CardHall, fields: dict[str, Any]) -> dict[str, Any]:
+def put_on(hall: Hall, fields: dict[str, Any]) -> dict[str, Any]:
     """Put a card on the reader and leave it there; returns the read the kiosk was told of."""
     seen = len(hall.cards)
     assert hall.post(f"{READER}/insert", fields)[0] == 200
     return wait_until(lambda: hall.reads(seen), 5, "the card read at kiosk-1")[0]
 
 
-def take_off(hall: CardHall) -> None:
+def take_off(hall: Hall) -> None:
     """Take the card away and wait until the driver has polled the empty reader twice."""
     removed = time.monotonic()
     assert hall.post(f"{READER}/remove")[0] == 200
     wait_until(lambda: finds_since(hall, removed) >= 2, 5, "two polls of the empty reader")
 
 
-def told(hall: CardHall, event: str, since: int = 0, timeout: float = 5.0) -> dict[str, Any]:
+def told(hall: Hall, event: str, since: int = 0, timeout: float = 5.0) -> dict[str, Any]:
     """The first message of type `event` on kiosk-1's card topic after index `since`."""
     return wait_until(lambda: next((c for c in hall.cards[since:] if c.get("event") == event), None), timeout,
                       f"a {event} message on the card topic")
 
 
-def plain_ticket(hall: CardHall, service: str = "consult") -> dict[str, Any]:
+def plain_ticket(hall: Hall, service: str = "consult") -> dict[str, Any]:
     ticket = hall.kiosk.request("issue_ticket", service=service)["ticket"]
     assert ticket["priority"] == "normal" and ticket.get("holder") is None
     return ticket
@@ -83,7 +82,7 @@ def plain_ticket(hall: CardHall, service: str = "consult") -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the bug
 
 
-def test_a_card_taken_away_is_not_used_by_the_next_visitor(hall: CardHall) -> None:
+def test_a_card_taken_away_is_not_used_by_the_next_visitor(hall: Hall) -> None:
     """The issue's scenario: 李秀英 (78) reads her card and takes it away without a ticket; 20 s later the
     next visitor taps 法律咨询. Before the fix that tap issued an elderly ticket in her name."""
     card = put_on(hall, ELDER)
@@ -104,7 +103,7 @@ def test_a_card_taken_away_is_not_used_by_the_next_visitor(hall: CardHall) -> No
     assert hall.service.card_state("kiosk-1") is None
 
 
-def test_the_daemon_drops_an_idle_card_by_its_own_clock(hall: CardHall) -> None:
+def test_the_daemon_drops_an_idle_card_by_its_own_clock(hall: Hall) -> None:
     """No command at all: the daemon's tick drops the card and tells the kiosk, which goes home."""
     put_on(hall, ELDER)
     take_off(hall)
@@ -119,7 +118,7 @@ def test_the_daemon_drops_an_idle_card_by_its_own_clock(hall: CardHall) -> None:
     assert hall.service.card_state("kiosk-1") is None
 
 
-def test_a_touch_keeps_a_removed_card_and_the_card_serves_one_ticket(tcp_hall: CardHall) -> None:
+def test_a_touch_keeps_a_removed_card_and_the_card_serves_one_ticket(tcp_hall: Hall) -> None:
     hall = tcp_hall
     put_on(hall, ELDER)
     take_off(hall)
@@ -137,7 +136,7 @@ def test_a_touch_keeps_a_removed_card_and_the_card_serves_one_ticket(tcp_hall: C
     assert hall.kiosk.request("card_touch") == {"active": False}
 
 
-def test_a_failed_ticket_does_not_use_the_card(tcp_hall: CardHall) -> None:
+def test_a_failed_ticket_does_not_use_the_card(tcp_hall: Hall) -> None:
     """A refused issue (an unknown service) leaves the card for the visitor's next tap."""
     hall = tcp_hall
     put_on(hall, ELDER)
@@ -147,7 +146,7 @@ def test_a_failed_ticket_does_not_use_the_card(tcp_hall: CardHall) -> None:
     assert hall.kiosk.request("issue_ticket", service="consult", use_card=True)["ticket"]["priority"] == "elderly"
 
 
-def test_a_card_lying_on_the_reader_stays_until_the_upper_bound(tcp_hall: CardHall) -> None:
+def test_a_card_lying_on_the_reader_stays_until_the_upper_bound(tcp_hall: Hall) -> None:
     hall = tcp_hall
     put_on(hall, ELDER)
     hall.clock.advance(seconds=IDLE * 3)              # on the reader: the idle time has not started
@@ -161,7 +160,7 @@ def test_a_card_lying_on_the_reader_stays_until_the_upper_bound(tcp_hall: CardHa
 # ------------------------------------------------------------------------------------------ 取消 / 不是本人
 
 
-def test_cancel_drops_the_card_and_only_the_kiosk_may(tcp_hall: CardHall) -> None:
+def test_cancel_drops_the_card_and_only_the_kiosk_may(tcp_hall: Hall) -> None:
     hall = tcp_hall
     put_on(hall, ELDER)
     window = hall.client("window-1", "window", 1)
@@ -181,7 +180,7 @@ def test_cancel_drops_the_card_and_only_the_kiosk_may(tcp_hall: CardHall) -> Non
 # ------------------------------------------------------------------------------------------ swaps
 
 
-def test_a_card_swapped_between_taps_issues_under_the_second_only(hall: CardHall) -> None:
+def test_a_card_swapped_between_taps_issues_under_the_second_only(hall: Hall) -> None:
     """Card A read and taken away, card B read, then a tap: B's ticket, never A's."""
     put_on(hall, ELDER)
     take_off(hall)
@@ -197,7 +196,7 @@ def test_a_card_swapped_between_taps_issues_under_the_second_only(hall: CardHall
         hall.kiosk.request("issue_ticket", service="mediation", use_card=True)
 
 
-def test_a_card_put_in_place_of_another_replaces_it(tcp_hall: CardHall) -> None:
+def test_a_card_put_in_place_of_another_replaces_it(tcp_hall: Hall) -> None:
     """B laid on the reader where A lay (no removal in between): B is read and A is dropped."""
     hall = tcp_hall
     put_on(hall, ELDER)
@@ -210,7 +209,7 @@ def test_a_card_put_in_place_of_another_replaces_it(tcp_hall: CardHall) -> None:
     assert ticket["holder"]["name_masked"] == "王*"
 
 
-def test_an_unusable_card_replaces_the_card_held(tcp_hall: CardHall) -> None:
+def test_an_unusable_card_replaces_the_card_held(tcp_hall: Hall) -> None:
     """An expired card after a good one: the good one is dropped, nothing is held."""
     hall = tcp_hall
     put_on(hall, ELDER)
@@ -225,7 +224,7 @@ def test_an_unusable_card_replaces_the_card_held(tcp_hall: CardHall) -> None:
 # ------------------------------------------------------------------------------------------ mid-read
 
 
-def test_a_card_removed_mid_read_is_not_kept_in_part(hall: CardHall) -> None:
+def test_a_card_removed_mid_read_is_not_kept_in_part(hall: Hall) -> None:
     """The reader loses the card between select and read: nothing of it is kept, the card held before
     is dropped, and the kiosk is told in Chinese what to do; the card put back is read whole."""
     put_on(hall, ELDER)
@@ -251,7 +250,7 @@ def test_a_card_removed_mid_read_is_not_kept_in_part(hall: CardHall) -> None:
     assert hall.kiosk.request("issue_ticket", service="consult", use_card=True)["ticket"]["holder"]["name_masked"] == "王*"
 
 
-def test_a_card_of_the_day_before_is_gone_after_the_night(tcp_hall: CardHall) -> None:
+def test_a_card_of_the_day_before_is_gone_after_the_night(tcp_hall: Hall) -> None:
     """However long the daemon ran: a card read yesterday evening is not there in the morning."""
     hall = tcp_hall
     put_on(hall, ELDER)

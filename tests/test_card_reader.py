@@ -29,7 +29,7 @@ from hall_controller.devices.link import DeviceLink
 from hw_emulators.card_reader import EmulatedCardReader, card_from_fields
 from hw_emulators.device import EmulatedDevice
 from hw_emulators.link import PtyLink, TcpLink
-from tests.daemonkit import wait_until
+from tests.harness import wait_until
 
 PROFILE = load_profile("dory-dl6009-card-reader")
 PHOTO = bytes(range(200, 256)) * 8

@@ -10,7 +10,7 @@ import yaml
 from hall_controller.cli import main as hallctl
 from hall_controller.config import parse_config, sample_config_text
 
-from .daemonkit import DaemonProcess, free_port, init_hall, wait_until
+from .harness import DaemonProcess, free_port, init_hall, wait_until
 
 
 def test_sample_config_prints_a_valid_hall(capsys):

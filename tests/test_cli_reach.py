@@ -25,8 +25,7 @@ from hall_controller.cli import main as run_hallctl
 from hall_controller.config import load_config
 from hall_controller.daemon import runtime_path
 
-from .daemonkit import DaemonProcess, free_port, init_hall, passwords
-from .test_bus_support import Mosquitto, have_mosquitto, make_store
+from .harness import DaemonProcess, Mosquitto, free_port, have_mosquitto, init_hall, make_store, passwords
 
 
 def hallctl(*args: str, timeout: float = 60) -> tuple[int, str, str, float]:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from hall_controller.bus.client import BusError
 from hall_controller.config import load_config
 
-from .daemonkit import DaemonProcess, free_port, init_hall
+from .harness import DaemonProcess, free_port, init_hall
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_devices_support import DeviceHall, wait_until
+from .harness import device_hall, wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debia
 
 @pytest.fixture
 def hall(tmp_path):
-    hall = DeviceHall(tmp_path)
+    hall = device_hall(tmp_path)
     yield hall
     hall.close()
 

@@ -10,27 +10,30 @@ import json
 from datetime import timedelta
 
 import openpyxl
+import pytest
 
 from hall_controller.cli import main as hallctl
-from hall_controller.service import Actor
 from hall_controller.upstream.reports import write_html, write_xlsx
 from hall_controller.upstream.service import build_month_report
 from kiosk_ui import kiosk_state as ks
 from window_terminal import state as ws
 
-from . import test_rating
-from .test_rating import ADMIN, KIOSK, RatingHall, refused, tablet, window
-
-hall = test_rating.hall     # fixture: a hall folder with a HallService on a manual clock
-
-SUPERVISOR = Actor("supervisor", "window", None)      # the sample hall's window client bound to no window
+from .harness import ADMIN, KIOSK, SUPERVISOR, Hall, refused, service_hall, tablet, window
 
 
-def day(hall: RatingHall, actor=None, **args) -> dict:
+@pytest.fixture
+def hall(tmp_path):
+    """A hall folder with a HallService on a manual clock."""
+    h = service_hall(tmp_path)
+    yield h
+    h.close()
+
+
+def day(hall: Hall, actor=None, **args) -> dict:
     return hall.run(actor or window(3), "day_summary", **args)
 
 
-def busy_morning(hall: RatingHall) -> dict[str, dict]:
+def busy_morning(hall: Hall) -> dict[str, dict]:
     """At window 3: A001 rated 5, A002 rated 1 (差评), A003 never rated, A004 skipped; one ticket
     transferred from 3 to 6 and finished there; one mediation ticket still waiting."""
     visits = {}

@@ -15,7 +15,7 @@ import yaml
 
 from hall_controller.bus.client import HallClient
 
-from .daemonkit import wait_until
+from .harness import wait_until
 
 
 def _http(method: str, url: str, body: dict | None = None) -> dict:

@@ -11,8 +11,7 @@ from drivers.codecs.window_bus import encode_keypad, key_press_frame
 from hall_controller.devices.screens import DEFAULT_IDLE_TEXT, KEYPAD_PAUSED, PAUSED_TEXT
 from hall_controller.service import Actor
 
-from .daemonkit import free_port
-from .test_devices_support import BUS_DEVICES, DeviceHall, wait_until
+from .harness import BUS_DEVICES, device_hall, free_port, wait_until
 
 KEYPAD_3 = Actor("keypad-3", "device", 3)
 
@@ -28,7 +27,7 @@ def _retries_logged(caplog: pytest.LogCaptureFixture, device_id: str) -> int:
 @pytest.mark.parametrize("link", ["tcp", "pty"])
 def test_unplugged_bus_goes_offline_once_and_comes_back_showing_the_current_state(tmp_path, link, caplog):
     caplog.set_level(logging.DEBUG, logger="hall_controller.devices.link")   # every retry is logged
-    hall = DeviceHall(tmp_path, link)
+    hall = device_hall(tmp_path, link)
     try:
         hall.wait_online()
         hall.service.execute(KEYPAD_3, "login", {"staff_id": "1003"})
@@ -72,7 +71,7 @@ def test_unplugged_bus_goes_offline_once_and_comes_back_showing_the_current_stat
 
 
 def test_noise_and_garbage_do_not_crash_the_manager(tmp_path):
-    hall = DeviceHall(tmp_path)
+    hall = device_hall(tmp_path)
     try:
         hall.wait_online()
         hall.service.execute(KEYPAD_3, "login", {"staff_id": "1003"})
@@ -122,7 +121,7 @@ def test_emulated_bus_is_found_through_the_control_api_once_it_is_up(tmp_path):
     def control_here(data):
         data["emulator"]["control"] = f"127.0.0.1:{port}"
 
-    hall = DeviceHall(tmp_path, urls=False, mutate=control_here)
+    hall = device_hall(tmp_path, urls=False, mutate=control_here)
     try:
         wait_until(lambda: hall.device_events("device_offline", "bus-1"), 3, "bus offline while no emulator")
         hall.emu.serve_control("127.0.0.1", port)

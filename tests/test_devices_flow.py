@@ -11,12 +11,12 @@ import pytest
 from hall_controller.devices.screens import DEFAULT_IDLE_TEXT, PAUSED_TEXT
 from hall_controller.service import Actor
 
-from .test_devices_support import DeviceHall, wait_until
+from .harness import device_hall, wait_until
 
 
 @pytest.fixture(params=["tcp", "pty"])
 def hall(request, tmp_path):
-    h = DeviceHall(tmp_path, request.param)
+    h = device_hall(tmp_path, request.param)
     try:
         yield h
     finally:

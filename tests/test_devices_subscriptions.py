@@ -20,7 +20,7 @@ from hall_controller.store import Store
 from hw_emulators.hall import EmulatedHall
 
 from .conftest import sample_data
-from .daemonkit import free_port, wait_until
+from .harness import free_port, wait_until
 
 KIOSK = Actor("kiosk-1", "kiosk")
 WINDOW_3 = Actor("window-3", "window", 3)

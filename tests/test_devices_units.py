@@ -24,7 +24,7 @@ from hall_controller.devices.screens import (
 from hall_controller.domain import DomainError
 
 from .conftest import sample_data
-from .test_devices_support import wait_until
+from .harness import wait_until
 
 A007 = {"number": "A007"}
 

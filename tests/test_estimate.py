@@ -14,7 +14,7 @@ from hall_controller.domain.estimate import REFRESH, SAMPLES, SHOW_SHARE, Histor
 from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 
-from .hallkit import EngineHall, card
+from .harness import EngineHall, card
 
 VISIT_MINUTES = 10
 

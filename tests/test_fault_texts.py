@@ -49,9 +49,7 @@ from window_terminal.camera import CameraSource, DocumentCamera, ScanImageError,
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
-from .daemonkit import init_hall, passwords
-from .test_bus_flow_support import no_devices
-from .test_devices_support import DeviceHall, wait_until
+from .harness import Hall, device_hall, init_hall, no_devices, passwords, wait_until
 
 ISSUE_EXAMPLE = "写入失败 socket://127.0.0.1:38989: write failed: [Errno 32] Broken pipe"
 # What gives raw error text away on a screen (the issue's list and more).
@@ -135,12 +133,12 @@ def test_kiosk_state_shows_the_fixed_sentence_whatever_the_daemon_says():
 
 @pytest.fixture
 def hall(tmp_path):
-    hall = DeviceHall(tmp_path)
+    hall = device_hall(tmp_path)
     yield hall
     hall.close()
 
 
-def qt_bus(hall: DeviceHall, client_id: str, role: str, events: Any = None) -> QtHallBus:
+def qt_bus(hall: Hall, client_id: str, role: str, events: Any = None) -> QtHallBus:
     assert hall.daemon.mqtt_address is not None
     host, port = hall.daemon.mqtt_address
     client = HallClient(client_id, passwords(hall.config_path)[client_id], host, port, hall.config.hall_id,
@@ -150,7 +148,7 @@ def qt_bus(hall: DeviceHall, client_id: str, role: str, events: Any = None) -> Q
     return bus
 
 
-def online(hall: DeviceHall, device: str) -> bool:
+def online(hall: Hall, device: str) -> bool:
     return bool(hall.service.snapshot()["devices"].get(device, {}).get("online"))
 
 
@@ -188,7 +186,7 @@ def check_camera_text(terminal: WindowTerminal, text: str, mode: str) -> None:
         assert terminal.message.isVisible()
 
 
-def offline_devices_shown(qtbot: Any, hall: DeviceHall, supervisor: SupervisorView, mode: str,
+def offline_devices_shown(qtbot: Any, hall: Hall, supervisor: SupervisorView, mode: str,
                           before: int) -> dict[str, str]:
     """Devices that went offline under `mode` say why in the supervisor's list, in words from the
     table; returns device -> the sentence its device_offline event carried."""

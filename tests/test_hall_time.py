@@ -20,8 +20,6 @@ import pytest
 from hall_controller.bus.client import HallClient
 from hall_controller.bus.topics import ALL_EVENTS
 from hall_controller.clock import ManualClock
-from hall_controller.config import load_config
-from hall_controller.daemon import DaemonOptions, HallDaemon
 from kiosk_ui import display_state as ds
 from kiosk_ui.common_state import hall_time_text, hall_zone
 from kiosk_ui.display import DISPLAY_EVENTS, DisplayModel, DisplayWindow
@@ -32,9 +30,7 @@ from window_terminal.app import WINDOW_EVENTS
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
-from .daemonkit import init_hall, passwords, wait_until
-from .test_bus_flow_support import no_devices
-from .uikit import wait_online
+from .harness import Hall, no_devices, wait_until
 
 START = datetime(2026, 10, 12, 1, 30, tzinfo=UTC)       # Monday 09:30 in the hall (Asia/Shanghai)
 TIMEOUT = 10_000
@@ -89,50 +85,10 @@ def utc_pc() -> Iterator[None]:
         time.tzset()
 
 
-class ClockHall:
-    """The sample hall (no devices) served in-process on a manual clock, with Qt buses of its clients."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.config_path = init_hall(tmp_path, no_devices)
-        self.config = load_config(self.config_path)
-        self.clock = ManualClock(START)
-        self.daemon = HallDaemon(self.config, DaemonOptions(db_url=f"sqlite:///{tmp_path}/hall.db",
-                                                            mqtt_listen="127.0.0.1:0"),
-                                 clock=self.clock, config_path=str(self.config_path))
-        self.daemon.start()
-        assert self.daemon.mqtt_address is not None
-        self.host, self.port = self.daemon.mqtt_address
-        self.passwords = passwords(self.config_path)
-        self.buses: list[QtHallBus] = []
-        self.clients: list[HallClient] = []
-
-    def bus(self, qtbot, client_id: str, role: str, **kwargs) -> QtHallBus:
-        client = HallClient(client_id, self.passwords[client_id], self.host, self.port, "demo", role=role,
-                            reconnect_min_delay=0.1, reconnect_max_delay=0.5, **kwargs)
-        bus = QtHallBus(client, poll_ms=50)
-        self.buses.append(bus)
-        bus.start()
-        wait_online(qtbot, bus)
-        return bus
-
-    def client(self, client_id: str, role: str, window: int | None = None) -> HallClient:
-        client = HallClient(client_id, self.passwords[client_id], self.host, self.port, "demo", role=role,
-                            window=window)
-        client.connect(timeout=10)
-        self.clients.append(client)
-        return client
-
-    def close(self) -> None:
-        for bus in self.buses:
-            bus.close()
-        for client in self.clients:
-            client.close()
-        self.daemon.stop()
-
-
 @pytest.fixture
-def clock_hall(utc_pc, tmp_path: Path) -> Iterator[ClockHall]:
-    hall = ClockHall(tmp_path)
+def clock_hall(utc_pc, tmp_path: Path) -> Iterator[Hall]:
+    """The sample hall (no devices) served in-process on a manual clock, with Qt buses of its clients."""
+    hall = Hall(tmp_path, mutate=no_devices, clock=ManualClock(START))
     try:
         yield hall
     finally:
@@ -144,7 +100,7 @@ def _cell(table, row: int, column: int) -> str:
     return item.text() if item is not None else ""
 
 
-def test_every_app_shows_hall_time_on_a_pc_left_at_utc(qtbot, clock_hall: ClockHall, tmp_path: Path) -> None:
+def test_every_app_shows_hall_time_on_a_pc_left_at_utc(qtbot, clock_hall: Hall, tmp_path: Path) -> None:
     hall, clock = clock_hall, clock_hall.clock
     # positive control: this PC's own zone really is UTC, so the old `.astimezone()` showed 01:30
     assert START.astimezone().strftime("%H:%M") == "01:30"
@@ -223,7 +179,7 @@ def test_an_app_started_with_the_config_uses_its_zone_until_the_daemon_says(utc_
         bus.close()
 
 
-def test_status_payload_names_the_zone(clock_hall: ClockHall) -> None:
+def test_status_payload_names_the_zone(clock_hall: Hall) -> None:
     watcher = clock_hall.client("display-1", "display")
     wait_until(lambda: isinstance(watcher.state.hall, dict), 5, "the daemon's retained status")
     status = watcher.state.hall

@@ -31,12 +31,9 @@ from hall_controller.config import ConfigError, load_config, parse_config
 from hall_controller.daemon import DaemonOptions, HallDaemon
 from hall_controller.service import Actor
 from kiosk_ui.kiosk import KioskModel, KioskWindow
-from kiosk_ui.qtbus import QtHallBus
 
 from .conftest import sample_data
-from .daemonkit import init_hall, passwords, wait_until
-from .test_bus_flow_support import no_devices
-from .uikit import wait_online
+from .harness import Hall, no_devices, wait_until
 
 TZ = ZoneInfo("Asia/Shanghai")
 WEEKDAY_HOURS = {"mon": "09:00-17:00", "tue": "09:00-17:00", "wed": "09:00-17:00", "thu": "09:00-17:00",
@@ -200,52 +197,20 @@ def test_config_file_dates_as_yaml_writes_them(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ the daemon, the kiosk, hallctl
 
-class OfficeHall:
+def office_daemon(tmp_path: Path, calendar: dict[str, Any]) -> Hall:
     """A hall open Mon–Fri 09:00–17:00 under the holiday schedule, its daemon in-process on a manual
     clock that starts on 1 October 2026, 10:00."""
+    def office(data: dict[str, Any]) -> None:
+        no_devices(data)
+        data["hall"]["opening_hours"] = dict(WEEKDAY_HOURS)
+        data["hall"]["calendar"] = copy.deepcopy(calendar)
 
-    def __init__(self, tmp_path: Path, calendar: dict[str, Any]) -> None:
-        def office(data: dict[str, Any]) -> None:
-            no_devices(data)
-            data["hall"]["opening_hours"] = dict(WEEKDAY_HOURS)
-            data["hall"]["calendar"] = copy.deepcopy(calendar)
-
-        self.config_path = init_hall(tmp_path, office)
-        self.config = load_config(self.config_path)
-        self.clock = ManualClock(at(NATIONAL_DAY[0]))
-        self.daemon = HallDaemon(self.config, DaemonOptions(db_url=f"sqlite:///{tmp_path}/hall.db",
-                                                            mqtt_listen="127.0.0.1:0"),
-                                 clock=self.clock, config_path=str(self.config_path))
-        self.daemon.start()
-        assert self.daemon.mqtt_address is not None
-        self.host, self.port = self.daemon.mqtt_address
-        self.passwords = passwords(self.config_path)
-        self.closers: list[Any] = []
-
-    def client(self, client_id: str, role: str) -> HallClient:
-        client = HallClient(client_id, self.passwords[client_id], self.host, self.port, "demo", role=role)
-        client.connect(timeout=10)
-        self.closers.append(client)
-        return client
-
-    def bus(self, qtbot, client_id: str, role: str) -> QtHallBus:
-        client = HallClient(client_id, self.passwords[client_id], self.host, self.port, "demo", role=role,
-                            reconnect_min_delay=0.1, reconnect_max_delay=0.5)
-        bus = QtHallBus(client, poll_ms=50)
-        self.closers.append(bus)
-        bus.start()
-        wait_online(qtbot, bus)
-        return bus
-
-    def close(self) -> None:
-        for item in self.closers:
-            item.close()
-        self.daemon.stop()
+    return Hall(tmp_path, mutate=office, clock=ManualClock(at(NATIONAL_DAY[0])))
 
 
 @pytest.fixture
-def office(tmp_path: Path) -> Iterator[OfficeHall]:
-    hall = OfficeHall(tmp_path, {"holidays": "cn", "closed": ["2026-10-13"], "hours": {"2026-10-14": "09:00-12:00"}})
+def office(tmp_path: Path) -> Iterator[Hall]:
+    hall = office_daemon(tmp_path, {"holidays": "cn", "closed": ["2026-10-13"], "hours": {"2026-10-14": "09:00-12:00"}})
     try:
         yield hall
     finally:
@@ -260,7 +225,7 @@ def _issue(kiosk: HallClient) -> str:
         return f"{exc.code}: {exc.message}"
 
 
-def test_the_daemon_and_kiosk_follow_the_holiday_schedule(qtbot, office: OfficeHall, caplog, capsys) -> None:
+def test_the_daemon_and_kiosk_follow_the_holiday_schedule(qtbot, office: Hall, caplog, capsys) -> None:
     caplog.set_level(logging.WARNING, logger="hall_controller.daemon")
     kiosk_client = office.client("kiosk-2", "kiosk")
     bus = office.bus(qtbot, "kiosk-1", "kiosk")

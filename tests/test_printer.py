@@ -16,7 +16,7 @@ from drivers.transport import TransportError, TransportTimeout
 from hw_emulators.device import FaultError, Request
 from hw_emulators.link import PtyLink, TcpLink
 from hw_emulators.printer import IDLE_S, EmulatedPrinter
-from tests.daemonkit import wait_until
+from tests.harness import wait_until
 
 PROFILE = "dory-dl6009-printer"
 TICKET = TicketPrint(hall="示范区公共法律服务中心", service="法律咨询", number="A007", ticket_id="9b1e4d2c",

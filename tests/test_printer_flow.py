@@ -9,21 +9,21 @@ from drivers.codecs.escpos import PRIVACY_LINE
 from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 
-from .test_devices_support import DeviceHall, wait_until
+from .harness import Hall, device_hall, wait_until
 
 
 @pytest.fixture
 def hall(tmp_path):
-    hall = DeviceHall(tmp_path)
+    hall = device_hall(tmp_path)
     yield hall
     hall.close()
 
 
-def printer_online(hall: DeviceHall, device: str = "printer-1") -> bool:
+def printer_online(hall: Hall, device: str = "printer-1") -> bool:
     return bool(hall.service.snapshot()["devices"].get(device, {}).get("online"))
 
 
-def tickets(hall: DeviceHall, device: str = "printer-1") -> list[dict]:
+def tickets(hall: Hall, device: str = "printer-1") -> list[dict]:
     return hall.emu.device(device).view()["tickets"]
 
 

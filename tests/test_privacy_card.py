@@ -16,8 +16,7 @@ from pathlib import Path
 
 from hall_controller.service import Actor
 
-from .daemonkit import wait_until
-from .test_kiosk_card_flow import ELDER, NOW, CardHall
+from .harness import ELDER, NOW, card_hall, wait_until
 
 APPOINTMENT_ID = "440304199001010011"
 SECRETS = (ELDER["id_number"], APPOINTMENT_ID, ELDER["name"], "王五")
@@ -49,7 +48,7 @@ def test_no_clear_id_number_in_database_files_or_logs(tmp_path: Path) -> None:
     # everything at DEBUG, including the transport's hex traffic dump of the reader's replies
     logging.getLogger("hall_controller").setLevel(logging.DEBUG)
     logging.getLogger("drivers").setLevel(logging.DEBUG)
-    hall = CardHall(tmp_path, "pty")
+    hall = card_hall(tmp_path, "pty")
     try:
         hall.service.execute(Actor("admin", "admin"), "add_appointment", {
             "code": "Y0002", "service": "legal_aid", "start_at": (NOW + timedelta(hours=2)).isoformat(),

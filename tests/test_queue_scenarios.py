@@ -10,7 +10,7 @@ import pytest
 from hall_controller.domain import DomainError
 
 from .conftest import TZ
-from .hallkit import EngineHall, card, id_number
+from .harness import EngineHall, card, id_number
 
 
 @pytest.fixture

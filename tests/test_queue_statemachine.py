@@ -19,7 +19,7 @@ from hall_controller.service import Actor, HallService
 from hall_controller.store import Store
 
 from .conftest import TZ, sample_data
-from .hallkit import card
+from .harness import card
 
 CONFIG = parse_config(sample_data(), "sample.yaml")
 SERVICES = [s.code for s in CONFIG.services]

@@ -5,97 +5,32 @@ that was offline when the visit ended."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 
 from hall_controller.cli import main as hallctl
-from hall_controller.clock import ManualClock
-from hall_controller.config import load_config
-from hall_controller.domain import DomainError
-from hall_controller.service import Actor, HallService
-from hall_controller.setup_hall import load_or_create_secret
-from hall_controller.store import Store
 from hall_controller.upstream.service import build_month_report
 
-from .conftest import TZ
-from .daemonkit import DaemonProcess, free_port, init_hall, wait_until
-
-KIOSK = Actor("kiosk-1", "kiosk")
-ADMIN = Actor("admin", "admin")
-
-
-def window(n: int) -> Actor:
-    return Actor(f"window-{n}", "window", n)
-
-
-def tablet(n: int) -> Actor:
-    return Actor(f"tablet-{n}", "tablet", n)
-
-
-class RatingHall:
-    """A hall folder with a HallService on a manual clock; `restart()` builds a new service on the same
-    database, as after a daemon restart."""
-
-    def __init__(self, directory: Path):
-        port = free_port()      # nothing listens there: hallctl works on the database directly
-
-        def mutate(data):
-            data["mqtt"]["listen"] = f"127.0.0.1:{port}"
-        self.config_path = init_hall(directory, mutate)
-        self.config = load_config(self.config_path)
-        self.clock = ManualClock(datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
-        self.store = Store(self.config.database, sqlite_sync="NORMAL")
-        self.events: list[dict] = []
-        self.service = self._service()
-
-    def _service(self) -> HallService:
-        service = HallService(self.config, self.store, self.clock,
-                              secret=load_or_create_secret(self.config.secret_path))
-        service.subscribe(self.events.append)
-        return service
-
-    def restart(self) -> None:
-        self.store.close()
-        self.store = Store(self.config.database, sqlite_sync="NORMAL")
-        self.service = self._service()
-
-    def run(self, actor: Actor, op: str, **args):
-        return self.service.execute(actor, op, args)
-
-    def serve(self, n: int = 3, service: str = "consult") -> dict:
-        """Issue a ticket and serve it to the end at window `n`; returns the finished ticket."""
-        if self.service.snapshot()["windows"][str(n)]["staff"] is None:
-            self.run(window(n), "login", staff_id=f"S00{n}", pin="1234")
-        issued = self.run(KIOSK, "issue_ticket", service=service)["ticket"]
-        assert self.run(window(n), "call_next")["ticket"]["id"] == issued["id"]
-        self.run(window(n), "start")
-        self.clock.advance(minutes=4)
-        return self.run(window(n), "finish")["ticket"]
-
-    def record(self, ticket_id: str) -> dict | None:
-        with self.store.engine.connect() as conn:
-            payload = conn.execute(sa.text("SELECT payload FROM outbox WHERE record_key = :k"),
-                                   {"k": ticket_id}).scalar()
-        return json.loads(payload) if payload else None
-
-    def of_type(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
+from .harness import (
+    ADMIN,
+    KIOSK,
+    DaemonProcess,
+    free_port,
+    init_hall,
+    refused,
+    service_hall,
+    tablet,
+    wait_until,
+    window,
+)
 
 
 @pytest.fixture
 def hall(tmp_path):
-    h = RatingHall(tmp_path)
+    h = service_hall(tmp_path)
     yield h
-    h.store.close()
-
-
-def refused(hall: RatingHall, actor: Actor, op: str, **args) -> DomainError:
-    with pytest.raises(DomainError) as err:
-        hall.run(actor, op, **args)
-    return err.value
+    h.close()
 
 
 def test_finish_requests_a_rating_and_the_rating_goes_into_the_service_record(hall):

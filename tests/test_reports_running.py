@@ -15,10 +15,10 @@ from hall_controller.upstream.reports import chart_series, compute_month_report,
 from hall_controller.upstream.service import build_month_report
 
 from .conftest import TZ
-from .test_rating import KIOSK, RatingHall, tablet, window
+from .harness import KIOSK, Hall, service_hall, tablet, window
 
 
-def serve_many(hall: RatingHall, count: int, *, rate_first: int) -> list[dict]:
+def serve_many(hall: Hall, count: int, *, rate_first: int) -> list[dict]:
     """`count` visits at windows 1-3, five seconds apart; the first `rate_first` are rated 5, 4, 3 in turn."""
     for n in (1, 2, 3):
         hall.run(window(n), "login", staff_id=f"S00{n}", pin="1234")
@@ -35,7 +35,7 @@ def serve_many(hall: RatingHall, count: int, *, rate_first: int) -> list[dict]:
 
 
 def test_a_running_month_counts_every_ticket_issued_and_says_as_of(tmp_path, capsys):
-    hall = RatingHall(tmp_path)
+    hall = service_hall(tmp_path)
     try:
         serve_many(hall, 30, rate_first=24)        # 6 visits still inside their rating time
         now = hall.clock.now()
@@ -65,7 +65,7 @@ def test_a_running_month_counts_every_ticket_issued_and_says_as_of(tmp_path, cap
         assert (t["issued"], t["served"], t["rated"], t["not_rated"], t["rating_pending"]) == (32, 30, 24, 6, 0)
         assert t["open"] == 2 and report["as_of"] is None
     finally:
-        hall.store.close()
+        hall.close()
 
 
 def rec(day: int, window: int | None, wait: int, score: int | None) -> dict:

@@ -17,8 +17,17 @@ from hall_controller.domain import DomainError
 from hall_controller.upstream.service import UpstreamService
 from hw_emulators.mgmt import MgmtEmulator
 
-from .daemonkit import DaemonProcess, free_port, init_hall, wait_until
-from .test_rating import KIOSK, RatingHall, tablet, window
+from .harness import (
+    KIOSK,
+    DaemonProcess,
+    Hall,
+    free_port,
+    init_hall,
+    service_hall,
+    tablet,
+    wait_until,
+    window,
+)
 
 
 def image_bytes(fmt: str, colour=(200, 30, 30), size=(320, 240)) -> bytes:
@@ -33,25 +42,25 @@ def b64(data: bytes) -> str:
 
 @pytest.fixture
 def hall(tmp_path):
-    h = RatingHall(tmp_path)
+    h = service_hall(tmp_path)
     h.run(window(3), "login", staff_id="S003", pin="1234")
     yield h
-    h.store.close()
+    h.close()
 
 
-def serving(hall: RatingHall, n: int = 3) -> dict:
+def serving(hall: Hall, n: int = 3) -> dict:
     hall.run(KIOSK, "issue_ticket", service="consult")
     ticket = hall.run(window(n), "call_next")["ticket"]
     hall.run(window(n), "start")
     return ticket
 
 
-def stored(hall: RatingHall) -> list[sa.Row]:
+def stored(hall: Hall) -> list[sa.Row]:
     with hall.store.engine.connect() as conn:
         return list(conn.execute(sa.text("SELECT sha256, content_type, size, data, uploaded_at FROM scans")))
 
 
-def refusal(hall: RatingHall, ticket: dict, image) -> DomainError:
+def refusal(hall: Hall, ticket: dict, image) -> DomainError:
     with pytest.raises(DomainError) as err:
         hall.run(window(3), "attach_scan", ticket=ticket["id"], image=image)
     return err.value

@@ -44,8 +44,7 @@ from kiosk_ui.tablet import TabletView
 from window_terminal.app import WINDOW_EVENTS
 from window_terminal.terminal import WindowTerminal
 
-from .daemonkit import DaemonProcess, free_port, init_hall, passwords, wait_until
-from .test_kiosk_card_flow import ELDER
+from .harness import ELDER, DaemonProcess, free_port, init_hall, passwords, wait_until
 
 PIN = "Pq7-53918"           # S001's PIN in this hall: a digit-only PIN would also match timestamps and ports
 NOW = datetime.fromisoformat("2026-11-23T10:00:00+08:00")   # a Monday morning

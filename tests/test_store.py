@@ -14,7 +14,7 @@ from hall_controller.service import Actor, HallService
 from hall_controller.store import Store, schema
 
 from .conftest import TZ
-from .hallkit import card
+from .harness import card
 
 KIOSK = Actor("kiosk-1", "kiosk")
 W3 = Actor("window-3", "window", 3)

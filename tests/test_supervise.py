@@ -14,7 +14,7 @@ import pytest
 from hall_controller.clock import ManualClock, SystemClock
 from hall_demo.supervise import ChildSpec, RestartPolicy, Supervisor
 
-from .daemonkit import wait_until
+from .harness import wait_until
 
 
 def _policy(**kwargs) -> tuple[RestartPolicy, ManualClock]:

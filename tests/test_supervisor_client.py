@@ -9,18 +9,16 @@ import pytest
 
 from hall_controller.bus.credentials import CredentialStore
 from hall_controller.bus.topics import ALL_EVENTS, HallTopics, access_rules, subscriptions
-from hall_controller.service import KIOSK_OPS, SUPERVISOR_OPS, TABLET_OPS, WINDOW_OPS, Actor
+from hall_controller.service import KIOSK_OPS, SUPERVISOR_OPS, TABLET_OPS, WINDOW_OPS
 
-from .test_rating import KIOSK, RatingHall, refused, tablet, window
-
-SUPERVISOR = Actor("supervisor", "window")
+from .harness import KIOSK, SUPERVISOR, refused, service_hall, tablet, window
 
 
 @pytest.fixture
 def hall(tmp_path):
-    h = RatingHall(tmp_path)
+    h = service_hall(tmp_path)
     yield h
-    h.store.close()
+    h.close()
 
 
 def test_the_sample_hall_has_a_supervisor_window_client_with_credentials(hall):

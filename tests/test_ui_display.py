@@ -20,10 +20,7 @@ from hw_emulators.speaker import EmulatedSpeaker
 from kiosk_ui.display import DISPLAY_EVENTS, FLASH_MS, DisplayModel, DisplayWindow
 from kiosk_ui.qtbus import QtHallBus
 
-from . import uikit
-from .daemonkit import DaemonProcess, free_port, wait_until
-
-hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus   # fixtures
+from .harness import DaemonProcess, free_port, make_bus, wait_online, wait_until, window_client
 
 SERVICE_OF_WINDOW = {1: "consult", 2: "consult", 3: "consult", 4: "legal_aid", 5: "legal_aid", 6: "mediation",
                      7: "notary", 8: "general"}
@@ -62,8 +59,8 @@ def test_display_shows_the_call_history_windows_and_queues(qtbot, ui_bus, hall_d
     assert window.updated_label.text().startswith("更新于 ") and "--" not in window.updated_label.text()
     _issue(hall_daemon, "consult", "consult", "mediation")
     qtbot.waitUntil(lambda: "等候 2 人" in window._queue_labels[0].text(), timeout=5000)
-    w1 = uikit.window_client(hall_daemon, 1, "S001")
-    w6 = uikit.window_client(hall_daemon, 6, "S006")
+    w1 = window_client(hall_daemon, 1, "S001")
+    w6 = window_client(hall_daemon, 6, "S006")
     try:
         assert w1.request("call_next")["ticket"]["number"] == "A001"
         qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
@@ -89,7 +86,7 @@ def test_display_shows_the_call_history_windows_and_queues(qtbot, ui_bus, hall_d
 def test_eight_calls_within_one_second_all_reach_the_history(qtbot, ui_bus, hall_daemon) -> None:
     window = _display(qtbot, ui_bus)
     numbers = _issue(hall_daemon, *(SERVICE_OF_WINDOW[n] for n in range(1, 9)))
-    clients = [uikit.window_client(hall_daemon, n, f"S00{n}") for n in range(1, 9)]
+    clients = [window_client(hall_daemon, n, f"S00{n}") for n in range(1, 9)]
     try:
         barrier = threading.Barrier(8)
         called: dict[int, tuple[str, float]] = {}
@@ -120,7 +117,7 @@ def test_offline_banner_when_the_broker_stops_and_retained_board_after_reconnect
                                                                                  tmp_path: Path) -> None:
     window = _display(qtbot, ui_bus)
     _issue(hall_daemon, "consult")
-    w1 = uikit.window_client(hall_daemon, 1, "S001")
+    w1 = window_client(hall_daemon, 1, "S001")
     w1.request("call_next")
     w1.close()
     qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
@@ -146,7 +143,7 @@ def test_board_flashes_while_its_announcement_plays(qtbot, ui_bus, hall_daemon) 
     """`announcement_started` as the daemon publishes it (voice work, DESIGN §5), delivered as the bus would."""
     window = _display(qtbot, ui_bus)
     _issue(hall_daemon, "consult")
-    w1 = uikit.window_client(hall_daemon, 1, "S001")
+    w1 = window_client(hall_daemon, 1, "S001")
     ticket = w1.request("call_next")["ticket"]
     w1.close()
     qtbot.waitUntil(lambda: window.number_label.text() == "A001", timeout=5000)
@@ -196,7 +193,7 @@ def test_board_flashes_while_the_emulated_speaker_plays_the_call(qtbot, speaker_
     over TCP) start and stop the flash: it starts after the call, while the voice plays, and it is the
     `announcement_finished` — once the speaker has played it all — that stops it."""
     daemon, speaker_url = speaker_hall
-    bus = uikit.make_bus(daemon, "display-1", "display", events=DISPLAY_EVENTS)
+    bus = make_bus(daemon, "display-1", "display", events=DISPLAY_EVENTS)
     announced: list[tuple[str, bool]] = []   # (type, flashing when it arrived)
 
     def on_event(event: dict) -> None:   # connected before the board's model: sees the state each event finds
@@ -206,7 +203,7 @@ def test_board_flashes_while_the_emulated_speaker_plays_the_call(qtbot, speaker_
     bus.event.connect(on_event)
     bus.start()
     try:
-        uikit.wait_online(qtbot, bus)
+        wait_online(qtbot, bus)
         window = _board(qtbot, bus)
         transitions: list[tuple[float, tuple[str, str] | None, str]] = []   # (wall time, flashing, panel)
 
@@ -216,7 +213,7 @@ def test_board_flashes_while_the_emulated_speaker_plays_the_call(qtbot, speaker_
 
         window.model.changed.connect(record)
         _issue(daemon, "consult")
-        w1 = uikit.window_client(daemon, 1, "S001")
+        w1 = window_client(daemon, 1, "S001")
         try:
             assert window.model.state.flashing is None and window.panel.property("flash") == "false"
             called_at = time.time()

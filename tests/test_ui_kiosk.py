@@ -18,11 +18,19 @@ from kiosk_ui import kiosk_state as ks
 from kiosk_ui.kiosk import KioskModel, KioskWindow
 from kiosk_ui.style import LARGE, MIN_TEXT, MIN_TEXT_LARGE, MIN_TOUCH
 
-from . import uikit
-from .daemonkit import DaemonProcess, free_port, init_hall, passwords
-from .test_bus_flow_support import no_devices
-
-hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus   # fixtures
+from .harness import (
+    ELDER,
+    EXPIRED,
+    ONLINE_TIMEOUT_MS,
+    DaemonProcess,
+    card_hall,
+    device_hall,
+    free_port,
+    init_hall,
+    make_bus,
+    no_devices,
+    passwords,
+)
 
 
 def _kiosk(qtbot, ui_bus, client_id: str = "kiosk-1", config=None) -> KioskWindow:
@@ -120,7 +128,7 @@ def test_closed_hours_show_paused_screen(qtbot, tmp_path: Path) -> None:
     config_path = init_hall(tmp_path, closed)
     daemon = DaemonProcess(config_path, free_port())
     daemon.start()
-    bus = uikit.make_bus(daemon, "kiosk-1", "kiosk")
+    bus = make_bus(daemon, "kiosk-1", "kiosk")
     try:
         window = KioskWindow(KioskModel(bus), "示范区")            # --mqtt-url form: no config, the daemon tells
         qtbot.addWidget(window)
@@ -258,13 +266,9 @@ def _device_kiosk(qtbot, client) -> KioskWindow:
 
 
 def test_take_a_number_by_card_on_the_emulated_reader(qtbot, tmp_path: Path) -> None:
-    from .test_kiosk_card_flow import ELDER, EXPIRED, CardHall
-
-    hall = CardHall(tmp_path, "tcp")
+    hall = card_hall(tmp_path, "tcp")
     try:
-        uikit_wait = uikit.ONLINE_TIMEOUT_MS
-        qtbot.waitUntil(lambda: bool(hall.service.snapshot()["devices"].get("card-reader-1", {}).get("online")),
-                        timeout=uikit_wait)
+        qtbot.waitUntil(lambda: hall.online("card-reader-1"), timeout=ONLINE_TIMEOUT_MS)
         window = _device_kiosk(qtbot, hall.kiosk)
         hall.put_card(EXPIRED)
         qtbot.waitUntil(lambda: window.card_title.text() == "该身份证无法取号", timeout=5000)
@@ -281,12 +285,9 @@ def test_take_a_number_by_card_on_the_emulated_reader(qtbot, tmp_path: Path) -> 
 
 
 def test_printed_ticket_and_paper_out_on_the_emulated_printer(qtbot, tmp_path: Path) -> None:
-    from .test_devices_support import DeviceHall
-
-    hall = DeviceHall(tmp_path)
+    hall = device_hall(tmp_path)
     try:
-        qtbot.waitUntil(lambda: bool(hall.service.snapshot()["devices"].get("printer-1", {}).get("online")),
-                        timeout=uikit.ONLINE_TIMEOUT_MS)
+        qtbot.waitUntil(lambda: hall.online("printer-1"), timeout=ONLINE_TIMEOUT_MS)
         window = _device_kiosk(qtbot, hall.client("kiosk-1", "kiosk"))
         _touch(qtbot, window._buttons["consult"])
         qtbot.waitUntil(lambda: window.result_number.text() == "A001", timeout=5000)

@@ -18,9 +18,8 @@ from kiosk_ui import kiosk_state as ks
 from kiosk_ui.kiosk import KioskModel, KioskWindow
 from kiosk_ui.qtbus import QtHallBus
 
-from . import uikit
+from .harness import ELDER, ONLINE_TIMEOUT_MS, Hall, card_hall
 from .test_card_leaves import IDLE, READER, put_on, take_off, told
-from .test_kiosk_card_flow import ELDER, CardHall
 
 # Screens are rendered on every run; HALL_SCREENSHOTS=docs/screenshots keeps them for the README.
 SHOTS = Path(os.environ.get("HALL_SCREENSHOTS") or Path(tempfile.gettempdir()) / "hall-screenshots")
@@ -29,8 +28,8 @@ GREETING = "李**，您好  【老年人优先】"
 
 
 @pytest.fixture
-def hall(tmp_path: Path) -> Iterator[CardHall]:
-    h = CardHall(tmp_path, "tcp")
+def hall(tmp_path: Path) -> Iterator[Hall]:
+    h = card_hall(tmp_path, "tcp")
     try:
         yield h
     finally:
@@ -38,9 +37,9 @@ def hall(tmp_path: Path) -> Iterator[CardHall]:
 
 
 @pytest.fixture
-def kiosk(qtbot, hall: CardHall) -> KioskWindow:
+def kiosk(qtbot, hall: Hall) -> KioskWindow:
     qtbot.waitUntil(lambda: bool(hall.service.snapshot()["devices"].get("card-reader-1", {}).get("online")),
-                    timeout=uikit.ONLINE_TIMEOUT_MS)
+                    timeout=ONLINE_TIMEOUT_MS)
     bus = QtHallBus(hall.kiosk, poll_ms=50)
     bus.start()
     window = KioskWindow(KioskModel(bus), "示范区公共法律服务中心")
@@ -67,7 +66,7 @@ def take(qtbot, window: KioskWindow, service: str = "consult") -> None:
     qtbot.waitUntil(lambda: window.stack.currentWidget() is window.result_page, timeout=5000)
 
 
-def test_greeting_shows_whose_card_and_cancel_goes_back_to_the_start(qtbot, hall: CardHall, kiosk) -> None:
+def test_greeting_shows_whose_card_and_cancel_goes_back_to_the_start(qtbot, hall: Hall, kiosk) -> None:
     assert kiosk.card_title.text() == START_TITLE and not kiosk.cancel_card_button.isVisible()
     put_on(hall, ELDER)
     qtbot.waitUntil(lambda: kiosk.card_title.text() == GREETING, timeout=5000)
@@ -85,7 +84,7 @@ def test_greeting_shows_whose_card_and_cancel_goes_back_to_the_start(qtbot, hall
     assert issued and issued[0].priority == "normal" and issued[0].holder is None
 
 
-def test_an_idle_card_is_dropped_and_the_kiosk_goes_back_to_the_start(qtbot, hall: CardHall, kiosk) -> None:
+def test_an_idle_card_is_dropped_and_the_kiosk_goes_back_to_the_start(qtbot, hall: Hall, kiosk) -> None:
     put_on(hall, ELDER)
     qtbot.waitUntil(lambda: kiosk.card_title.text() == GREETING, timeout=5000)
     take_off(hall)
@@ -102,7 +101,7 @@ def test_an_idle_card_is_dropped_and_the_kiosk_goes_back_to_the_start(qtbot, hal
     assert kiosk.result_greeting.text() == "取号成功" and "老年人" not in kiosk.result_greeting.text()
 
 
-def test_touches_keep_a_removed_card_for_its_holder(qtbot, hall: CardHall, kiosk) -> None:
+def test_touches_keep_a_removed_card_for_its_holder(qtbot, hall: Hall, kiosk) -> None:
     put_on(hall, ELDER)
     qtbot.waitUntil(lambda: kiosk.card_title.text() == GREETING, timeout=5000)
     take_off(hall)
@@ -116,7 +115,7 @@ def test_touches_keep_a_removed_card_for_its_holder(qtbot, hall: CardHall, kiosk
     assert hall.service.card_state("kiosk-1") is None   # used: gone
 
 
-def test_a_card_taken_away_mid_read_says_what_to_do(qtbot, hall: CardHall, kiosk) -> None:
+def test_a_card_taken_away_mid_read_says_what_to_do(qtbot, hall: Hall, kiosk) -> None:
     assert hall.post(f"{READER}/remove", {"during_read": True})[0] == 200
     assert hall.post(f"{READER}/insert", ELDER)[0] == 200
     qtbot.waitUntil(lambda: kiosk.card_title.text() == ks.CARD_READ_FAILED_TITLE, timeout=5000)

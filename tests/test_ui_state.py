@@ -15,10 +15,7 @@ from kiosk_ui.common_state import clock_text, estimate_text, services_from_queue
 from kiosk_ui.qtbus import RequestFailure, UsageError, add_common_arguments, options_from_args, parse_mqtt_url
 from kiosk_ui.style import LARGE, MIN_CONTRAST, MIN_TEXT, MIN_TEXT_LARGE, NORMAL, TEXT_PAIRS, contrast_ratio
 
-from . import uikit
-from .daemonkit import init_hall, passwords
-
-hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus   # fixtures
+from .harness import init_hall, passwords, wait_online
 
 NOW = datetime(2026, 11, 23, 9, 30, 5, tzinfo=ZoneInfo("Asia/Shanghai"))
 QUEUES = {"consult": {"name": "法律咨询", "prefix": "A", "waiting": 3,
@@ -252,7 +249,7 @@ def test_bus_refuses_at_once_while_offline(qtbot, ui_bus, hall_daemon) -> None:
     changes: list[tuple[bool, bool]] = []
     kiosk.connection_changed.connect(lambda b, d: changes.append((b, d)))
     hall_daemon.kill()                              # the embedded broker goes with it
-    uikit.wait_online(qtbot, kiosk, online=False)
+    wait_online(qtbot, kiosk, online=False)
     failures: list[RequestFailure] = []
     kiosk.request("issue_ticket", None, failures.append, service="consult")
     qtbot.waitUntil(lambda: bool(failures), timeout=2000)

@@ -13,10 +13,7 @@ from kiosk_ui import tablet_state as ts
 from kiosk_ui.style import apply_style
 from kiosk_ui.tablet import TabletView
 
-from . import uikit
-from .uikit import window_client
-
-hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus  # fixtures
+from .harness import window_client
 
 # Screens are rendered on every run; HALL_SCREENSHOTS=docs/screenshots keeps them for the README.
 SHOTS = Path(os.environ.get("HALL_SCREENSHOTS") or Path(tempfile.gettempdir()) / "hall-screenshots")

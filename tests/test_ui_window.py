@@ -35,12 +35,8 @@ from window_terminal.camera import SCAN_LONG_SIDE, CameraSource, DocumentCamera,
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
-from . import uikit
 from .conftest import sample_data
-from .daemonkit import free_port, passwords, wait_until
-from .uikit import window_client
-
-hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus  # fixtures
+from .harness import free_port, passwords, wait_until, window_client
 
 # Screens are rendered on every run; HALL_SCREENSHOTS=docs/screenshots keeps them for the README.
 SHOTS = Path(os.environ.get("HALL_SCREENSHOTS") or Path(tempfile.gettempdir()) / "hall-screenshots")

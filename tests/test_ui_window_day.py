@@ -18,12 +18,10 @@ from window_terminal import state as st
 from window_terminal.app import WINDOW_EVENTS
 from window_terminal.terminal import RATING_PROMPT, WindowTerminal
 
-from . import test_ui_window, uikit
-from .daemonkit import DaemonProcess, free_port
+from . import test_ui_window
+from .harness import DaemonProcess, free_port, make_bus, wait_online, window_client
 from .test_ui_window import SHOTS, kiosk_issue, login, press
-from .uikit import window_client
 
-hall_template, hall_daemon, ui_bus = uikit.hall_template, uikit.hall_daemon, uikit.ui_bus  # fixtures
 hall_window, styled = test_ui_window.hall_window, test_ui_window.styled                      # fixtures
 
 TIMEOUT = 15_000
@@ -165,10 +163,10 @@ def no_rating_time(tmp_path, hall_template):
 
 def test_the_daemon_closing_a_visit_unrated_says_not_rated(qtbot, no_rating_time):
     kiosk_issue(no_rating_time)
-    bus = uikit.make_bus(no_rating_time, "window-3", "window", events=WINDOW_EVENTS)
+    bus = make_bus(no_rating_time, "window-3", "window", events=WINDOW_EVENTS)
     bus.start()
     try:
-        uikit.wait_online(qtbot, bus)
+        wait_online(qtbot, bus)
         clock = ManualClock(datetime.now(UTC) - timedelta(hours=1))   # a PC clock an hour slow: the daemon decides
         w = WindowTerminal(bus, 3, clock=clock)
         qtbot.addWidget(w)

@@ -18,7 +18,7 @@ from hall_controller.cli import main as hallctl
 from hall_controller.config import load_config
 from hw_emulators.mgmt import MgmtEmulator
 
-from .daemonkit import DaemonProcess, free_port, init_hall
+from .harness import DaemonProcess, free_port, init_hall
 
 pytestmark = pytest.mark.slow
 

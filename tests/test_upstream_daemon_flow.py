@@ -19,16 +19,12 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from hall_controller.cli import main as hallctl
-from hall_controller.clock import ManualClock
-from hall_controller.config import HallConfig, load_config
 from hall_controller.domain import DomainError
-from hall_controller.service import Actor, HallService
-from hall_controller.setup_hall import load_or_create_secret
-from hall_controller.store import Store
+from hall_controller.service import Actor
 from hall_controller.upstream.service import UpstreamService, build_month_report, month_records
 from hw_emulators.mgmt import MgmtEmulator
 
-from .daemonkit import free_port, init_hall
+from .harness import Hall, service_hall
 
 TZ = ZoneInfo("Asia/Shanghai")
 TOKEN = "hall-test-token"
@@ -39,35 +35,24 @@ SCORE_WEIGHTS = [1, 1, 3, 10, 25]
 
 # -- fixtures ----------------------------------------------------------------------------------
 
-class Hall:
-    """A hall folder (config, secret, credentials, SQLite database) with a service on a manual clock."""
+def upstream_hall(directory: Path, start: datetime) -> Hall:
+    """A hall folder (config, secret, credentials, SQLite database) with a service on a manual clock
+    from `start`, its config carrying the upstream token."""
+    return service_hall(directory, start, mutate=lambda data: data["upstream"].update(token=TOKEN))
 
-    def __init__(self, directory: Path, start: datetime):
-        port = free_port()   # nothing listens there: hallctl takes its offline path
 
-        def mutate(data):
-            data["mqtt"]["listen"] = f"127.0.0.1:{port}"
-            data["upstream"]["token"] = TOKEN
-        self.config_path = init_hall(directory, mutate)
-        self.config: HallConfig = load_config(self.config_path)
-        self.clock = ManualClock(start)
-        # NORMAL instead of FULL: durability is pinned by the crash test, this one needs speed.
-        self.store = Store(self.config.database, sqlite_sync="NORMAL")
-        self.service = HallService(self.config, self.store, self.clock,
-                                   secret=load_or_create_secret(self.config.secret_path))
-        self.events: list[dict] = []
-        self.service.subscribe(self.events.append)
+def upstream_of(hall: Hall, emu: MgmtEmulator) -> UpstreamService:
+    return UpstreamService(hall.config, hall.service, hall.store, url=emu.url, token=TOKEN, clock=hall.clock)
 
-    def upstream(self, emu: MgmtEmulator) -> UpstreamService:
-        return UpstreamService(self.config, self.service, self.store, url=emu.url, token=TOKEN, clock=self.clock)
 
-    def outbox_rows(self) -> list[sa.Row]:
-        with self.store.engine.connect() as conn:
-            return list(conn.execute(sa.text("SELECT id, record_key, kind, status, payload FROM outbox ORDER BY id")))
+def outbox_rows(hall: Hall) -> list[sa.Row]:
+    with hall.store.engine.connect() as conn:
+        return list(conn.execute(sa.text("SELECT id, record_key, kind, status, payload FROM outbox ORDER BY id")))
 
-    def closed_ticket_ids(self) -> set[str]:
-        with self.store.engine.connect() as conn:
-            return set(conn.execute(sa.text("SELECT id FROM tickets WHERE closed_at IS NOT NULL")).scalars())
+
+def closed_ticket_ids(hall: Hall) -> set[str]:
+    with hall.store.engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT id FROM tickets WHERE closed_at IS NOT NULL")).scalars())
 
 
 @pytest.fixture
@@ -136,8 +121,8 @@ class Traffic:
 
 @pytest.mark.slow
 def test_week_outage_then_every_record_delivered_once_in_order(tmp_path, emu):
-    hall = Hall(tmp_path, datetime(2026, 11, 16, 8, 0, tzinfo=TZ))
-    upstream = hall.upstream(emu)
+    hall = upstream_hall(tmp_path, datetime(2026, 11, 16, 8, 0, tzinfo=TZ))
+    upstream = upstream_of(hall, emu)
     emu.set_fault("5xx")
     rounds = 0
 
@@ -154,8 +139,8 @@ def test_week_outage_then_every_record_delivered_once_in_order(tmp_path, emu):
     hall.clock.set(datetime(2026, 11, 23, 7, 0, tzinfo=TZ))
     hall.service.tick()                           # Monday: last Sunday's leftovers close
 
-    closed = hall.closed_ticket_ids()
-    rows = hall.outbox_rows()
+    closed = closed_ticket_ids(hall)
+    rows = outbox_rows(hall)
     assert len(closed) > 2000, "the week should close thousands of visits"
     assert {r.record_key for r in rows} == closed and all(r.status == "pending" for r in rows)
     assert sum(1 for e in hall.events if e["type"] == "visit_closed") == len(closed)
@@ -236,7 +221,7 @@ def figures_from_events(events, month: str, tz) -> dict:
 
 @pytest.mark.slow
 def test_month_report_matches_the_event_log_and_hallctl_writes_it(tmp_path, emu, capsys):
-    hall = Hall(tmp_path, datetime(2026, 10, 31, 7, 30, tzinfo=TZ))
+    hall = upstream_hall(tmp_path, datetime(2026, 10, 31, 7, 30, tzinfo=TZ))
     traffic = Traffic(hall, seed=11)
     day = date(2026, 10, 31)
     while day <= date(2026, 12, 1):
@@ -266,7 +251,7 @@ def test_month_report_matches_the_event_log_and_hallctl_writes_it(tmp_path, emu,
     assert early and report["by_day"][0]["issued"] >= len(early)
 
     # The daemon's part: once December runs the report is queued and delivered once.
-    upstream = hall.upstream(emu)
+    upstream = upstream_of(hall, emu)
     assert upstream.ensure_monthly_report() == "report-310101-demo-2026-11"
     assert upstream.ensure_monthly_report() is None
     while upstream.forwarder.run_once():      # the month's service records go first, in id order
@@ -296,8 +281,8 @@ def test_month_report_matches_the_event_log_and_hallctl_writes_it(tmp_path, emu,
 
 
 def test_month_report_waits_for_open_visits_until_the_due_day(tmp_path, emu):
-    hall = Hall(tmp_path, datetime(2026, 11, 30, 23, 40, tzinfo=TZ))
-    upstream = hall.upstream(emu)
+    hall = upstream_hall(tmp_path, datetime(2026, 11, 30, 23, 40, tzinfo=TZ))
+    upstream = upstream_of(hall, emu)
     window = Actor("window-1", "window", 1)
     hall.service.execute(window, "login", {"staff_id": "S001", "pin": "1234"})
     hall.service.execute(Actor("kiosk-1", "kiosk"), "issue_ticket", {"service": "consult"})
@@ -317,8 +302,8 @@ def test_month_report_waits_for_open_visits_until_the_due_day(tmp_path, emu):
 # -- (d) appointments: synced while up, checked in while down ------------------------------------
 
 def test_appointment_check_in_works_while_the_upstream_is_down(tmp_path, emu):
-    hall = Hall(tmp_path, datetime(2026, 11, 23, 8, 0, tzinfo=TZ))
-    upstream = hall.upstream(emu)
+    hall = upstream_hall(tmp_path, datetime(2026, 11, 23, 8, 0, tzinfo=TZ))
+    upstream = upstream_of(hall, emu)
     code = hall.config.hall_code
     emu.set_appointments([
         {"code": "Y100", "hall": code, "date": "2026-11-23", "time": "10:00", "service": "consult",
@@ -366,10 +351,10 @@ def test_appointment_check_in_works_while_the_upstream_is_down(tmp_path, emu):
 
 
 def test_hallctl_appointment_list(tmp_path, emu, capsys):
-    hall = Hall(tmp_path, datetime(2026, 11, 23, 8, 0, tzinfo=TZ))
+    hall = upstream_hall(tmp_path, datetime(2026, 11, 23, 8, 0, tzinfo=TZ))
     emu.set_appointments([{"code": "Y100", "hall": hall.config.hall_code, "date": "2026-11-23", "time": "10:00",
                            "service": "consult", "name": "王小明"}])
-    hall.upstream(emu).sync_appointments()
+    upstream_of(hall, emu).sync_appointments()
     capsys.readouterr()
     assert hallctl(["appointment", "list", "--config", str(hall.config_path), "--from", "2026-11-23"]) == 0
     out = capsys.readouterr().out
@@ -382,8 +367,8 @@ def test_hallctl_appointment_list(tmp_path, emu, capsys):
 # -- (e) a dead letter: alert, hallctl outbox, --retry -----------------------------------------------
 
 def test_dead_letter_alerts_and_hallctl_outbox_retries_it(tmp_path, emu, capsys):
-    hall = Hall(tmp_path, datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
-    upstream = hall.upstream(emu)
+    hall = upstream_hall(tmp_path, datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    upstream = upstream_of(hall, emu)
     window, kiosk = Actor("window-3", "window", 3), Actor("kiosk-1", "kiosk")
     hall.service.execute(window, "login", {"staff_id": "S003", "pin": "1234"})
     ids = []
@@ -420,8 +405,8 @@ def test_dead_letter_alerts_and_hallctl_outbox_retries_it(tmp_path, emu, capsys)
 # -- (f) refused credentials: a pause and one alert, never a dead letter -----------------------------
 
 def test_401_for_a_while_pauses_alerts_once_and_then_delivers_every_record_once(tmp_path, emu):
-    hall = Hall(tmp_path, datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
-    upstream = hall.upstream(emu)
+    hall = upstream_hall(tmp_path, datetime(2026, 11, 23, 9, 0, tzinfo=TZ))
+    upstream = upstream_of(hall, emu)
     forwarder = upstream.forwarder
     window, kiosk = Actor("window-3", "window", 3), Actor("kiosk-1", "kiosk")
     hall.service.execute(window, "login", {"staff_id": "S003", "pin": "1234"})

@@ -20,7 +20,7 @@ from hall_controller.voice.announcer import Announcer, LatePolicy
 from hall_controller.voice.composer import Composed, Composer
 from hall_controller.voice.pack import load_pack
 from hall_controller.voice.template import VoiceTemplate
-from tests.daemonkit import wait_until
+from tests.harness import wait_until
 from tests.test_voice_compose import spoken_tokens
 
 PACK = load_pack()

@@ -14,8 +14,7 @@ from drivers.codecs.audio_frames import read_wav
 from hall_controller.bus.client import HallClient
 from hall_controller.service import Actor
 from hall_controller.voice.pack import load_pack
-from tests.daemonkit import passwords
-from tests.test_devices_support import DeviceHall, wait_until
+from tests.harness import device_hall, passwords, wait_until
 from tests.test_voice_compose import spoken_tokens
 
 PACK = load_pack()
@@ -26,7 +25,7 @@ def _voice(data: dict) -> None:
 
 
 def test_two_calls_50_ms_apart_are_announced_whole_in_call_order(tmp_path: Path) -> None:
-    hall = DeviceHall(tmp_path, "tcp", mutate=_voice)
+    hall = device_hall(tmp_path, "tcp", mutate=_voice)
     try:
         speaker = hall.emu.devices["speaker-1"]
         wait_until(lambda: hall.service.snapshot()["devices"].get("speaker-1", {}).get("online"), 5,

@@ -41,8 +41,7 @@ from hall_controller.voice.composer import Composer
 from hall_controller.voice.pack import load_pack
 from hall_controller.voice.template import VoiceTemplate
 from hw_emulators.hall import EmulatedHall
-from tests.daemonkit import DaemonProcess, free_port, init_hall, wait_until
-from tests.test_devices_support import DeviceHall
+from tests.harness import DaemonProcess, Hall, device_hall, free_port, init_hall, wait_until
 from tests.test_voice_compose import spoken_tokens
 
 PACK = load_pack()
@@ -161,11 +160,11 @@ def test_recent_events_reads_back_the_span_asked_for(sample_config, db_url, batc
 
 
 # ---------------------------------------------------------------------------------------------- clean stop
-def _clean_stop_scenario(tmp_path: Path) -> tuple[DeviceHall, Any, int]:
+def _clean_stop_scenario(tmp_path: Path) -> tuple[Hall, Any, int]:
     """Calls queued behind an unplugged speaker at three ages, a clean stop, time passes, a restart.
     Returns the hall (running again, speaker plugged in), the speaker and the last seq before the stop."""
     clock = ManualClock(datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))   # a Monday morning
-    hall = DeviceHall(tmp_path, "tcp", mutate=_voice, clock=clock)
+    hall = device_hall(tmp_path, "tcp", mutate=_voice, clock=clock)
     speaker = hall.emu.devices["speaker-1"]
     speaker.speed = SPEED
     online = lambda: hall.service.snapshot()["devices"].get("speaker-1", {}).get("online")  # noqa: E731
@@ -198,7 +197,7 @@ def _clean_stop_scenario(tmp_path: Path) -> tuple[DeviceHall, Any, int]:
     return hall, speaker, last_seq
 
 
-def _check_clean_stop(hall: DeviceHall, speaker: Any, last_seq: int, timeout: float = 30) -> None:
+def _check_clean_stop(hall: Hall, speaker: Any, last_seq: int, timeout: float = 30) -> None:
     wait_until(lambda: len(hall.device_events("announcement_finished")) >= 3, timeout, "A003 and A004 announced")
     time.sleep(1.0)   # anything spoken twice would be under way by now
     assert _announcements(hall.events, last_seq) == [

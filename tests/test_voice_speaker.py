@@ -24,7 +24,7 @@ from hall_controller.voice.template import VoiceTemplate
 from hw_emulators.hall import EmulatedHall
 from hw_emulators.link import PtyLink, TcpLink
 from hw_emulators.speaker import EmulatedSpeaker
-from tests.daemonkit import wait_until
+from tests.harness import wait_until
 from tests.test_voice_compose import spoken_tokens
 
 PROFILE = load_profile("pc-speaker")
