@@ -62,9 +62,10 @@ T = TypeVar("T")
 # ============================================================================================ waiting
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll `predicate` until it returns something truthy (returned) or fail after `timeout` s,
-    naming `what` was waited for."""
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition", *,
+               interval: float = 0.01) -> T:
+    """Poll `predicate` every `interval` s until it returns something truthy (returned) or fail after
+    `timeout` s, naming `what` was waited for."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -72,7 +73,7 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "co
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 ONLINE_TIMEOUT_MS = 15_000

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from kiosk_ui.tablet import TabletView
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
-from .harness import DaemonProcess, free_port
+from .harness import DaemonProcess, free_port, wait_until
 
 WRONG = "wrong-Password-7731"
 SHOTS = Path(os.environ.get("HALL_SCREENSHOTS") or Path("/tmp/hall-screenshots"))
@@ -130,11 +129,12 @@ def test_apps_started_with_a_wrong_password_say_so_and_log_no_password(hall_daem
                      "--windowed", "--log-level", "DEBUG", *extra],
                     env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, stdout=log_file, stderr=subprocess.STDOUT),
                     log_path)
-        deadline = time.monotonic() + 60
         for name, (proc, log_path) in procs.items():
-            while "broker refused the connection" not in log_path.read_text() and time.monotonic() < deadline:
+            def refusal_logged(name: str = name, proc: subprocess.Popen = proc, log_path: Path = log_path) -> bool:
                 assert proc.poll() is None, f"{name} exited:\n{log_path.read_text()}"
-                time.sleep(0.2)
+                return "broker refused the connection" in log_path.read_text()
+
+            wait_until(refusal_logged, 60, f"{name} to log the broker's refusal", interval=0.2)
             log = log_path.read_text()
             assert "broker refused the connection" in log, f"{name}:\n{log}"
             assert proc.poll() is None, f"{name} should stay up showing the refusal:\n{log}"

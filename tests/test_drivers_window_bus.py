@@ -8,7 +8,7 @@ import select
 import threading
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,8 @@ from drivers.codecs.window_bus import (
 from drivers.transport import Transport, TransportIOError, TransportTimeout, open_transport
 from drivers.window_bus import BusClosed, WindowBus, open_window_bus
 
+from .harness import wait_until
+
 # Literal vectors; the checksums are worked by hand in tests/test_drivers_codecs.py.
 NEXT_3 = bytes.fromhex("FF 68 03 03 68 03 01 0C 10 16")  # CS = 03+01+0C = 10
 NEXT_3_DIGITS_12 = bytes.fromhex("FF 68 05 05 68 03 01 01 02 0C 13 16")  # CS = 03+01+01+02+0C = 13
@@ -36,13 +38,6 @@ A001_TO_1 = bytes.fromhex("A0 90 01 A5 00 08 41 01 30 01 30 01 31 01 DC")
 PAUSED_BROADCAST = bytes.fromhex("A0 90 FF A5 00 0C D4 DD 01 CD A3 01 B7 FE 01 CE F1 01 47")
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return predicate()
 
 
 class FakeTransport(Transport):
@@ -176,7 +171,7 @@ def test_pty_key_press_is_echoed_and_reported(pty_bus: tuple[int, WindowBus], re
     time.sleep(0.01)
     os.write(master, NEXT_3_DIGITS_12[4:])
     assert read_master(master, len(NEXT_3_DIGITS_12)) == NEXT_3_DIGITS_12  # echo = acknowledgement
-    assert wait_for(lambda: rec.keys == [(3, "next", "12")])
+    wait_until(lambda: rec.keys == [(3, "next", "12")], 2.0, 'rec.keys == [(3, "next", "12")]')
     assert bus.drain()  # the stats are updated just after write() returns
     assert bus.stats.acks_sent == 1
     assert bus.stats.frames_received == 1
@@ -199,7 +194,7 @@ def test_pty_led_and_keypad_display_bytes(pty_bus: tuple[int, WindowBus]) -> Non
 def test_pty_hangup_is_reported_once(pty_bus: tuple[int, WindowBus], rec: Recorder) -> None:
     master, bus = pty_bus
     os.close(master)
-    assert wait_for(lambda: len(rec.errors) == 1)
+    wait_until(lambda: len(rec.errors) == 1, 2.0, 'len(rec.errors) == 1')
     time.sleep(0.2)
     assert len(rec.errors) == 1
     assert isinstance(rec.errors[0], TransportIOError)
@@ -224,7 +219,7 @@ def test_loop_with_local_echo_does_not_hear_itself(rec: Recorder) -> None:
         local_echo=True,
     ) as bus:
         transport.write(NEXT_3)  # a keypad talking on the bus
-        assert wait_for(lambda: bus.stats.acks_sent == 1)
+        wait_until(lambda: bus.stats.acks_sent == 1, 2.0, 'bus.stats.acks_sent == 1')
         bus.show_text(1, "A001")
         bus.show_keypad_number(3, "A001")
         assert bus.drain()
@@ -275,7 +270,7 @@ def test_acknowledgement_jumps_the_queue(fake: FakeTransport, fake_bus: WindowBu
     fake_bus.show_text(1, "A001")
     fake_bus.show_text(2, "B001")
     fake.incoming.put(NEXT_3)
-    assert wait_for(lambda: fake_bus.pending == 4)  # X being written, the ack, A001, B001
+    wait_until(lambda: fake_bus.pending == 4, 2.0, 'fake_bus.pending == 4')  # X being written, the ack, A001, B001
     fake.gate.set()
     assert fake_bus.drain()
     assert fake.written()[1] == NEXT_3
@@ -339,15 +334,15 @@ def test_repeated_key_event_within_guard_is_acked_but_not_repeated(
     bus = WindowBus(fake, on_key=rec.on_key, clock=lambda: now[0], repeat_guard=0.5)
     bus.open()
     fake.incoming.put(NEXT_3)
-    assert wait_for(lambda: bus.stats.acks_sent == 1)
+    wait_until(lambda: bus.stats.acks_sent == 1, 2.0, 'bus.stats.acks_sent == 1')
     now[0] = 100.3  # the keypad repeats because it missed our echo
     fake.incoming.put(NEXT_3)
-    assert wait_for(lambda: bus.stats.acks_sent == 2)
+    wait_until(lambda: bus.stats.acks_sent == 2, 2.0, 'bus.stats.acks_sent == 2')
     fake.incoming.put(RECALL_3)  # a different key is never suppressed
-    assert wait_for(lambda: bus.stats.acks_sent == 3)
+    wait_until(lambda: bus.stats.acks_sent == 3, 2.0, 'bus.stats.acks_sent == 3')
     now[0] = 101.0
     fake.incoming.put(NEXT_3)
-    assert wait_for(lambda: bus.stats.acks_sent == 4)
+    wait_until(lambda: bus.stats.acks_sent == 4, 2.0, 'bus.stats.acks_sent == 4')
     bus.close()
     assert rec.keys == [(3, "next", ""), (3, "recall", ""), (3, "next", "")]
     assert bus.stats.repeats_ignored == 1
@@ -358,7 +353,7 @@ def test_invalid_key_event_is_acked_not_reported(
 ) -> None:
     bad = encode_keypad(KeypadFrame(3, 0x01, b"\x20"))
     fake.incoming.put(bad + encode_keypad(KeypadFrame(3, 0x02, b"A001")))  # + a non-key frame: ignored
-    assert wait_for(lambda: fake_bus.stats.acks_sent == 1)
+    wait_until(lambda: fake_bus.stats.acks_sent == 1, 2.0, 'fake_bus.stats.acks_sent == 1')
     time.sleep(0.05)
     assert fake.written() == [bad]
     assert rec.keys == []
@@ -373,7 +368,7 @@ def test_failing_on_key_does_not_stop_the_reader(fake: FakeTransport, rec: Recor
     with WindowBus(fake, on_key=on_key, on_error=rec.on_error) as bus:
         fake.incoming.put(NEXT_3)
         fake.incoming.put(RECALL_3)
-        assert wait_for(lambda: len(rec.keys) == 2)
+        wait_until(lambda: len(rec.keys) == 2, 2.0, 'len(rec.keys) == 2')
         assert bus.failed is None
     assert rec.errors == []
 
@@ -383,7 +378,7 @@ def test_partial_frame_is_dropped_when_the_line_goes_idle(
 ) -> None:
     # A false start announcing 32 bytes would hold the real frame back until the line goes quiet.
     fake.incoming.put(bytes.fromhex("68 20 20 68 01") + NEXT_3)
-    assert wait_for(lambda: rec.keys == [(3, "next", "")])
+    wait_until(lambda: rec.keys == [(3, "next", "")], 2.0, 'rec.keys == [(3, "next", "")]')
 
 
 # ------------------------------------------------------------------------------------- failure
@@ -392,7 +387,7 @@ def test_partial_frame_is_dropped_when_the_line_goes_idle(
 def test_write_failure_is_reported_once(fake: FakeTransport, fake_bus: WindowBus, rec: Recorder) -> None:
     fake.write_error = TransportTimeout("写入超时")
     fake_bus.show_text(1, "A001")
-    assert wait_for(lambda: len(rec.errors) == 1)
+    wait_until(lambda: len(rec.errors) == 1, 2.0, 'len(rec.errors) == 1')
     fake.incoming.put(TransportIOError("读取失败"))  # the reader fails too: not reported again
     time.sleep(0.1)
     assert rec.errors == [fake.write_error]
@@ -420,7 +415,7 @@ def test_close_from_inside_on_error_does_not_deadlock(fake: FakeTransport) -> No
     bus.open()
     buses.append(bus)
     fake.incoming.put(TransportIOError("拔线"))
-    assert wait_for(lambda: fake.closed)
+    wait_until(lambda: fake.closed, 2.0, 'fake.closed')
 
 
 # ------------------------------------------------------------------------------------- factory
@@ -461,7 +456,7 @@ def test_open_window_bus_with_an_echoing_adapter(tmp_path: Path, rec: Recorder) 
     bus.open()
     try:
         bus.transport.write(encode_keypad(key_press_frame(5, "pause")))
-        assert wait_for(lambda: bus.stats.acks_sent == 1)
+        wait_until(lambda: bus.stats.acks_sent == 1, 2.0, 'bus.stats.acks_sent == 1')
         time.sleep(0.15)
         assert rec.keys == [(5, "pause", "")]
         assert bus.stats.acks_sent == 1  # the echo of our ack was not taken for a new key event

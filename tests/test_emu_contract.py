@@ -20,6 +20,8 @@ from drivers.codecs.window_bus import KeypadDecoder, KeypadFrame, encode_led, le
 from hw_emulators.dory import PressResult
 from hw_emulators.hall import EmulatedHall
 
+from .harness import wait_until
+
 DEVICES = [
     {"id": "bus-1", "kind": "controller", "profile": "dory-controller", "url": "emulated"},
     {"id": "led-3", "kind": "led", "profile": "dory-led-375-4", "bus": "bus-1", "address": 3, "window": 3},
@@ -56,7 +58,7 @@ class Host:
         else:
             self.port = serial.serial_for_url(self.url, baudrate=9600, timeout=0.05)
         if hall.link_kind == "tcp":  # bytes the device sends before it accepted us are lost
-            assert wait_for(lambda: hall.device(bus).link.host_connected)
+            wait_until(lambda: hall.device(bus).link.host_connected, 2.0, 'hall.device(bus).link.host_connected')
 
     def write(self, data: bytes) -> None:
         self.port.write(data)
@@ -72,13 +74,6 @@ class Host:
         self.port.close()
 
 
-def wait_for(predicate: Any, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def press_async(hall: EmulatedHall, address: int, key: str, digits: str = "", **kw: Any) -> tuple[threading.Thread, dict]:
@@ -103,18 +98,18 @@ def host(hall: EmulatedHall) -> Iterator[Host]:
 
 def test_led_shows_gbk_and_ascii_text(hall: EmulatedHall, host: Host) -> None:
     host.write(LED3_PAUSED)
-    assert wait_for(lambda: hall.led(3).text == "暂停服务")
+    wait_until(lambda: hall.led(3).text == "暂停服务", 2.0, 'hall.led(3).text == "暂停服务"')
     host.write(LED3_A001)
-    assert wait_for(lambda: hall.led(3).text == "A001")
+    wait_until(lambda: hall.led(3).text == "A001", 2.0, 'hall.led(3).text == "A001"')
     assert [h["text"] for h in hall.led(3).view()["history"]] == ["暂停服务", "A001"]
     assert hall.led(4).text == ""  # addressed to 3 only
 
 
 def test_led_accepts_codec_frames_broadcast_and_cuts_overflow(hall: EmulatedHall, host: Host) -> None:
     host.write(encode_led(led_text_frame(0xFF, "欢迎")))
-    assert wait_for(lambda: hall.led(3).text == "欢迎" and hall.led(4).text == "欢迎")
+    wait_until(lambda: hall.led(3).text == "欢迎" and hall.led(4).text == "欢迎", 2.0, 'hall.led(3).text == "欢迎" and hall.led(4).text == "欢迎"')
     host.write(encode_led(led_text_frame(4, "请A001号到3号窗口")))  # 4 Chinese = 8 half-width cells
-    assert wait_for(lambda: hall.led(4).text == "请A001号")
+    wait_until(lambda: hall.led(4).text == "请A001号", 2.0, 'hall.led(4).text == "请A001号"')
     assert hall.led(3).text == "欢迎"
 
 
@@ -122,7 +117,7 @@ def test_led_drops_stale_partial_frame_after_idle_gap(hall: EmulatedHall, host: 
     host.write(bytes.fromhex("A0 90 03 A5 03 00 41"))  # claims 768 data bytes, then the line goes idle
     time.sleep(hall.device("bus-1").idle_s + 0.05)
     host.write(LED3_A001)
-    assert wait_for(lambda: hall.led(3).text == "A001", timeout=1.0)
+    wait_until(lambda: hall.led(3).text == "A001", 1.0, 'hall.led(3).text == "A001"')
 
 
 def test_keypad_press_sends_exact_bytes_and_waits_for_echo(hall: EmulatedHall, host: Host) -> None:
@@ -147,7 +142,7 @@ def test_keypad_ignores_echo_for_another_keypad(hall: EmulatedHall, host: Host) 
 
 def test_keypad_shows_host_display_frame(hall: EmulatedHall, host: Host) -> None:
     host.write(KEYPAD3_SHOW_A001)
-    assert wait_for(lambda: hall.keypad(3).display == "A001")
+    wait_until(lambda: hall.keypad(3).display == "A001", 2.0, 'hall.keypad(3).display == "A001"')
     assert hall.keypad(4).display == ""
 
 
@@ -184,7 +179,7 @@ def test_corrupt_fault_on_led_drops_frames(hall: EmulatedHall, host: Host) -> No
     assert hall.led(3).text == ""
     hall.device("led-3").clear_fault()
     host.write(LED3_PAUSED)
-    assert wait_for(lambda: hall.led(3).text == "暂停服务")
+    wait_until(lambda: hall.led(3).text == "暂停服务", 2.0, 'hall.led(3).text == "暂停服务"')
 
 
 def test_silent_fault_answers_nothing_and_hears_nothing(hall: EmulatedHall, host: Host) -> None:
@@ -200,7 +195,7 @@ def test_silent_fault_answers_nothing_and_hears_nothing(hall: EmulatedHall, host
 
     hall.device("bus-1").clear_fault()
     host.write(LED3_A001)
-    assert wait_for(lambda: hall.led(3).text == "A001")
+    wait_until(lambda: hall.led(3).text == "A001", 2.0, 'hall.led(3).text == "A001"')
 
 
 def test_silent_keypad_does_not_send(hall: EmulatedHall, host: Host) -> None:
@@ -226,15 +221,15 @@ def test_delay_fault_holds_answers_and_display(hall: EmulatedHall, host: Host) -
     host.write(LED3_A001)
     time.sleep(0.1)
     assert hall.led(3).text == ""
-    assert wait_for(lambda: hall.led(3).text == "A001", timeout=1.0)
+    wait_until(lambda: hall.led(3).text == "A001", 1.0, 'hall.led(3).text == "A001"')
     hall.device("led-3").clear_fault()
     host.write(LED3_PAUSED)  # after clearing, no delay
-    assert wait_for(lambda: hall.led(3).text == "暂停服务", timeout=0.2)
+    wait_until(lambda: hall.led(3).text == "暂停服务", 0.2, 'hall.led(3).text == "暂停服务"')
 
 
 def _check_bus_works(hall: EmulatedHall, host: Host) -> None:
     host.write(LED3_PAUSED)
-    assert wait_for(lambda: hall.led(3).text == "暂停服务")
+    wait_until(lambda: hall.led(3).text == "暂停服务", 2.0, 'hall.led(3).text == "暂停服务"')
     thread, box = press_async(hall, 3, "recall", ack_timeout=0.5, attempts=1)
     assert host.read(len(KEYPAD3_RECALL)) == KEYPAD3_RECALL
     host.write(KEYPAD3_RECALL)
@@ -246,7 +241,7 @@ def test_disconnect_over_tcp_then_clear() -> None:
     with EmulatedHall(DEVICES, link="tcp") as hall:
         host = Host(hall)
         controller = hall.device("bus-1")
-        assert wait_for(lambda: controller.link.host_connected)
+        wait_until(lambda: controller.link.host_connected, 2.0, 'controller.link.host_connected')
         controller.set_fault("disconnect")
         with pytest.raises(serial.SerialException):
             host.read(1, timeout=1.0)  # the connection is reset
@@ -270,7 +265,7 @@ def test_newer_tcp_connection_replaces_older() -> None:
         with pytest.raises(serial.SerialException):
             old.read(1, timeout=1.0)
         new.write(LED3_A001)
-        assert wait_for(lambda: hall.led(3).text == "A001")
+        wait_until(lambda: hall.led(3).text == "A001", 2.0, 'hall.led(3).text == "A001"')
         new.close()
         old.close()
 
@@ -315,5 +310,5 @@ def test_local_echo_quirk_from_site_profile(tmp_path: Path) -> None:
         host = Host(hall)
         host.write(LED3_A001)
         assert host.read(len(LED3_A001)) == LED3_A001  # the adapter hears its own transmission
-        assert wait_for(lambda: hall.led(3).text == "A001")
+        wait_until(lambda: hall.led(3).text == "A001", 2.0, 'hall.led(3).text == "A001"')
         host.close()

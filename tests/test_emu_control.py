@@ -21,6 +21,8 @@ import serial
 from hw_emulators import cli
 from hw_emulators.hall import EmulatedHall
 
+from .harness import wait_until
+
 REPO = Path(__file__).resolve().parents[1]
 DEVICES = [
     {"id": "bus-1", "kind": "controller", "profile": "dory-controller", "url": "emulated"},
@@ -70,9 +72,7 @@ def api(hall: EmulatedHall) -> Api:
 @pytest.fixture
 def host(hall: EmulatedHall) -> Iterator[serial.Serial]:
     port = serial.serial_for_url(hall.device_urls()["bus-1"], timeout=0.05)
-    deadline = time.monotonic() + 2
-    while not hall.device("bus-1").link.host_connected and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: hall.device("bus-1").link.host_connected, 2, "the host to connect to bus-1")
     yield port
     port.close()
 
@@ -138,9 +138,8 @@ def test_press_without_echo_reports_unacknowledged(api: Api, host: serial.Serial
 
 def test_led_and_keypad_views(api: Api, host: serial.Serial) -> None:
     host.write(LED3_A001 + KEYPAD3_SHOW_A001)
-    deadline = time.monotonic() + 2
-    while api.call("GET", "/keypad/3")[1]["display"] != "A001" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: api.call("GET", "/keypad/3")[1]["display"] == "A001", 2, "keypad 3 to show A001",
+               interval=0.02)
     status, led = api.call("GET", "/led/3")
     assert status == 200 and led["text"] == "A001"
     assert [h["text"] for h in led["history"]] == ["A001"] and "T" in led["history"][0]["at"]
@@ -202,10 +201,7 @@ def test_controller_disconnect_over_http(api: Api, hall: EmulatedHall, host: ser
     assert api.call("DELETE", "/controller/bus-1/fault")[0] == 200
     fresh = serial.serial_for_url(hall.device_urls()["bus-1"], timeout=0.05)
     fresh.write(LED3_A001)
-    deadline = time.monotonic() + 2
-    while hall.led(3).text != "A001" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert hall.led(3).text == "A001"
+    wait_until(lambda: hall.led(3).text == "A001", 2, "LED 3 to show A001 on the fresh connection")
     fresh.close()
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from .harness import (
     make_bus,
     no_devices,
     passwords,
+    wait_until,
 )
 
 
@@ -203,11 +203,9 @@ def test_started_as_a_user_starts_it_reports_online(hall_daemon, tmp_path: Path)
     leaving `offline` behind. Its log goes to a file (a pipe nobody reads could fill and stall the app) and
     is shown when the test fails."""
     seen: list[str] = []
-    got = threading.Event()
 
     def on_message(client, userdata, message):
         seen.append(message.payload.decode())
-        got.set()
 
     watcher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="admin", protocol=mqtt.MQTTv311)
     watcher.username_pw_set("admin", passwords(hall_daemon.config)["admin"])
@@ -223,17 +221,10 @@ def test_started_as_a_user_starts_it_reports_online(hall_daemon, tmp_path: Path)
                                 "--mqtt-url", url, "--hall", "demo", "--windowed"],
                                env={**os.environ, "QT_QPA_PLATFORM": "offscreen"}, stderr=log_file)
     try:
-        deadline = time.monotonic() + 20
-        while '"online"' not in "".join(seen) and time.monotonic() < deadline:
-            got.wait(0.2)
-            got.clear()
-        assert any('"online"' in s for s in seen), (seen, log_path.read_text())
+        wait_until(lambda: any('"online"' in s for s in seen), 20, f"kiosk-2's online status (app log: {log_path})")
         app.send_signal(signal.SIGTERM)
         assert app.wait(10) == 0, log_path.read_text()
-        deadline = time.monotonic() + 5
-        while '"offline"' not in seen[-1] and time.monotonic() < deadline:
-            got.wait(0.2)
-        assert '"offline"' in seen[-1], (seen, log_path.read_text())
+        wait_until(lambda: '"offline"' in seen[-1], 5, f"kiosk-2's offline status (app log: {log_path})")
     finally:
         if app.poll() is None:
             app.kill()

@@ -18,7 +18,7 @@ from hall_controller.cli import main as hallctl
 from hall_controller.config import load_config
 from hw_emulators.mgmt import MgmtEmulator
 
-from .harness import DaemonProcess, free_port, init_hall
+from .harness import DaemonProcess, free_port, init_hall, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,9 +87,8 @@ def test_sigkill_while_forwarding_delivers_every_closed_visit_once(tmp_path):
         daemon = DaemonProcess(config_path, port, "--upstream", emu.url)
         daemon.start()
         try:
-            deadline = time.monotonic() + 30
-            while (summary := _outbox(config_path))["pending"] and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_until(lambda: not _outbox(config_path)["pending"], 30, "the outbox to drain", interval=0.2)
+            summary = _outbox(config_path)
             assert (summary["pending"], summary["dead"]) == (0, 0), summary
 
             # hallctl appointment add goes through the running daemon (an admin op over MQTT).

@@ -25,6 +25,8 @@ from hall_controller.store.schema import scans as scans_table
 from hall_controller.upstream.client import DeliveryResult, UpstreamClient
 from hall_controller.upstream.forwarder import Forwarder
 
+from .harness import wait_until
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -318,9 +320,7 @@ def test_background_thread_sends_on_wake_and_stops(tmp_path, emu, client, clock)
             fwd.start()
         keys = [add_record(engine, clock, i) for i in range(3)]
         fwd.wake()
-        deadline = time.monotonic() + 5
-        while len(emu.received_records()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: len(emu.received_records()) >= 3, 5, "three records at the management system")
         assert [r["idempotency_key"] for r in emu.received_records()] == keys
     finally:
         started = time.monotonic()
@@ -357,9 +357,8 @@ def test_kill_9_mid_delivery_loses_nothing_and_duplicates_nothing(tmp_path, emu)
                              stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert child.stdout.readline().strip() == b"started"
-        deadline = time.monotonic() + 10
-        while len(emu.received_records()) < 10 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: len(emu.received_records()) >= 10, 10, "ten records sent before the kill",
+                   interval=0.005)
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=5)
     finally:
