@@ -230,7 +230,8 @@ class Hall:
       (`broker="mosquitto"`) configured from the generated password file and ACL; devices on
       emulators over `devices` ("tcp", "pty"), given to the daemon by URL (`device_urls`) and/or
       through the emulator's control API (`control`); `watch_cards="kiosk-1"` records what that
-      kiosk's card topic says (`cards`) through its client (`kiosk`).
+      kiosk's card topic says (`cards`) through its client (`kiosk`); the management system at
+      `upstream_url` (with `upstream_token`) when given.
     - `daemon=False`: the HallService alone on the hall's SQLite database (sync NORMAL: speed; the
       crash tests pin durability), with no broker: the config's MQTT address is a free port, so
       hallctl run by a test takes its offline path.
@@ -243,7 +244,8 @@ class Hall:
     def __init__(self, tmp_path: Path, *, mutate: Callable[[dict[str, Any]], None] | None = None,
                  clock: Clock | None = None, daemon: bool = True, devices: str | None = None,
                  device_urls: bool = True, control: bool = False, broker: str = "embedded",
-                 watch_cards: str | None = None, upstream_url: str | None = None) -> None:
+                 watch_cards: str | None = None, upstream_url: str | None = None,
+                 upstream_token: str | None = None) -> None:
         offline_port = None if daemon else free_port()
 
         def prepare(data: dict[str, Any]) -> None:
@@ -274,7 +276,7 @@ class Hall:
         try:
             self._start_devices(devices, control)
             if daemon:
-                self._options = self._daemon_options(device_urls, upstream_url)
+                self._options = self._daemon_options(device_urls, upstream_url, upstream_token)
                 self._start_daemon()
             else:
                 self._start_service()
@@ -295,12 +297,13 @@ class Hall:
             host, port = self.emu.serve_control()
             self.control = f"http://{host}:{port}"
 
-    def _daemon_options(self, device_urls: bool, upstream_url: str | None) -> DaemonOptions:
+    def _daemon_options(self, device_urls: bool, upstream_url: str | None,
+                        upstream_token: str | None) -> DaemonOptions:
         urls = {k: v for k, v in self.emu.device_urls().items() if v} if self.emu and device_urls else {}
         control = self.control.removeprefix("http://") if self.control else None
         if self.broker == "embedded":
             return DaemonOptions(mqtt_listen="127.0.0.1:0", device_urls=urls, emulator_control=control,
-                                 upstream_url=upstream_url)
+                                 upstream_url=upstream_url, upstream_token=upstream_token)
         if self.broker != "mosquitto":
             raise ValueError(self.broker)
         # The daemon's password must be in the store before the Mosquitto password file is written.
@@ -312,7 +315,8 @@ class Hall:
         self.mosquitto = Mosquitto(self.tmp_path, files.conf_file.read_text())  # adds `user root` as root
         self.mosquitto.start(port)
         return DaemonOptions(mqtt_url=f"mqtt://{DAEMON_CLIENT_ID}:{daemon_password}@127.0.0.1:{port}",
-                             device_urls=urls, emulator_control=control, upstream_url=upstream_url)
+                             device_urls=urls, emulator_control=control, upstream_url=upstream_url,
+                             upstream_token=upstream_token)
 
     def _start_daemon(self) -> None:
         self.daemon = HallDaemon(self.config, self._options, clock=self.clock, config_path=str(self.config_path))

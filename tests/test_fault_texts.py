@@ -27,8 +27,6 @@ from drivers.transport import DeviceNotFound, NotSupported, TransportIOError, Tr
 from hall_controller.bus.client import CommandError, HallClient
 from hall_controller.bus.topics import ALL_EVENTS
 from hall_controller.clock import SystemClock
-from hall_controller.config import load_config
-from hall_controller.daemon import DaemonOptions, HallDaemon
 from hall_controller.faults import (
     AUTH_REFUSED_TEXT,
     CAMERA_FAULT_TEXTS,
@@ -42,14 +40,13 @@ from hall_controller.faults import (
 from hw_emulators.mgmt import MgmtEmulator
 from kiosk_ui import kiosk_state as ks
 from kiosk_ui.kiosk import KioskModel, KioskWindow
-from kiosk_ui.qtbus import QtHallBus
 from kiosk_ui.style import apply_style
 from window_terminal.app import WINDOW_EVENTS
 from window_terminal.camera import CameraSource, DocumentCamera, ScanImageError, failure_text
 from window_terminal.supervisor import SupervisorView
 from window_terminal.terminal import WindowTerminal
 
-from .harness import Hall, device_hall, init_hall, no_devices, passwords, wait_until
+from .harness import Hall, device_hall, no_devices, wait_until
 
 ISSUE_EXAMPLE = "写入失败 socket://127.0.0.1:38989: write failed: [Errno 32] Broken pipe"
 # What gives raw error text away on a screen (the issue's list and more).
@@ -138,20 +135,6 @@ def hall(tmp_path):
     hall.close()
 
 
-def qt_bus(hall: Hall, client_id: str, role: str, events: Any = None) -> QtHallBus:
-    assert hall.daemon.mqtt_address is not None
-    host, port = hall.daemon.mqtt_address
-    client = HallClient(client_id, passwords(hall.config_path)[client_id], host, port, hall.config.hall_id,
-                        role=role, events=events, reconnect_min_delay=0.1, reconnect_max_delay=0.5)
-    bus = QtHallBus(client, poll_ms=50)
-    bus.start()
-    return bus
-
-
-def online(hall: Hall, device: str) -> bool:
-    return bool(hall.service.snapshot()["devices"].get(device, {}).get("online"))
-
-
 def call_next(window: HallClient) -> None:
     """Window 6 calls the next number (skipping the one it called before): the speaker announces it."""
     for op in ("skip", "call_next"):
@@ -192,7 +175,7 @@ def offline_devices_shown(qtbot: Any, hall: Hall, supervisor: SupervisorView, mo
     table; returns device -> the sentence its device_offline event carried."""
     expected = {"disconnect": DEVICES, "silent": ("printer-1",), "paper_out": ("printer-1",),
                 "cover_open": ("printer-1",)}.get(mode, ())
-    wait_until(lambda: all(not online(hall, d) for d in expected), 10, f"{expected} offline ({mode})")
+    wait_until(lambda: all(not hall.online(d) for d in expected), 10, f"{expected} offline ({mode})")
     qtbot.wait(500)
     down = {e["device"]: e["error"] for e in hall.events[before:] if e["type"] == "device_offline"}
     for device, error in down.items():
@@ -214,14 +197,12 @@ def offline_devices_shown(qtbot: Any, hall: Hall, supervisor: SupervisorView, mo
 def test_every_emulated_fault_is_shown_as_a_chinese_sentence(qtbot, qapp, hall, caplog):
     caplog.set_level(logging.INFO)
     apply_style(qapp)
-    wait_until(lambda: all(online(hall, d) for d in DEVICES), 20, "every device online")
-    buses = [qt_bus(hall, "kiosk-1", "kiosk"), qt_bus(hall, "window-3", "window", WINDOW_EVENTS),
-             qt_bus(hall, "supervisor", "window", ALL_EVENTS)]
+    wait_until(lambda: all(hall.online(d) for d in DEVICES), 20, "every device online")
+    buses = [hall.bus(qtbot, "kiosk-1", "kiosk"), hall.bus(qtbot, "window-3", "window", events=WINDOW_EVENTS),
+             hall.bus(qtbot, "supervisor", "window", events=ALL_EVENTS)]      # closed by the hall
     camera = DocumentCamera(CameraSource(hall.emu.device_urls()["camera-3"], "camera-3"))
     caller = hall.client("window-6", "window")
     try:
-        for bus in buses:
-            qtbot.waitUntil(lambda bus=bus: bus.online, timeout=TIMEOUT)
         kiosk = KioskWindow(KioskModel(buses[0]), hall.config.name)
         terminal = WindowTerminal(buses[1], 3, clock=SystemClock(), camera=camera)
         supervisor = SupervisorView(buses[2], clock=SystemClock())
@@ -269,7 +250,7 @@ def test_every_emulated_fault_is_shown_as_a_chinese_sentence(qtbot, qapp, hall, 
             offline_texts[mode] = offline_devices_shown(qtbot, hall, supervisor, mode, before)
             for device in targets:
                 hall.emu.device(device).clear_fault()
-            wait_until(lambda: all(online(hall, d) for d in DEVICES), 20, f"every device back after {mode}")
+            wait_until(lambda: all(hall.online(d) for d in DEVICES), 20, f"every device back after {mode}")
 
         assert offline_texts["paper_out"]["printer-1"] == DEVICE_FAULT_TEXTS["paper_out"]
         assert offline_texts["cover_open"]["printer-1"] == DEVICE_FAULT_TEXTS["cover_open"]
@@ -280,50 +261,27 @@ def test_every_emulated_fault_is_shown_as_a_chinese_sentence(qtbot, qapp, hall, 
         assert "printer-1" in logged and ("socket://" in logged or "Errno" in logged or "打印机" in logged)
     finally:
         camera.close()
-        for bus in buses:
-            bus.close()
 
 
 def test_management_system_refusals_and_a_lost_daemon_read_as_sentences(qtbot, qapp, tmp_path):
     """The upstream refusing a record (a dead letter) on the supervisor's list; the daemon gone on the
     kiosk, the terminal and the supervisor."""
     apply_style(qapp)
-    config_path = init_hall(tmp_path, no_devices)
-    config = load_config(config_path)
-    pw = passwords(config_path)
     with MgmtEmulator(token="tok-1234567890") as mgmt:
         mgmt.set_fault("4xx")
-        daemon = HallDaemon(config, DaemonOptions(db_url=f"sqlite:///{tmp_path}/h.db", mqtt_listen="127.0.0.1:0",
-                                                  upstream_url=mgmt.url, upstream_token="tok-1234567890"),
-                            config_path=str(config_path))
-        daemon.start()
-        assert daemon.mqtt_address is not None
-        host, port = daemon.mqtt_address
-
-        def client(client_id: str, role: str, window: int | None = None, events: Any = None) -> HallClient:
-            return HallClient(client_id, pw[client_id], host, port, config.hall_id, role=role, window=window,
-                              events=events, reconnect_min_delay=0.1, reconnect_max_delay=0.5)
-
-        buses = [QtHallBus(client("supervisor", "window", events=ALL_EVENTS), poll_ms=50),
-                 QtHallBus(client("kiosk-1", "kiosk"), poll_ms=50),
-                 QtHallBus(client("window-3", "window", events=WINDOW_EVENTS), poll_ms=50)]
-        plain: list[HallClient] = []
+        hall = Hall(tmp_path, mutate=no_devices, upstream_url=mgmt.url, upstream_token="tok-1234567890")
         try:
-            for bus in buses:
-                bus.start()
-                qtbot.waitUntil(lambda bus=bus: bus.online, timeout=TIMEOUT)
+            buses = [hall.bus(qtbot, "supervisor", "window", events=ALL_EVENTS), hall.bus(qtbot, "kiosk-1", "kiosk"),
+                     hall.bus(qtbot, "window-3", "window", events=WINDOW_EVENTS)]
             supervisor = SupervisorView(buses[0], clock=SystemClock())
-            kiosk = KioskWindow(KioskModel(buses[1]), config.name)
+            kiosk = KioskWindow(KioskModel(buses[1]), hall.config.name)
             terminal = WindowTerminal(buses[2], 3, clock=SystemClock())
             for widget in (supervisor, kiosk, terminal):
                 qtbot.addWidget(widget)
                 widget.resize(1600, 1000)
                 widget.show()
-            kiosk_client, window, tablet = (client("kiosk-2", "kiosk"), client("window-4", "window"),
-                                            client("tablet-4", "tablet", window=4))
-            plain += [kiosk_client, window, tablet]
-            for c in plain:
-                c.connect(timeout=10)
+            kiosk_client, window, tablet = (hall.client("kiosk-2", "kiosk"), hall.client("window-4", "window"),
+                                            hall.client("tablet-4", "tablet", window=4))
             window.request("login", staff_id="S004", pin="1234")
             kiosk_client.request("issue_ticket", service="legal_aid")
             ticket = window.request("call_next")["ticket"]
@@ -337,7 +295,7 @@ def test_management_system_refusals_and_a_lost_daemon_read_as_sentences(qtbot, q
                 assert marker not in row, row
             assert_no_raw_text(supervisor, "supervisor, dead letter")
 
-            daemon.stop()                                                 # the hall PC is gone
+            hall.stop_daemon()                                            # the hall PC is gone
             qtbot.waitUntil(lambda: not any(bus.online for bus in buses), timeout=TIMEOUT)
             qtbot.waitUntil(lambda: kiosk.stack.currentWidget() is kiosk.offline_page, timeout=TIMEOUT)
             for widget, where in ((kiosk, "kiosk"), (terminal, "terminal"), (supervisor, "supervisor")):
@@ -345,8 +303,4 @@ def test_management_system_refusals_and_a_lost_daemon_read_as_sentences(qtbot, q
             assert_chinese_sentence(kiosk.offline_text.text(), "kiosk offline")
             assert_chinese_sentence(terminal.banner.text(), "terminal offline")
         finally:
-            for c in plain:
-                c.close()
-            for bus in buses:
-                bus.close()
-            daemon.stop()
+            hall.close()
