@@ -177,16 +177,69 @@ def test_null_audio_output_plays_in_real_time() -> None:
         driver.close()
 
 
-def test_no_sound_card_is_a_clear_error() -> None:
+def _this_pc_has_a_sound_output() -> bool:
+    """What miniaudio itself finds on this PC: a default playback device it can open."""
+    import miniaudio
+
+    try:
+        miniaudio.PlaybackDevice(output_format=miniaudio.SampleFormat.SIGNED16, nchannels=1,
+                                 sample_rate=22050).close()
+    except miniaudio.MiniaudioError:
+        return False
+    return True
+
+
+def _check_default_output(sound_card: bool) -> None:
+    """`audio://default`: without a sound card, open() says in Chinese what to use instead; with one,
+    a call is played in real time (returns its length once it has been heard)."""
     driver = open_speaker("audio://default")
     try:
+        if not sound_card:
+            with pytest.raises(DeviceNotFound) as err:
+                driver.open()
+            assert "没有可用的音频输出设备" in str(err.value) and "wavdir://" in str(err.value)
+            return
         driver.open()
-    except DeviceNotFound as exc:
-        assert "没有可用的音频输出设备" in str(exc) and "wavdir://" in str(exc)
-    else:  # a machine with a sound card: then it must play
-        driver.play(SHORT.compose("F6", None, 1, chime=False).wav)
+        composed = SHORT.compose("F6", None, 1, chime=False)
+        t0 = time.perf_counter()
+        assert driver.play(composed.wav) == pytest.approx(composed.duration, abs=0.001)
+        elapsed = time.perf_counter() - t0
+        assert driver.started_at is not None and driver.started_at - t0 < 0.5
+        assert composed.duration * 0.95 <= elapsed <= composed.duration + 2.0
     finally:
         driver.close()
+
+
+def test_the_default_output_of_this_pc_plays_or_says_there_is_no_sound_card() -> None:
+    _check_default_output(_this_pc_has_a_sound_output())
+
+
+def test_without_a_sound_card_the_error_says_what_to_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever this PC has: miniaudio failing to open any output, as it does with no sound card."""
+    import miniaudio
+
+    def no_output(*args: object, **kwargs: object) -> None:
+        raise miniaudio.MiniaudioError("failed to init device", -401)
+
+    monkeypatch.setattr(miniaudio, "PlaybackDevice", no_output)
+    _check_default_output(sound_card=False)
+
+
+def test_with_a_sound_card_a_call_is_played_in_real_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever this PC has: the default output stood in for by miniaudio's null backend, which plays
+    in real time to nowhere, so the played-it-all path is checked on a PC without a sound card too."""
+    import miniaudio
+
+    real = miniaudio.PlaybackDevice
+
+    def null_output(*args: object, **kwargs: object) -> object:
+        return real(*args, **{**kwargs, "backends": [miniaudio.Backend.NULL]})
+
+    monkeypatch.setattr(miniaudio, "PlaybackDevice", null_output)
+    _check_default_output(sound_card=True)
+
+
+def test_an_output_that_is_not_there_is_named() -> None:
     missing = open_speaker("audio://no-such-output-xyz")
-    with pytest.raises(DeviceNotFound):
+    with pytest.raises(DeviceNotFound, match="no-such-output-xyz"):
         missing.open()
