@@ -73,12 +73,22 @@ def test_profile_schema_lists_exactly_the_device_kinds() -> None:
     assert set(_schema()["fields"]["kind"]["enum"]) == set(DEVICE_KINDS)
 
 
+# The window bus carries the LED screens and keypads: they have no link of their own (DESIGN §3).
+EXPECTED_HOSTS = {"led": "controller", "keypad": "controller"}
+
+
 def test_hosted_kinds_share_their_hosts_driver() -> None:
+    hosted: dict[str, str] = {}
     for kind in DEVICE_KINDS:
         try:
             kind_spec = spec(kind)
         except UnknownDeviceKind:
             continue
         if kind_spec.host is not None:
-            assert spec(kind_spec.host).factory is kind_spec.factory
-
+            hosted[kind] = kind_spec.host
+            assert spec(kind_spec.host).factory is kind_spec.factory, f"{kind} is not driven by its host's driver"
+            assert link_kind(kind) == kind_spec.host
+    # the loop above checks something only if hosted kinds are found: the ones the hall has must be
+    assert EXPECTED_HOSTS.items() <= hosted.items(), hosted
+    for host in set(hosted.values()):
+        assert spec(host).host is None and link_kind(host) == host, f"host {host} has no link of its own"
