@@ -33,7 +33,6 @@ from PySide6.QtCore import Qt
 from hall_controller.bus.client import HallClient
 from hall_controller.clock import ManualClock
 from hall_controller.config import hash_pin, load_config
-from hall_controller.daemon import DaemonOptions, HallDaemon
 from hall_controller.logsetup import LOG_FORMAT
 from hall_controller.redact import RedactingFilter, redact_args, redact_text, redact_url, register_secret
 from hw_emulators.hall import EmulatedHall
@@ -44,11 +43,12 @@ from kiosk_ui.tablet import TabletView
 from window_terminal.app import WINDOW_EVENTS
 from window_terminal.terminal import WindowTerminal
 
-from .harness import ELDER, DaemonProcess, free_port, init_hall, passwords, wait_until
+from .harness import ELDER, DaemonProcess, Hall, free_port, init_hall, passwords, wait_until
 
 PIN = "Pq7-53918"           # S001's PIN in this hall: a digit-only PIN would also match timestamps and ports
 NOW = datetime.fromisoformat("2026-11-23T10:00:00+08:00")   # a Monday morning
 TIMEOUT = 15_000
+UPSTREAM_TOKEN = "upstream-token-" + os.urandom(8).hex()   # the management system's bearer token
 
 
 # ----------------------------------------------------------------------------------------- the scanner
@@ -130,7 +130,7 @@ def visit_hall(data: dict[str, Any]) -> None:
         window["devices"] = []
     staff = next(s for s in data["staff"] if s["id"] == "S001")
     staff["pin_hash"] = hash_pin(PIN)
-    data["upstream"]["token"] = "upstream-token-" + os.urandom(8).hex()
+    data["upstream"]["token"] = UPSTREAM_TOKEN
 
 
 def control_api(host: str, port: int, path: str, body: dict[str, Any] | None = None) -> None:
@@ -155,24 +155,18 @@ def tee_bus(client: HallClient, seen: list[tuple[str, str]]) -> QtHallBus:
 
 
 def test_a_whole_visit_at_debug_leaves_no_secret_anywhere(qtbot, tmp_path, capture, capfd):
-    config_path = init_hall(tmp_path, visit_hall)
-    config = load_config(config_path)
-    token = config.upstream_token
-    assert token
+    token = UPSTREAM_TOKEN
     clock = ManualClock(NOW)
     mgmt = MgmtEmulator(token=token).start()
-    emu = EmulatedHall(config.devices, link="tcp")
-    emu.start()
-    host, port = emu.serve_control()
-    db = tmp_path / "hall.db"
-    daemon = HallDaemon(config, DaemonOptions(db_url=f"sqlite:///{db}", mqtt_listen="127.0.0.1:0",
-                                              emulator_control=f"{host}:{port}", upstream_url=mgmt.url),
-                        clock=clock, config_path=str(config_path))
     buses: list[QtHallBus] = []
     seen: list[tuple[str, str]] = []        # every MQTT payload the daemon sent or an app received
+    hall: Hall | None = None
     try:
-        daemon.start()
-        assert daemon.bridge is not None and daemon.mqtt_address is not None and daemon.service is not None
+        hall = Hall(tmp_path, mutate=visit_hall, clock=clock, devices="tcp", device_urls=False, control=True,
+                    upstream_url=mgmt.url)
+        config, daemon, db = hall.config, hall.daemon, tmp_path / "hall.db"
+        assert config.upstream_token == token and config.database == f"sqlite:///{db}"
+        assert daemon is not None and daemon.bridge is not None and daemon.service is not None
         publish = daemon.bridge._publish
 
         def recording_publish(topic: str, payload: bytes, *, retain: bool) -> None:
@@ -180,14 +174,11 @@ def test_a_whole_visit_at_debug_leaves_no_secret_anywhere(qtbot, tmp_path, captu
             publish(topic, payload, retain=retain)
 
         daemon.bridge._publish = recording_publish
-        service = daemon.service
-        wait_until(lambda: all(service.snapshot()["devices"].get(d, {}).get("online")
-                               for d in ("card-reader-1", "printer-1")), 15, "card reader and printer online")
-        mqtt_host, mqtt_port = daemon.mqtt_address
-        pw = passwords(config_path)
+        hall.wait_online(15, ("card-reader-1", "printer-1"))
+        pw = hall.passwords
 
         def bus(client_id: str, role: str, window: int | None = None, events: Any = None) -> QtHallBus:
-            client = HallClient(client_id, pw[client_id], mqtt_host, mqtt_port, config.hall_id, role=role,
+            client = HallClient(client_id, pw[client_id], hall.host, hall.port, config.hall_id, role=role,
                                 window=window, events=events, reconnect_min_delay=0.1, reconnect_max_delay=0.5)
             made = tee_bus(client, seen)
             buses.append(made)
@@ -208,7 +199,7 @@ def test_a_whole_visit_at_debug_leaves_no_secret_anywhere(qtbot, tmp_path, captu
         qtbot.waitUntil(lambda: terminal.state.logged_in, timeout=TIMEOUT)
 
         # a visitor puts the ID card on kiosk-1's reader and takes a number with it; the printer prints it
-        control_api(host, port, "/card-reader/card-reader-1/insert", ELDER)
+        assert hall.post("/card-reader/card-reader-1/insert", ELDER)[0] == 200
         qtbot.waitUntil(lambda: kiosk.model.state.card is not None, timeout=TIMEOUT)
         qtbot.waitUntil(lambda: "consult" in kiosk._buttons and kiosk._buttons["consult"].isEnabled(),
                         timeout=TIMEOUT)
@@ -216,7 +207,7 @@ def test_a_whole_visit_at_debug_leaves_no_secret_anywhere(qtbot, tmp_path, captu
         qtbot.waitUntil(lambda: kiosk.model.state.result is not None, timeout=TIMEOUT)
         result = kiosk.model.state.result
         assert result.printed is True and result.priority_label == "老年人优先"
-        control_api(host, port, "/card-reader/card-reader-1/remove")
+        assert hall.post("/card-reader/card-reader-1/remove")[0] == 200
 
         # called, served, finished at window 1; rated on its tablet
         for op in ("call_next", "start"):
@@ -247,8 +238,8 @@ def test_a_whole_visit_at_debug_leaves_no_secret_anywhere(qtbot, tmp_path, captu
     finally:
         for made in buses:
             made.close()
-        daemon.stop()
-        emu.stop()
+        if hall is not None:
+            hall.close()
         mgmt.stop()
 
     # a secret logged on purpose is found: the scanner sees what the capture holds
