@@ -84,6 +84,21 @@ def wait_online(qtbot: Any, bus: QtHallBus, online: bool = True, timeout: int = 
     qtbot.waitUntil(lambda: bus.online is online, timeout=timeout)
 
 
+def kiosk_window(qtbot: Any, client: HallClient) -> Any:
+    """The kiosk window on a connected HallClient, shown at 1920×1080, once its six service buttons are live."""
+    from kiosk_ui.kiosk import KioskModel, KioskWindow
+    from kiosk_ui.qtbus import QtHallBus
+
+    bus = QtHallBus(client, poll_ms=50)
+    bus.start()
+    window = KioskWindow(KioskModel(bus), "示范区公共法律服务中心")
+    qtbot.addWidget(window)
+    window.resize(1920, 1080)
+    window.show()
+    qtbot.waitUntil(lambda: len(window._buttons) == 6 and window._buttons["consult"].isEnabled(), timeout=10_000)
+    return window
+
+
 # ============================================================================================ hall folders
 
 

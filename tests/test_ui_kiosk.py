@@ -26,6 +26,7 @@ from .harness import (
     device_hall,
     free_port,
     init_hall,
+    kiosk_window,
     make_bus,
     no_devices,
     passwords,
@@ -242,25 +243,11 @@ def test_bad_command_line_says_why(capsys) -> None:
 # ------------------------------------------------------------------ with the emulated card reader and printer
 
 
-def _device_kiosk(qtbot, client) -> KioskWindow:
-    """The kiosk window on an already connected HallClient (the device halls own kiosk-1's connection)."""
-    from kiosk_ui.qtbus import QtHallBus
-
-    bus = QtHallBus(client, poll_ms=50)
-    bus.start()
-    window = KioskWindow(KioskModel(bus), "示范区公共法律服务中心")
-    qtbot.addWidget(window)
-    window.resize(1920, 1080)
-    window.show()
-    qtbot.waitUntil(lambda: len(window._buttons) == 6 and window._buttons["consult"].isEnabled(), timeout=10_000)
-    return window
-
-
 def test_take_a_number_by_card_on_the_emulated_reader(qtbot, tmp_path: Path) -> None:
     hall = card_hall(tmp_path, "tcp")
     try:
         qtbot.waitUntil(lambda: hall.online("card-reader-1"), timeout=ONLINE_TIMEOUT_MS)
-        window = _device_kiosk(qtbot, hall.kiosk)
+        window = kiosk_window(qtbot, hall.kiosk)
         hall.put_card(EXPIRED)
         qtbot.waitUntil(lambda: window.card_title.text() == "该身份证无法取号", timeout=5000)
         assert "有效期" in window.card_detail.text()
@@ -279,7 +266,7 @@ def test_printed_ticket_and_paper_out_on_the_emulated_printer(qtbot, tmp_path: P
     hall = device_hall(tmp_path)
     try:
         qtbot.waitUntil(lambda: hall.online("printer-1"), timeout=ONLINE_TIMEOUT_MS)
-        window = _device_kiosk(qtbot, hall.client("kiosk-1", "kiosk"))
+        window = kiosk_window(qtbot, hall.client("kiosk-1", "kiosk"))
         _touch(qtbot, window._buttons["consult"])
         qtbot.waitUntil(lambda: window.result_number.text() == "A001", timeout=5000)
         assert window.result_print.text() == "请取走号票，留意叫号"

@@ -15,10 +15,9 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QPushButton, QWidget
 
 from kiosk_ui import kiosk_state as ks
-from kiosk_ui.kiosk import KioskModel, KioskWindow
-from kiosk_ui.qtbus import QtHallBus
+from kiosk_ui.kiosk import KioskWindow
 
-from .harness import ELDER, ONLINE_TIMEOUT_MS, Hall, card_hall
+from .harness import ELDER, ONLINE_TIMEOUT_MS, Hall, card_hall, kiosk_window
 from .test_card_leaves import IDLE, READER, put_on, take_off, told
 
 # Screens are rendered on every run; HALL_SCREENSHOTS=docs/screenshots keeps them for the README.
@@ -40,13 +39,7 @@ def hall(tmp_path: Path) -> Iterator[Hall]:
 def kiosk(qtbot, hall: Hall) -> KioskWindow:
     qtbot.waitUntil(lambda: bool(hall.service.snapshot()["devices"].get("card-reader-1", {}).get("online")),
                     timeout=ONLINE_TIMEOUT_MS)
-    bus = QtHallBus(hall.kiosk, poll_ms=50)
-    bus.start()
-    window = KioskWindow(KioskModel(bus), "示范区公共法律服务中心")
-    qtbot.addWidget(window)
-    window.resize(1920, 1080)
-    window.show()
-    qtbot.waitUntil(lambda: len(window._buttons) == 6 and window._buttons["consult"].isEnabled(), timeout=10_000)
+    window = kiosk_window(qtbot, hall.kiosk)
     return window
 
 
