@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_upstream import add_commands as add_upstream_commands
 
     add_upstream_commands(sub, with_config)
+    from .operate import add_commands as add_operate_commands
+
+    add_operate_commands(sub, with_config)
     add_plugin_commands(sub)
     return p
 
