@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -116,6 +117,20 @@ scans = Table(
     Column("data", LargeBinary),
     Column("created_at", Text),
     Column("uploaded_at", Text),
+)
+
+# The roster `hallctl staff` manages, over the config's `staff:` (DB wins by id; NULL = the config's
+# value). `windows` is a JSON list of window numbers, NULL or [] = any window.
+staff = Table(
+    "staff", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("job_number", String(16)),
+    Column("name", String(64)),
+    Column("position", String(32)),
+    Column("windows", Text),
+    Column("active", Boolean),
+    Column("pin_hash", Text),
+    Column("updated_at", String(40), nullable=False),
 )
 
 
