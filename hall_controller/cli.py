@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     client = sub.add_parser("client", help="MQTT clients").add_subparsers(dest="client_command", required=True)
     sp = with_config(client.add_parser("add", help="add or reset a client; prints its password"))
     sp.add_argument("id")
-    sp.add_argument("--role", required=True, choices=["kiosk", "window", "tablet", "display", "admin"])
+    sp.add_argument("--role", required=True, choices=["kiosk", "window", "tablet", "display", "admin", "web"])
     sp.add_argument("--window", type=int)
     sp.add_argument("--password")
     sp.set_defaults(func=cmd_client_add)

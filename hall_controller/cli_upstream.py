@@ -201,7 +201,7 @@ def cmd_report_month(args: argparse.Namespace) -> int:
     write_html(report, paths[2])
     totals = report["totals"]
     print(f"《{report['title']}》{args.month}：取号 {totals['issued']}，办结 {totals['served']}，"
-          f"过号 {totals['no_show']}，评价 {totals['rated']}")
+          f"过号 {totals['no_show']}，主动离队 {totals['left']}，评价 {totals['rated']}")
     for path in paths:
         print(path)
     return 0

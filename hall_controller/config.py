@@ -25,7 +25,7 @@ from drivers.registry import DEVICE_KINDS
 from .hall_calendar import HOLIDAY_SOURCES, DayPlan, HallCalendar, schedule_available, status_line
 from .voice.settings import VoiceConfig, parse_voice
 
-ROLES = ("kiosk", "window", "tablet", "display", "admin")
+ROLES = ("kiosk", "window", "tablet", "display", "admin", "web")
 PRIORITY_CLASSES = ("appointment", "green", "elderly", "normal")
 POSITIONS = ("综合接待岗", "法律咨询岗", "法律援助岗", "人民调解岗", "公证岗", "司法鉴定岗", "值班律师岗", "其他")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -164,6 +164,11 @@ class HallConfig:
     scan_retention_days: int = 30            # scan images kept this long after the upstream has them
     voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
     calendar: HallCalendar = HallCalendar()  # holidays and the site's own days (hall.calendar), over opening_hours
+    # The visitor's phone page (web:, DESIGN §10): where hall-web listens, the address the QR codes
+    # carry (public_url, or http://<listen> when not set), the visitor Wi-Fi (ssid, password) or None.
+    web_listen: str | None = None
+    web_public_url: str | None = None
+    web_wifi: tuple[str, str] | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -202,10 +207,35 @@ class HallConfig:
         local = now.astimezone(self.tz)
         return self.day_plan(local.date()).closed_text(local.time())
 
+    def visit_url(self, token: str) -> str | None:
+        """The phone page of one ticket, as its QR code carries it (None without web.public_url)."""
+        return f"{self.web_public_url}/t/{token}" if self.web_public_url else None
+
+    @property
+    def hall_page_url(self) -> str | None:
+        """The hall page (扫码看排队) the display's QR code carries."""
+        return f"{self.web_public_url}/" if self.web_public_url else None
+
+    @property
+    def wifi_qr(self) -> str | None:
+        """The visitor Wi-Fi's join QR payload (phone cameras act on it), or None without web.wifi."""
+        return wifi_qr_payload(*self.web_wifi) if self.web_wifi else None
+
     def calendar_status(self, now: datetime) -> str:
         """`hallctl status`'s line on today's hours and why; a warning when the holiday schedule runs out."""
         local = now.astimezone(self.tz)
         return status_line(self.day_plan(local.date()), self.calendar, local)
+
+
+def wifi_qr_payload(ssid: str, password: str) -> str:
+    """`WIFI:T:WPA;S:<ssid>;P:<password>;;` with `\\ ; , : "` escaped by a backslash (the ZXing
+    "Wi-Fi network config" format that iOS and Android cameras join from); an empty password is an
+    open network (T:nopass)."""
+    def esc(text: str) -> str:
+        return "".join("\\" + c if c in '\\;,:"' else c for c in text)
+    if not password:
+        return f"WIFI:T:nopass;S:{esc(ssid)};;"
+    return f"WIFI:T:WPA;S:{esc(ssid)};P:{esc(password)};;"
 
 
 # --- PIN hashing -------------------------------------------------------------------------------
@@ -432,7 +462,7 @@ def _calendar_hours(raw: Any, seen: dict[date, str], chk: _Checker) -> dict[date
 
 _TOP_LEVEL_KEYS = {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database", "mqtt",
                    "upstream", "emulator", "profiles_dir", "credentials", "secret_file", "sqlite_sync", "display",
-                   "voice", "scans"}
+                   "voice", "scans", "web"}
 
 
 def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
@@ -458,6 +488,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     calendar = _calendar(hall.get("calendar"), opening_hours, chk)
     notice = _display(root.get("display"), chk)
     scan_max_mb, scan_retention = _scans(root.get("scans"), chk)
+    web_listen, web_public_url, web_wifi = _web(root.get("web"), chk)
     voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
                         base_dir)
     if chk.problems:
@@ -476,6 +507,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         secret_path=_resolve(base_dir, str(root.get("secret_file") or "hall.secret")),
         source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
         scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
+        web_listen=web_listen, web_public_url=web_public_url, web_wifi=web_wifi,
     )
 
 
@@ -808,6 +840,54 @@ def _scans(raw: Any, chk: _Checker) -> tuple[int, int]:
     scan_max_mb = chk.integer(scan_cfg, "max_mb", "scans", default=10, minimum=1, maximum=50) or 10
     scan_retention = chk.integer(scan_cfg, "retention_days", "scans", default=30, minimum=0, maximum=3650) or 0
     return scan_max_mb, scan_retention
+
+
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")
+
+
+def _web(raw: Any, chk: _Checker) -> tuple[str | None, str | None, tuple[str, str] | None]:
+    """`web:` {listen, public_url, wifi: {ssid, password} | null} -> (listen, public_url, wifi).
+
+    public_url is what the QR codes carry, so it must be an address phones on the hall LAN reach;
+    without it the listen address is used, unless that is a wildcard (0.0.0.0), which no phone can open."""
+    web = chk.mapping(raw, "web")
+    chk.unknown_keys(web, {"listen", "public_url", "wifi"}, "web")
+    listen = web.get("listen")
+    if listen is not None:
+        _check_hostport(listen, "web.listen", chk)
+    public_url = web.get("public_url")
+    if public_url is not None:
+        if not isinstance(public_url, str) or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public_url):
+            chk.add("web.public_url", f"must be an http(s) URL such as http://192.168.10.2:8080, got {public_url!r}")
+            public_url = None
+        else:
+            public_url = public_url.rstrip("/")
+    elif isinstance(listen, str) and ":" in listen:
+        if listen.rsplit(":", 1)[0] in _WILDCARD_HOSTS:
+            chk.add("web.public_url", f"is required when web.listen is {listen!r}: the address phones open "
+                                      "from the QR code, e.g. http://192.168.10.2:8080")
+        else:
+            public_url = f"http://{listen}"
+    return listen, public_url, _web_wifi(web.get("wifi"), chk)
+
+
+def _web_wifi(raw: Any, chk: _Checker) -> tuple[str, str] | None:
+    """`web.wifi`: the visitor network's SSID and WPA password, printed as a join QR (null: none)."""
+    if raw is None:
+        return None
+    wifi = chk.mapping(raw, "web.wifi")
+    chk.unknown_keys(wifi, {"ssid", "password"}, "web.wifi")
+    ssid = chk.string(wifi, "ssid", "web.wifi")
+    password = wifi.get("password", "")
+    if password is None:
+        password = ""
+    if not isinstance(password, str) or (password and not 8 <= len(password) <= 63):
+        chk.add("web.wifi.password", "must be the WPA password (8–63 characters), or empty for an open network")
+        return None
+    if ssid and len(ssid.encode()) > 32:
+        chk.add("web.wifi.ssid", f"must be at most 32 bytes, got {len(ssid.encode())}")
+        return None
+    return (ssid, password) if ssid else None
 
 
 def _check_hostport(value: Any, path: str, chk: _Checker) -> None:

@@ -20,6 +20,7 @@ from .clock import Clock
 from .config import HallConfig
 from .domain import Actor, CardData, DomainError, Outcome, QueueEngine
 from .domain.model import iso
+from .domain.visit import TOKEN_TTL
 from .faults import VISITOR_PRINT_FAILED
 from .identity import mask_name
 from .scans import ScanImage, decode_scan, save_scan
@@ -33,10 +34,14 @@ WINDOW_OPS = {"login", "logout", "call_next", "call_number", "recall", "start", 
               "return_to_first", "pause", "resume", "reinstate", "print_notice", "attach_scan",
               "request_rating", "day_summary"}
 TABLET_OPS = {"rate"}
+# hall-web (role web, the visitors' phone pages): each op needs a ticket's visit token and reads or
+# changes that one ticket, or reads the public hall page; every other op is refused to it.
+WEB_OPS = {"ticket_status", "leave", "rate_by_token", "hall_page"}
 ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment", "resolve_bad_rating", "day_summary"}
 ROLE_OPS: dict[str, set[str]] = {
     "kiosk": KIOSK_OPS, "window": WINDOW_OPS, "device": WINDOW_OPS, "tablet": TABLET_OPS,
-    "display": set(), "admin": ADMIN_OPS | KIOSK_OPS, "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
+    "display": set(), "web": WEB_OPS, "admin": ADMIN_OPS | KIOSK_OPS,
+    "daemon": set().union(KIOSK_OPS, WINDOW_OPS, ADMIN_OPS),
 }
 ALL_OPS = set().union(*ROLE_OPS.values())
 # 前台统一受理: a window client may issue tickets for visitors while its clerk holds this position.
@@ -47,7 +52,11 @@ RECEPTION_OPS = {"issue_ticket"}
 SUPERVISOR_OPS = {"status", "resolve_bad_rating", "day_summary"}
 # Answered from memory under the lock, nothing to persist. `day_summary` {window?}: the hall day so far
 # (counts; a window client's own finished visits, or those of `window` for the supervisor and admin).
-READ_ONLY_OPS = {"status", "print_notice", "service_guide", "day_summary"}
+READ_ONLY_OPS = {"status", "print_notice", "service_guide", "day_summary", "ticket_status",
+                 "hall_page"}
+# The visit token and its URL go to the kiosk that issued the ticket (and its printer), never into the
+# stored command reply: the database keeps only the token's hash (domain/visit.py).
+TOKEN_FIELDS = ("visit_token", "visit_url")
 # A card read at a kiosk serves at most this long after the read, whatever else happens (see "cards").
 CARD_TTL_SECONDS = 120
 # Kiosk ops about the held card: answered at once, nothing to persist (a touch may come every few seconds).
@@ -129,7 +138,8 @@ class HallService:
         self.tick()     # roll the day / close lapsed visits before serving anyone
 
     def _build_engine(self) -> QueueEngine:
-        state = self.store.load_state([w.number for w in self.config.windows])
+        state = self.store.load_state([w.number for w in self.config.windows],
+                                      closed_since=self.clock.now() - TOKEN_TTL)
         return QueueEngine(self.config, self.clock, state, secret=self.secret)
 
     # ------------------------------------------------------------------ subscriptions
@@ -238,7 +248,10 @@ class HallService:
             raise
         command = None
         if command_id:
-            reply = {"ok": True, "result": outcome.result}
+            result = outcome.result
+            if any(k in result for k in TOKEN_FIELDS):     # stored without the token (a redelivery after a
+                result = {k: v for k, v in result.items() if k not in TOKEN_FIELDS}   # restart gets none)
+            reply = {"ok": True, "result": result}
             command = (command_id, actor.client_id, iso(self.clock.now()) or "", reply)
         inflight = self._enqueue(outcome, command)
         if command_id and inflight is not None:
@@ -388,6 +401,9 @@ class HallService:
                                                   a.get("dimensions")),
         "resolve_bad_rating": lambda s, actor, a: s.engine.resolve_bad_rating(a.get("ticket"), a.get("note"),
                                                                               by=actor.client_id),
+        "leave": lambda s, _actor, a: s.engine.leave(a.get("token")),
+        "rate_by_token": lambda s, _actor, a: s.engine.rate_by_token(a.get("token"), a.get("score"),
+                                                                     a.get("dimensions")),
     }
     # op -> handler(service, actor, acting window, args)
     _WINDOW_OPS: ClassVar[dict[str, Callable[[HallService, Actor, int, dict[str, Any]], Outcome]]] = {
@@ -480,6 +496,10 @@ class HallService:
             if window is not None and (isinstance(window, bool) or window not in self.engine.state.windows):
                 raise DomainError("not_found", f"没有该窗口：{window}")
             return self.engine.today_view(window)
+        if op == "ticket_status":   # a phone page: one ticket by its visit token
+            return self.engine.visit_status(args.get("token"))
+        if op == "hall_page":
+            return self.engine.hall_page()
         if op == "service_guide":   # the kiosk's 办事指南: what each service needs, without printing
             return {"services": [{"code": s.code, "name": s.name, "prefix": s.prefix, "category": s.category,
                                   "materials": list(s.materials)} for s in self.config.services]}

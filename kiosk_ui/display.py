@@ -35,6 +35,7 @@ from hall_controller.clock import Clock, SystemClock
 
 from . import display_state as ds
 from .common_state import hall_time_text, hall_zone
+from .qr import QrBox
 from .qtbus import AppOptions, QtHallBus
 from .style import NORMAL, PALETTE, font, stylesheet
 
@@ -250,7 +251,10 @@ def _table(model: QAbstractTableModel, px: int, *, header: bool = True) -> QTabl
 
 
 class DisplayWindow(QWidget):
-    def __init__(self, model: DisplayModel, hall_name: str = "公共法律服务中心", notice: str = "") -> None:
+    def __init__(self, model: DisplayModel, hall_name: str = "公共法律服务中心", notice: str = "", *,
+                 hall_url: str | None = None, wifi_qr: str | None = None) -> None:
+        """`hall_url`: the phone's hall page (扫码看排队, config web.public_url + "/"); `wifi_qr`: the visitor
+        Wi-Fi's join payload (config web.wifi), shown first when set."""
         super().__init__()
         self.model = model
         self.setWindowTitle(f"{hall_name} · 叫号显示屏")
@@ -296,6 +300,18 @@ class DisplayWindow(QWidget):
         right.addWidget(_label("最近叫号", 34, bold=True, colour=PALETTE.board_muted))
         self.history_view = _table(self.history_model, 36)
         right.addWidget(self.history_view, 1)
+        qr_css = f"color: {PALETTE.board_text}; font-size: 26px; font-weight: bold;"
+        self.wifi_qr = QrBox("① 先扫此码连接大厅Wi-Fi", 170, caption_css=qr_css)
+        self.hall_qr = QrBox("② 扫码看排队" if wifi_qr else "手机扫码看排队", 170, caption_css=qr_css)
+        qr_row = QHBoxLayout()
+        qr_row.addStretch(1)
+        qr_row.addWidget(self.wifi_qr)
+        qr_row.addSpacing(28)
+        qr_row.addWidget(self.hall_qr)
+        qr_row.addStretch(1)
+        right.addLayout(qr_row)
+        self.hall_qr.set_payload(hall_url)
+        self.wifi_qr.set_payload(wifi_qr if hall_url else None)
         middle.addLayout(right, 9)
         root.addLayout(middle, 1)
 
@@ -390,10 +406,14 @@ def build(options: AppOptions, bus: QtHallBus, args: argparse.Namespace) -> Disp
     config = options.config
     model = DisplayModel(bus, zone=config.timezone if config is not None else None)
     notice = args.notice or (config.display_notice if config is not None else "")
-    window = DisplayWindow(model, config.name if config is not None else "公共法律服务中心", notice)
+    hall_url = args.web_url or (config.hall_page_url if config is not None else None)
+    window = DisplayWindow(model, config.name if config is not None else "公共法律服务中心", notice,
+                           hall_url=hall_url, wifi_qr=config.wifi_qr if config is not None else None)
     model.setParent(window)
     return window
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notice", default="", help="scrolling notice (default: display.notice of the config)")
+    parser.add_argument("--web-url", default="", help="the phone's hall page shown as a QR code (扫码看排队; "
+                                                      "default: web.public_url of the config + /)")

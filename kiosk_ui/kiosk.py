@@ -32,6 +32,7 @@ from hall_controller.faults import VISITOR_PRINT_FAILED, readable
 
 from . import kiosk_state as ks
 from .common_state import hall_time_text, hall_zone
+from .qr import QrBox
 from .qtbus import AppOptions, QtHallBus, RequestFailure
 from .style import LARGE, NORMAL, PALETTE, TextScale, stylesheet
 
@@ -210,10 +211,12 @@ class ServiceButton(QPushButton):
 
 
 class KioskWindow(QWidget):
-    def __init__(self, model: KioskModel, hall_name: str = "公共法律服务中心", *, portrait: bool = False) -> None:
+    def __init__(self, model: KioskModel, hall_name: str = "公共法律服务中心", *, portrait: bool = False,
+                 wifi_qr: str | None = None) -> None:
         super().__init__()
         self.model = model
         self.portrait = portrait
+        self.wifi_qr = wifi_qr          # the visitor Wi-Fi's join QR (config web.wifi), shown beside the ticket's
         self.scale: TextScale = NORMAL
         self.setWindowTitle(f"{hall_name} · 自助取号")
         self._buttons: dict[str, ServiceButton] = {}
@@ -315,6 +318,16 @@ class KioskWindow(QWidget):
         for widget in (self.result_greeting, self.result_caption, self.result_number, self.result_service,
                        self.result_ahead, self.result_estimate, self.result_print):
             layout.addWidget(widget)
+        # the ticket's phone page (the QR printed on the ticket) and, first, the visitor Wi-Fi to reach it
+        self.result_wifi_qr = QrBox("① 先扫此码连接大厅Wi-Fi", 220)
+        self.result_visit_qr = QrBox("手机扫码查看排队进度", 220)
+        qr_row = QHBoxLayout()
+        qr_row.addStretch(1)
+        qr_row.addWidget(self.result_wifi_qr)
+        qr_row.addSpacing(48)
+        qr_row.addWidget(self.result_visit_qr)
+        qr_row.addStretch(1)
+        layout.addLayout(qr_row)
         layout.addStretch(1)
         layout.addWidget(self.done_button)
         return page
@@ -517,6 +530,10 @@ class KioskWindow(QWidget):
         size = int(s.huge * 1.5) if result.remember_number else s.huge
         self.result_number.setStyleSheet(f"font-size: {size}px; font-weight: bold; color: {PALETTE.primary};")
         self.result_service.setText(result.service_name)
+        self.result_visit_qr.set_payload(result.visit_url)
+        self.result_wifi_qr.set_payload(self.wifi_qr if result.visit_url else None)
+        self.result_visit_qr.caption.setText("② 再扫此码查看排队进度" if self.result_wifi_qr.payload
+                                             else "手机扫码查看排队进度")
         self.result_ahead.setText(result.ahead_text)
         estimate = f"预计等待{result.estimate}（仅供参考）" if result.estimate else ""
         self.result_estimate.setText(ks.UNSTAFFED_RESULT if result.unstaffed else estimate)
@@ -597,7 +614,8 @@ class KioskWindow(QWidget):
 def build(options: AppOptions, bus: QtHallBus, args: argparse.Namespace) -> KioskWindow:
     model = KioskModel(bus, options.config)
     name = options.config.name if options.config is not None else "公共法律服务中心"
-    window = KioskWindow(model, name, portrait=args.portrait)
+    window = KioskWindow(model, name, portrait=args.portrait,
+                         wifi_qr=options.config.wifi_qr if options.config is not None else None)
     model.setParent(window)
     return window
 

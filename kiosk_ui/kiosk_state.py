@@ -80,6 +80,7 @@ class TicketResult:
     reprinted: bool
     name_masked: str | None
     unstaffed: bool = False      # no window of its service had a clerk when it was issued
+    visit_url: str | None = None  # the ticket's phone page (shown as the same QR code as on the ticket)
 
     @property
     def remember_number(self) -> bool:
@@ -248,8 +249,14 @@ def with_issued(state: KioskState, reply: dict[str, Any]) -> KioskState:
         priority_label=PRIORITY_LABELS.get(str(ticket.get("priority"))),
         reprinted=reply.get("reprinted") is True,
         name_masked=holder.get("name_masked") if isinstance(holder.get("name_masked"), str) else None,
-        unstaffed=service is not None and service.unstaffed)
+        unstaffed=service is not None and service.unstaffed, visit_url=_visit_url(reply))
     return replace(state, busy=False, result=result, card=None, card_notice=None, message=None)
+
+
+def _visit_url(reply: dict[str, Any]) -> str | None:
+    """The reply's `visit_url` when it is an http(s) address (None: the hall has no phone page)."""
+    url = reply.get("visit_url")
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) and len(url) < 512 else None
 
 
 def _printed(reply: dict[str, Any]) -> tuple[bool | None, str | None]:

@@ -61,7 +61,7 @@ def busy_morning(hall: Hall) -> dict[str, dict]:
 def test_the_day_summary_counts_the_whole_day_and_survives_a_restart(hall):
     visits = busy_morning(hall)
     summary = day(hall)
-    assert summary["counts"] == {"issued": 6, "called": 6, "finished": 4, "no_show": 1, "transferred": 1,
+    assert summary["counts"] == {"issued": 6, "called": 6, "finished": 4, "no_show": 1, "left": 0, "transferred": 1,
                                  "rated": 2, "bad": 1, "not_rated": 1}
     assert summary["day"] == "2026-11-23" and summary["window"] == 3 and summary["finished"] == 3
     assert summary["finished_by_window"] == {"3": 3, "6": 1}

@@ -129,7 +129,7 @@ def test_xlsx_sheets_headers_and_totals(report, tmp_path):
     figures = {row[0]: row[1] for row in summary.iter_rows(min_row=5, max_col=2, values_only=True) if row[0]}
     assert figures["取号数"] == 7 and figures["满意率"] == 0.6 and figures["等候时长P90(秒)"] == 240
 
-    headers = ["取号数", "办结数", "过号未到数", "转办次数", "超时办结数", "平均等候时长(秒)", "等候时长P90(秒)",
+    headers = ["取号数", "办结数", "过号未到数", "主动离队数", "转办次数", "超时办结数", "平均等候时长(秒)", "等候时长P90(秒)",
                "平均办理时长(秒)", "办理时长P90(秒)", "评价数", "1分", "2分", "3分", "4分", "5分", "满意率", "未评价数",
                "待评价数", "差评数", "差评已回访数", "差评待回访数", "未结束数"]
     totals = [report["totals"][key] for key, _, _ in METRICS]

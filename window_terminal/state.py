@@ -415,6 +415,7 @@ class Counts:
     called: int = 0
     finished: int = 0
     no_show: int = 0
+    left: int = 0          # left the line from the phone (我不排了), apart from 过号
     rated: int = 0
     bad: int = 0
     not_rated: int = 0
@@ -424,7 +425,7 @@ class Counts:
 # event type -> the count it adds to (the daemon's DayTally counts the same events)
 COUNTED_EVENTS = {"ticket_issued": "issued", "ticket_called": "called", "service_finished": "finished",
                   "ticket_skipped": "no_show", "ticket_transferred": "transferred", "rating_received": "rated",
-                  "bad_rating": "bad"}
+                  "bad_rating": "bad", "ticket_left": "left"}
 COUNT_BUFFER = 500
 
 
@@ -497,7 +498,8 @@ def counts_text(state: SupervisorState) -> str:
         when = f"今日（自{state.counts_since_text}起）"
     else:
         when = "今日"
-    return (f"{when}取号 {c.issued}　叫号 {c.called}　办结 {c.finished}　过号 {c.no_show}　"
+    left = f"离队 {c.left}　" if c.left else ""
+    return (f"{when}取号 {c.issued}　叫号 {c.called}　办结 {c.finished}　过号 {c.no_show}　{left}"
             f"评价 {c.rated}　未评价 {c.not_rated}　｜　当前等候 {waiting}　待回访差评 {len(state.bad_ratings)}")
 
 

@@ -44,6 +44,8 @@ from device_profiles import Profile, make_framing, require_kind
 
 __all__ = [
     "ATTENTION_LINE",
+    "VISIT_LINE",
+    "WIFI_LINE",
     "CUT_MODES",
     "PRIVACY_LINE",
     "Element",
@@ -84,6 +86,10 @@ _CUT_LINES = 5  # ESC d n before the cut: the last printed line clears the blade
 #: Printed at the foot of every ticket (PIPL: the ticket carries no personal data).
 PRIVACY_LINE = "本票不含您的个人身份信息，请妥善保管。"
 ATTENTION_LINE = "请留意叫号"
+#: Above the visitor Wi-Fi's join QR, when the hall has one (most phones are on mobile data).
+WIFI_LINE = "先扫此码连接大厅Wi-Fi，再扫下方二维码"
+#: Above the phone page's QR (the ticket's visit URL).
+VISIT_LINE = "手机扫码查看排队进度"
 PRIORITY_LABELS = {"elderly": "老年人优先", "green": "绿色通道", "appointment": "预约优先"}
 
 
@@ -139,6 +145,8 @@ class TicketPrint:
     priority: str = "normal"
     reprint: bool = False
     reprinted_at: str | None = None
+    visit_url: str | None = None  # the phone page (its QR code); None: the QR carries ticket_id as before
+    wifi_qr: str | None = None  # the visitor Wi-Fi's join payload (WIFI:T:WPA;S:…;P:…;;), printed above it
 
 
 @dataclass(frozen=True)
@@ -248,7 +256,14 @@ def ticket_job(ticket: TicketPrint, framing: PrinterFraming = DEFAULT_FRAMING) -
     out.line(f"取号时间：{ticket.time}")
     if ticket.reprint and ticket.reprinted_at:
         out.line(f"补打时间：{ticket.reprinted_at}")
-    out.qr(ticket.ticket_id)
+    if ticket.wifi_qr:
+        out.style(bold=True)
+        out.wrapped(WIFI_LINE)
+        out.qr(ticket.wifi_qr)
+    if ticket.visit_url:
+        out.style(bold=True)
+        out.line(VISIT_LINE)
+    out.qr(ticket.visit_url or ticket.ticket_id)
     out.style(size=(1, 2), bold=True)
     out.line(ATTENTION_LINE)
     out.style()

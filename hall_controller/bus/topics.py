@@ -12,7 +12,7 @@ from dataclasses import dataclass
 # One topic level: no '/', no wildcards, no ':' (Mosquitto's password file separator), no spaces.
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
-ROLES = ("kiosk", "window", "tablet", "display", "admin", "daemon")
+ROLES = ("kiosk", "window", "tablet", "display", "admin", "web", "daemon")
 WINDOW_ROLES = frozenset({"window", "tablet"})
 
 
@@ -150,6 +150,13 @@ def access_rules(topics: HallTopics, client_id: str, role: str, window: int | No
         # tickets of every window), which also spares the broker copying every event to each kiosk.
         read += [topics.state_queues, f"{topics.root}/device/#", topics.kiosk_card(client_id)]
         return AccessRules(read=tuple(read), write=own_write)
+    if role == "web":
+        # hall-web, the visitors' phone pages (DESIGN §10): the public hall state and the events that
+        # move a ticket; no devices, no kiosk card reads, no other client's reply or status. It runs
+        # only the token ops (service.WEB_OPS), the daemon refuses the rest.
+        read += [topics.state_queues, topics.state_calls, f"{topics.root}/state/window/+",
+                 f"{topics.root}/event/#"]
+        return AccessRules(read=tuple(read), write=own_write)
     read.append(f"{topics.root}/event/#")
     if role == "window":
         read += [f"{topics.root}/state/#", f"{topics.root}/device/#"]
@@ -176,6 +183,10 @@ ROLE_EVENTS: dict[str, tuple[str, ...]] = {
                "rating_received", "day_reset"),
     # the rating tablet: asked to rate, rated
     "tablet": ("rating_requested", "rating_received", "day_reset"),
+    # hall-web: every event that moves a ticket a phone page may show (its ticket_status is asked again)
+    "web": ("ticket_issued", "ticket_called", "ticket_recalled", "service_started", "service_finished",
+            "ticket_skipped", "ticket_reinstated", "ticket_transferred", "ticket_left", "ticket_cancelled",
+            "ticket_reprinted", "rating_requested", "rating_received", "visit_closed", "day_reset"),
 }
 ALL_EVENTS = "all"
 

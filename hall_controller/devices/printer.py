@@ -111,5 +111,6 @@ class PrinterHandler(DeviceHandler):
                            number=ticket["number"], ticket_id=ticket["id"], time=issued,
                            waiting_before=result.get("ahead"), estimate=estimate["text"] if estimate else None,
                            priority=ticket.get("priority", "normal"), reprint=reprint,
-                           reprinted_at=now if reprint else None)
+                           reprinted_at=now if reprint else None, visit_url=result.get("visit_url"),
+                           wifi_qr=config.wifi_qr if result.get("visit_url") else None)
         return ticket_job(info, self.framing)

@@ -31,6 +31,7 @@ from .model import (
     CALLED,
     CANCELLED,
     FINISHED,
+    LEFT,
     NO_SHOW,
     PRIORITY_RANK,
     SERVING,
@@ -45,6 +46,7 @@ from .model import (
 )
 from .texts import announcement_text, notice_slip
 from .today import TALLIED, DayTally
+from .visit import LEAVE_REFUSED_TEXT, NOT_FOUND_TEXT, TOKEN_TTL, lookup_key, new_token, token_hash
 
 RATING_DIMENSIONS = ("服务态度", "业务技能", "服务质量", "廉洁从政")
 # National 好差评 levels; 1 and 2 are 差评, which stays open until a supervisor records the follow-up.
@@ -95,6 +97,17 @@ class Outcome:
                     or self.dirty_appointments or self.dirty_hall)
 
 
+def _check_rating(score: Any, dimensions: Any) -> None:
+    """A national 好差评 level and, optionally, the four dimensions (1–5 each)."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise DomainError("bad_request", "评分必须是1到5的整数")
+    if dimensions is not None:
+        if not isinstance(dimensions, dict) or any(
+                k not in RATING_DIMENSIONS or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5
+                for k, v in dimensions.items()):
+            raise DomainError("bad_request", f"分项评分须为 {'、'.join(RATING_DIMENSIONS)} 的1到5分")
+
+
 def _random_id() -> str:
     """128 random bits as hex: ticket and event ids (cheaper than building a UUID object)."""
     return secrets.token_hex(16)
@@ -125,6 +138,10 @@ class QueueEngine:
         # Derived index: per window the newest finished visit still waiting for its rating. It is in the
         # retained window state, so a tablet that was offline when the visit ended still gets it.
         self._rating_pending: dict[int, Ticket] = {}
+        # Derived index: visit token hash -> ticket id, open tickets and those in state.recent_closed.
+        self._by_token: dict[str, str] = {
+            t.visit_token_hash: t.id for t in (*self.state.tickets.values(), *self.state.recent_closed.values())
+            if t.visit_token_hash}
         for t in self.state.tickets.values():
             if t.status == WAITING:
                 self._set_waiting(t, True)
@@ -219,6 +236,9 @@ class QueueEngine:
                 self._close(ticket, now)
             elif ticket.status == FINISHED:
                 self._close(ticket, now)
+        for closed in self.state.recent_closed.values():     # every phone page of the day stops here
+            self._by_token.pop(closed.visit_token_hash or "", None)
+        self.state.recent_closed = {}
         self.state.day, self.state.epoch = day, epoch
         self.state.counters = {}
         self.state.recent_calls = []
@@ -234,6 +254,8 @@ class QueueEngine:
             self._touch_window(ticket.window)
         self._out.closed.append(ticket)
         self.state.tickets.pop(ticket.id, None)
+        if ticket.visit_token_hash:          # its phone page reads it for TOKEN_TTL more
+            self.state.recent_closed[ticket.id] = ticket
         self._emit("visit_closed", now, ticket)
 
     # ------------------------------------------------------------------ lookups
@@ -310,8 +332,9 @@ class QueueEngine:
             appointment = self._due_appointment_of(holder, svc.code, now)
         held = self._active_ticket_of(holder, svc.code) if holder is not None else None
         if held is not None:        # the card's holder already has one: printed again, not a second
+            token = self._new_visit_token(held)
             self._emit("ticket_reprinted", now, held)
-            out.result = {"ticket": held.public(), "reprinted": True, **self.wait_info(held, now)}
+            out.result = {"ticket": held.public(), "reprinted": True, **self.wait_info(held, now), **token}
             return out
         late = appointment is not None and now > appointment.start_at + timedelta(
             minutes=self.config.rules.appointment_late_minutes)
@@ -335,9 +358,21 @@ class QueueEngine:
         if appointment is not None:
             appointment.status, appointment.ticket_id = "checked_in", ticket.id
             out.dirty_appointments.add(appointment.id)
+        token = self._new_visit_token(ticket)
         self._emit("ticket_issued", now, ticket, appointment_late=late if appointment else None)
-        out.result = {"ticket": ticket.public(), "reprinted": False, **self.wait_info(ticket, now)}
+        out.result = {"ticket": ticket.public(), "reprinted": False, **self.wait_info(ticket, now), **token}
         return out
+
+    def _new_visit_token(self, ticket: Ticket) -> dict[str, Any]:
+        """A new visit token for `ticket` (the one it had stops working): the reply's `visit_token`
+        and `visit_url`. Only its hash stays in the hall (domain/visit.py)."""
+        assert self._out is not None
+        self._by_token.pop(ticket.visit_token_hash or "", None)
+        token = new_token()
+        ticket.visit_token_hash = token_hash(token)
+        self._by_token[ticket.visit_token_hash] = ticket.id
+        self._out.dirty_tickets.add(ticket.id)
+        return {"visit_token": token, "visit_url": self.config.visit_url(token)}
 
     def _active_ticket_of(self, holder: Holder, service: str) -> Ticket | None:
         """The holder's ticket for `service` that is still waiting or being served."""
@@ -398,8 +433,9 @@ class QueueEngine:
         ticket = self._ticket_by_ref(ref)
         if ticket.status not in ACTIVE:
             raise DomainError("conflict", f"{ticket.number}号已办结，不能补打")
+        token = self._new_visit_token(ticket)
         self._emit("ticket_reprinted", now, ticket)
-        out.result = {"ticket": ticket.public(), "reprinted": True, **self.wait_info(ticket, now)}
+        out.result = {"ticket": ticket.public(), "reprinted": True, **self.wait_info(ticket, now), **token}
         return out
 
     def add_appointment(self, *, code: str, service: str, start_at: datetime, source: str,
@@ -773,14 +809,9 @@ class QueueEngine:
 
     # ------------------------------------------------------------------ tablet
     def rate(self, window: int, ref: Any, score: Any, dimensions: Any = None) -> Outcome:
+        """The window's tablet rates the visit it served (DESIGN §4)."""
         out, now = self._begin()
-        if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
-            raise DomainError("bad_request", "评分必须是1到5的整数")
-        if dimensions is not None:
-            if not isinstance(dimensions, dict) or any(
-                    k not in RATING_DIMENSIONS or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 5
-                    for k, v in dimensions.items()):
-                raise DomainError("bad_request", f"分项评分须为 {'、'.join(RATING_DIMENSIONS)} 的1到5分")
+        _check_rating(score, dimensions)
         try:
             ticket = self._ticket_by_ref(ref)
         except DomainError as exc:
@@ -789,24 +820,125 @@ class QueueEngine:
             raise
         if ticket.window != window:
             raise DomainError("forbidden", "只能评价本窗口办理的号")
-        if ticket.status not in (SERVING, FINISHED):
-            raise DomainError("conflict", f"{ticket.number}号尚未办理")
+        self._rate(ticket, score, dimensions, now, by="tablet")
+        out.result = {"ticket": ticket.public()}
+        return out
+
+    def _rate(self, ticket: Ticket, score: int, dimensions: dict[str, int] | None, now: datetime, *, by: str) -> None:
+        """One rating per visit, from the tablet or the phone (`by`), whichever comes first; the
+        `rating_received` event says which, so the other one leaves its rating screen."""
         if ticket.rating is not None:
-            raise DomainError("conflict", f"{ticket.number}号已评价")
+            where = "（已在手机上评价）" if ticket.rating.get("by") == "phone" else ""
+            raise DomainError("conflict", f"{ticket.number}号已评价{where}")
+        if ticket.status not in (SERVING, FINISHED) or (ticket.closed_at is not None and ticket.status != FINISHED):
+            raise DomainError("conflict", f"{ticket.number}号尚未办理，不能评价")
         minutes = self.config.rules.rating_minutes
-        if ticket.status == FINISHED and ticket.finished_at and now - ticket.finished_at >= timedelta(minutes=minutes):
+        if ticket.closed_at is not None or (ticket.status == FINISHED and ticket.finished_at
+                                            and now - ticket.finished_at >= timedelta(minutes=minutes)):
             raise DomainError("conflict", f"{ticket.number}号办结已超过{minutes}分钟，评价时间已过")
+        window = ticket.window
         ticket.rating = {"score": score, "level": RATING_LEVELS[score], "dimensions": dimensions or {},
-                         "at": iso(now)}
-        self._emit("rating_received", now, ticket, window)
+                         "at": iso(now), "by": by}
+        self._emit("rating_received", now, ticket, window, by=by)
         if score <= BAD_RATING_MAX:
             self._emit("bad_rating", now, ticket, window, supervisor=True, score=score, level=RATING_LEVELS[score],
                        message=f"差评：{window}号窗口 {ticket.number}号 {score}分（{RATING_LEVELS[score]}），请回访整改")
-            self.state.bad_ratings[ticket.id] = bad_rating_summary(out.events[-1])
+            assert self._out is not None
+            self.state.bad_ratings[ticket.id] = bad_rating_summary(self._out.events[-1])
         if ticket.status == FINISHED:
             self._close(ticket, now)
-        out.result = {"ticket": ticket.public()}
+
+    # ------------------------------------------------------------------ the visitor's phone (web role)
+    def _ticket_by_token(self, token: Any, now: datetime) -> Ticket:
+        """The ticket a visit token opens; one answer for every token that opens none (visit.py)."""
+        key = lookup_key(token)
+        ticket_id = self._by_token.get(key) if key is not None else None
+        ticket = None
+        if ticket_id is not None:
+            ticket = self.state.tickets.get(ticket_id) or self.state.recent_closed.get(ticket_id)
+        if (ticket is None or ticket.visit_token_hash != key
+                or (ticket.day, ticket.epoch) != (self.business_day(now), self.state.epoch)
+                or (ticket.closed_at is not None and now - ticket.closed_at >= TOKEN_TTL)):
+            raise DomainError("not_found", NOT_FOUND_TEXT)
+        return ticket
+
+    def visit_status(self, token: Any) -> dict[str, Any]:
+        """`ticket_status`: the phone page of one ticket — no holder, no ids, nothing of other visitors
+        but the numbers the hall display shows anyway."""
+        now = self.clock.now()
+        ticket = self._ticket_by_token(token, now)
+        calls = [{"number": c["number"], "window": c["window"], "at": c["at"]}
+                 for c in self.state.recent_calls if c.get("service") == ticket.service][:5]
+        windows = sorted(n for n, cfg in self._windows.items()
+                         if cfg.weight_of(ticket.service) is not None and self.state.windows[n].staff_id is not None)
+        return {"ticket": self._visit_ticket(ticket, now), "recent_calls": calls, "windows": windows,
+                "hall": {"name": self.config.name}, "seq": self.state.seq}
+
+    def _visit_ticket(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
+        info = self.wait_info(ticket, now) if ticket.status == WAITING else {"ahead": None, "estimate": None}
+        return {"number": ticket.number, "service": ticket.service,
+                "service_name": self._services[ticket.service].name, "status": ticket.status,
+                "window": ticket.window, "target_window": ticket.target_window, "ahead": info["ahead"],
+                "estimate": info["estimate"], "issued_at": iso(ticket.issued_at), "called_at": iso(ticket.called_at),
+                "finished_at": iso(ticket.finished_at), "closed_at": iso(ticket.closed_at),
+                "rating": self._rating_state(ticket, now)}
+
+    def _rating_state(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
+        """Whether the phone may rate the visit now (the tablet's rules), and whether anyone did."""
+        if ticket.rating is not None:
+            return {"allowed": False, "done": True, "by": ticket.rating.get("by", "tablet"),
+                    "score": ticket.rating.get("score"), "until": None}
+        until = None
+        if ticket.status == FINISHED and ticket.finished_at is not None:
+            until = ticket.finished_at + timedelta(minutes=self.config.rules.rating_minutes)
+        allowed = ticket.closed_at is None and (ticket.status == SERVING or (until is not None and now < until))
+        return {"allowed": allowed, "done": False, "by": None, "score": None, "until": iso(until)}
+
+    def leave(self, token: Any) -> Outcome:
+        """我不排了: a waiting ticket leaves the line (status `left`, its visit closes and goes upstream
+        with outcome `left`); again on a ticket that left, the same answer."""
+        out, now = self._begin()
+        ticket = self._ticket_by_token(token, now)
+        if ticket.status == LEFT:
+            out.result = {"ticket": self._visit_ticket(ticket, now)}
+            return out
+        if ticket.status != WAITING:
+            raise DomainError("conflict", LEAVE_REFUSED_TEXT)
+        self._set_waiting(ticket, False)
+        ticket.status, ticket.outcome = LEFT, "left"
+        self._emit("ticket_left", now, ticket)
+        self._close(ticket, now)
+        out.result = {"ticket": self._visit_ticket(ticket, now)}
         return out
+
+    def rate_by_token(self, token: Any, score: Any, dimensions: Any = None) -> Outcome:
+        """The phone rates its visit under the tablet's rules; the identical phone rating again is
+        answered as the first (idempotent), any other second rating gets `conflict` 已评价."""
+        out, now = self._begin()
+        ticket = self._ticket_by_token(token, now)
+        _check_rating(score, dimensions)
+        rating = ticket.rating
+        if (rating is not None and rating.get("by") == "phone" and rating.get("score") == score
+                and rating.get("dimensions") == (dimensions or {})):
+            out.result = {"ticket": self._visit_ticket(ticket, now)}
+            return out
+        self._rate(ticket, score, dimensions, now, by="phone")
+        out.result = {"ticket": self._visit_ticket(ticket, now)}
+        return out
+
+    def hall_page(self) -> dict[str, Any]:
+        """`hall_page`: the phone's hall page — services with waiting counts and estimates, the recent
+        calls, today's opening hours."""
+        now = self.clock.now()
+        plan = self.config.day_plan(now.astimezone(self.config.tz).date())
+        open_now = self.is_open(now)
+        services = [{"code": code, **{k: q[k] for k in ("name", "prefix", "waiting", "estimate", "staffed")}}
+                    for code, q in self.queues_view().items()]
+        calls = [{"number": c["number"], "window": c["window"], "service": c.get("service"), "at": c["at"]}
+                 for c in self.state.recent_calls]
+        return {"hall": {"name": self.config.name, "hours_today": plan.hours_text, "open_now": open_now,
+                         "closed_text": None if open_now else self.config.closed_text(now)},
+                "services": services, "recent_calls": calls, "seq": self.state.seq}
 
     def resolve_bad_rating(self, ref: Any, note: Any, by: str) -> Outcome:
         """A supervisor's follow-up (回访/整改) of an open 差评: `ref` is the ticket id, or its number
@@ -865,7 +997,18 @@ class QueueEngine:
                   and now - ticket.skipped_at > timedelta(minutes=rules.reinstate_minutes)):
                 ticket.outcome = "no_show"
                 self._close(ticket, now)
+        self._expire_closed(now)
         return out
+
+    def _expire_closed(self, now: datetime) -> None:
+        """Closed visits leave `recent_closed` (and their tokens stop) TOKEN_TTL after they closed;
+        they are kept in closing order, so the walk stops at the first one still young."""
+        closed = self.state.recent_closed
+        for ticket_id, ticket in list(closed.items()):
+            if ticket.closed_at is not None and now - ticket.closed_at < TOKEN_TTL:
+                break
+            del closed[ticket_id]
+            self._by_token.pop(ticket.visit_token_hash or "", None)
 
     def supervisor_alert(self, kind: str, detail: dict[str, Any]) -> Outcome:
         """An alert from outside the queue (e.g. a record the upstream refused) for the supervisor, logged

@@ -10,11 +10,11 @@ from typing import Any
 from ..identity import age_on
 from .today import DayTally
 
-WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED = (
-    "waiting", "called", "serving", "finished", "no_show", "cancelled")
-STATUSES = (WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED)
+WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED, LEFT = (
+    "waiting", "called", "serving", "finished", "no_show", "cancelled", "left")
+STATUSES = (WAITING, CALLED, SERVING, FINISHED, NO_SHOW, CANCELLED, LEFT)
 ACTIVE = frozenset({WAITING, CALLED, SERVING})
-FINAL = frozenset({FINISHED, CANCELLED})
+FINAL = frozenset({FINISHED, CANCELLED, LEFT})      # LEFT: the visitor left the line from the phone (我不排了)
 
 PRIORITY_RANK = {"appointment": 0, "green": 1, "elderly": 2, "normal": 3}
 
@@ -118,6 +118,9 @@ class Ticket:
     scans: list[dict[str, Any]] = field(default_factory=list)
     warned: bool = False
     overdue: bool = False
+    # sha256 of the visit token (domain/visit.py) the phone page holds; the clear token is never kept.
+    # Persisted, never in the public view (events, replies).
+    visit_token_hash: str | None = None
     _public: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -157,7 +160,8 @@ class Ticket:
         data = dict(self.public())
         data.update(prefix=self.prefix, seq_no=self.seq_no, last_called_at=iso(self.last_called_at),
                     segment_started_at=iso(self.segment_started_at),
-                    holder=self.holder.to_dict() if self.holder else None)
+                    holder=self.holder.to_dict() if self.holder else None,
+                    visit_token_hash=self.visit_token_hash)
         return data
 
     @classmethod
@@ -175,6 +179,7 @@ class Ticket:
             holder=Holder.from_dict(d["holder"]), kiosk=d["kiosk"], appointment_id=d["appointment_id"],
             green_reason=d["green_reason"], transfers=list(d["transfers"]), outcome=d["outcome"],
             note=d["note"], rating=d["rating"], scans=list(d["scans"]), warned=d["warned"], overdue=d["overdue"],
+            visit_token_hash=d.get("visit_token_hash"),
         )
 
 
@@ -229,6 +234,9 @@ class EngineState:
     seq: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     tickets: dict[str, Ticket] = field(default_factory=dict)     # unclosed tickets only
+    # Visits closed less than visit.TOKEN_TTL ago in this day and epoch, by id: their phone page still
+    # reads them (served, left, rated). Pruned by the engine's tick, emptied at the day reset.
+    recent_closed: dict[str, Ticket] = field(default_factory=dict)
     windows: dict[int, WindowState] = field(default_factory=dict)
     appointments: dict[str, Appointment] = field(default_factory=dict)
     recent_calls: list[dict[str, Any]] = field(default_factory=list)

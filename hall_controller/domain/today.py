@@ -16,9 +16,10 @@ from typing import Any
 COUNTED = {
     "ticket_issued": "issued", "ticket_called": "called", "service_finished": "finished",
     "ticket_skipped": "no_show", "ticket_transferred": "transferred", "rating_received": "rated",
-    "bad_rating": "bad",
+    "bad_rating": "bad", "ticket_left": "left",
 }
-COUNT_KEYS = ("issued", "called", "finished", "no_show", "transferred", "rated", "bad", "not_rated")
+# `left`: tickets whose visitor left the line from the phone (我不排了), apart from no_show (过号)
+COUNT_KEYS = ("issued", "called", "finished", "no_show", "left", "transferred", "rated", "bad", "not_rated")
 # the events a tally is built from (the store replays these; the engine calls observe for these only)
 TALLIED = frozenset({*COUNTED, "rating_requested", "visit_closed"})
 SERVED_LIMIT = 200          # finished visits kept per window (the newest); the counts stay exact

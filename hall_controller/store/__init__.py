@@ -128,7 +128,8 @@ class Store:
 
         self._prepared = {
             "ins_ticket": _Prepared(insert(tickets), d, [c.name for c in tickets.columns]),
-            "upd_ticket": upd(tickets, "id", "status", "service", "priority", "window_no", "closed_at", "data"),
+            "upd_ticket": upd(tickets, "id", "status", "service", "priority", "window_no", "closed_at", "data",
+                              "visit_token_hash"),
             "upd_window": upd(windows, "number", "data"),
             "upd_appointment": upd(appointments, "id", "code", "day", "status", "data"),
             "ins_appointment": _Prepared(insert(appointments), d, ["id", "code", "day", "status", "data"]),
@@ -144,7 +145,10 @@ class Store:
         self.engine.dispose()
 
     # ------------------------------------------------------------------ load
-    def load_state(self, window_numbers: list[int] | None = None) -> EngineState:
+    def load_state(self, window_numbers: list[int] | None = None, *,
+                   closed_since: datetime | None = None) -> EngineState:
+        """The engine's state; with `closed_since`, also the visits of the current day closed since then
+        that have a visit token (their phone pages still read them: `EngineState.recent_closed`)."""
         state = EngineState()
         with self.engine.begin() as conn:
             kv = dict(conn.execute(select(hall_state.c.key, hall_state.c.value)).all())
@@ -168,6 +172,8 @@ class Store:
                     a = Appointment.from_record(json.loads(data))
                     state.appointments[a.id] = a
             self._replay_events(conn, state)
+            if closed_since is not None and state.day:
+                self._load_recent_closed(conn, state, closed_since)
         missing = [n for n in window_numbers or [] if n not in state.windows]
         with self.engine.begin() as conn:
             for n in missing:
@@ -205,6 +211,17 @@ class Store:
                 break
             state.recent_calls.append({"number": t["number"], "window": ev.get("window"),
                                        "service": t["service"], "at": ev["ts"], "ticket_id": t["id"]})
+
+    @staticmethod
+    def _load_recent_closed(conn: Connection, state: EngineState, since: datetime) -> None:
+        """Closed visits of the day with a token, closed at `since` or later, in closing order."""
+        rows = conn.execute(select(tickets.c.data).where(
+            tickets.c.day == state.day, tickets.c.epoch == state.epoch, tickets.c.closed_at.is_not(None),
+            tickets.c.visit_token_hash.is_not(None))).scalars()
+        closed = [t for t in map(Ticket.from_record, map(json.loads, rows))
+                  if t.closed_at is not None and t.closed_at >= since]
+        for t in sorted(closed, key=lambda t: t.closed_at or since):
+            state.recent_closed[t.id] = t
 
     def recent_command_replies(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """The newest `limit` stored replies, oldest first: a command redelivered after a restart
@@ -310,7 +327,7 @@ class Store:
                 "number": t.number, "service": t.service, "status": t.status, "priority": t.priority,
                 "window_no": t.window, "person_key": t.holder.id_hash if t.holder else None,
                 "issued_at": t.issued_at.isoformat(), "closed_at": t.closed_at.isoformat() if t.closed_at else None,
-                "data": _dumps(t.to_record())}
+                "data": _dumps(t.to_record()), "visit_token_hash": t.visit_token_hash}
 
     # ------------------------------------------------------------------ read
     def iter_events(self, since_seq: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:

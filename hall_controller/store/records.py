@@ -20,7 +20,7 @@ from ..domain.engine import BAD_RATING_EVENTS, bad_rating_summary
 from ..identity import age_band, age_on
 from .schema import events
 
-RECORDABLE_STATUSES = ("finished", "no_show", "cancelled")
+RECORDABLE_STATUSES = ("finished", "no_show", "cancelled", "left")
 
 
 def _parse(value: str | None) -> datetime | None:
@@ -50,12 +50,14 @@ def _holder(holder: dict[str, Any] | None, issued_at: str | None) -> dict[str, A
 def build_service_record(
     ticket: dict[str, Any], hall_code: str, *, time_limit_seconds: float | None = None, open_visit: bool = False
 ) -> dict[str, Any]:
-    """The upstream record for a closed visit: finished, no-show or cancelled (day end).
+    """The upstream record for a closed visit: finished, no-show, cancelled (day end) or left (the
+    visitor left the line from the phone page, 我不排了).
 
     - `wait_seconds`: issue → first call (the engine keeps the first call in `called_at` and later
       ones in `last_called_at`): the visitor's real wait, unaffected by recalls and transfers.
     - `handling_seconds`: `started_at` → `finished_at`; None for a no-show.
-    - `outcome`: "no_show" for a skipped ticket, else the clerk's outcome (default "completed").
+    - `outcome`: "no_show" for a skipped ticket, "left" for one that left the line, "cancelled" at the
+      day end, else the clerk's outcome (default "completed").
     - `over_limit`: handling exceeded the service's time limit (限时办结), when one is given.
     - `holder`: keyed ID hash, masked name and age band on the day of issue only — the birth date,
       sex and masked ID number the hall keeps never leave it (DESIGN §7, §8).
@@ -90,7 +92,7 @@ def build_service_record(
         "finished_at": ticket.get("finished_at"),
         "wait_seconds": _seconds(ticket.get("issued_at"), ticket.get("called_at")),
         "handling_seconds": handling,
-        "outcome": "no_show" if no_show else status if status in ("cancelled", "open") else (
+        "outcome": "no_show" if no_show else status if status in ("cancelled", "left", "open") else (
             ticket.get("outcome") or "completed"),
         "over_limit": over_limit,
         "transfers": list(ticket.get("transfers") or []),

@@ -60,9 +60,11 @@ tickets = Table(
     Column("issued_at", String(40), nullable=False),
     Column("closed_at", String(40)),
     Column("data", Text, nullable=False),
+    Column("visit_token_hash", String(64)),     # sha256 of the phone page's token (domain/visit.py), never the token
     UniqueConstraint("day", "epoch", "prefix", "seq_no", name="uq_ticket_number"),
     Index("ix_tickets_open", "closed_at"),
     Index("ix_tickets_day", "day", "epoch"),
+    Index("ix_tickets_visit_token", "visit_token_hash"),
 )
 
 windows = Table(

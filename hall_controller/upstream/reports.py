@@ -3,9 +3,10 @@
 Computed from the service records of `records.build_service_record`, so the report and the
 records the upstream holds agree. Definitions (口径), also printed on the report:
 - a record is counted in the month (and day) of its `issued_at`, in the hall's local time;
-- 取号数 = every ticket issued (completed visits, no-shows, tickets cancelled at day end unserved, and
-  visits still open when the report is made, marked `"open": true`);
-  办结数 = records that were served (neither a no-show nor cancelled nor still waiting or in service);
+- 取号数 = every ticket issued (completed visits, no-shows, tickets that left the line from the phone
+  page, tickets cancelled at day end unserved, and visits still open when the report is made, marked
+  `"open": true`); 主动离队数 = outcome `left` (我不排了), counted apart from 过号未到 (no_show);
+  办结数 = records that were served (neither a no-show, nor left, nor cancelled, nor still waiting or in service);
   未结束数 = visits still open (waiting, in service, or finished and waiting for their rating);
 - 等候时长 = issue → first call (all records that were called); 办理时长 = start → finish (served);
 - averages are arithmetic means rounded to 0.1 s; P90 is the nearest-rank 90th percentile
@@ -35,7 +36,8 @@ SCORES = (1, 2, 3, 4, 5)
 SATISFIED_MIN_SCORE = 4
 BAD_MAX_SCORE = 2                                # 差评: 1 非常不满意, 2 不满意
 OPEN = "open"                                    # outcome of a visit still waiting or in service
-UNSERVED = frozenset({"no_show", "cancelled", OPEN})  # record outcomes that are not 办结
+LEFT = "left"                                    # left the line from the phone (我不排了), not a 过号
+UNSERVED = frozenset({"no_show", LEFT, "cancelled", OPEN})  # record outcomes that are not 办结
 HALL_SUFFIX = "公共法律服务中心"
 
 # (key in a stats dict, Chinese column header, kind) — one list drives the XLSX and the HTML.
@@ -43,6 +45,7 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("issued", "取号数", "int"),
     ("served", "办结数", "int"),
     ("no_show", "过号未到数", "int"),
+    ("left", "主动离队数", "int"),
     ("transfers", "转办次数", "int"),
     ("over_limit", "超时办结数", "int"),
     ("wait_avg", "平均等候时长(秒)", "seconds"),
@@ -62,8 +65,9 @@ METRICS: tuple[tuple[str, str, str], ...] = (
 
 DEFINITIONS = (
     "统计口径:按取号时间(本中心当地时间)计入所属月份和日期。",
-    "取号数:统计期间发出的全部号票,含已办结、过号未到、日终未办理而取消及尚未结束的号票;"
-    "办结数:不含过号未到、取消及尚在等候或办理中的号票。",
+    "取号数:统计期间发出的全部号票,含已办结、过号未到、主动离队、日终未办理而取消及尚未结束的号票;"
+    "办结数:不含过号未到、主动离队、取消及尚在等候或办理中的号票。",
+    "主动离队数:访客在手机排队页面点“我不排了”离开队列的号票数,与过号未到数分开统计。",
     "未结束数:统计时仍在等候、办理中或办结后仍在评价时限内的号票。",
     "等候时长:取号至首次叫号;办理时长:开始办理至办结。平均值保留一位小数。",
     "P90:最近秩法第90百分位数,即将n个数值升序排列后第⌈0.9n⌉个数值。",
@@ -109,6 +113,7 @@ def _stats(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "issued": len(records),
         "served": len(served),
         "no_show": sum(1 for r in records if r.get("outcome") == "no_show"),
+        "left": sum(1 for r in records if r.get("outcome") == LEFT),
         "transfers": sum(len(r.get("transfers") or []) for r in records),
         "over_limit": sum(1 for r in served if r.get("over_limit")),
         "wait_avg": _average(waits),
