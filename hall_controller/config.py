@@ -162,6 +162,9 @@ class HallConfig:
     display_notice: str = ""           # the hall display's scrolling notice line (display.notice)
     scan_max_bytes: int = 10 * 1024 * 1024   # largest document scan accepted (scans.max_mb)
     scan_retention_days: int = 30            # scan images kept this long after the upstream has them
+    # Masked names, keyed ID hashes and scans of a visit are purged this long after it closed and its
+    # record reached the upstream (privacy.retention_days, DESIGN §8; hall_controller.store.retention).
+    privacy_retention_days: int = 180
     voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
     calendar: HallCalendar = HallCalendar()  # holidays and the site's own days (hall.calendar), over opening_hours
     # The visitor's phone page (web:, DESIGN §10): where hall-web listens, the address the QR codes
@@ -462,7 +465,7 @@ def _calendar_hours(raw: Any, seen: dict[date, str], chk: _Checker) -> dict[date
 
 _TOP_LEVEL_KEYS = {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database", "mqtt",
                    "upstream", "emulator", "profiles_dir", "credentials", "secret_file", "sqlite_sync", "display",
-                   "voice", "scans", "web"}
+                   "voice", "scans", "web", "privacy"}
 
 
 def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
@@ -488,6 +491,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     calendar = _calendar(hall.get("calendar"), opening_hours, chk)
     notice = _display(root.get("display"), chk)
     scan_max_mb, scan_retention = _scans(root.get("scans"), chk)
+    privacy_retention = _privacy(root.get("privacy"), chk)
     web_listen, web_public_url, web_wifi = _web(root.get("web"), chk)
     voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
                         base_dir)
@@ -507,6 +511,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         secret_path=_resolve(base_dir, str(root.get("secret_file") or "hall.secret")),
         source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
         scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
+        privacy_retention_days=privacy_retention,
         web_listen=web_listen, web_public_url=web_public_url, web_wifi=web_wifi,
     )
 
@@ -840,6 +845,13 @@ def _scans(raw: Any, chk: _Checker) -> tuple[int, int]:
     scan_max_mb = chk.integer(scan_cfg, "max_mb", "scans", default=10, minimum=1, maximum=50) or 10
     scan_retention = chk.integer(scan_cfg, "retention_days", "scans", default=30, minimum=0, maximum=3650) or 0
     return scan_max_mb, scan_retention
+
+
+def _privacy(raw: Any, chk: _Checker) -> int:
+    """`privacy.retention_days`: days a closed, delivered visit keeps its holder's personal data."""
+    privacy = chk.mapping(raw, "privacy")
+    chk.unknown_keys(privacy, {"retention_days"}, "privacy")
+    return chk.integer(privacy, "retention_days", "privacy", default=180, minimum=1, maximum=3650) or 180
 
 
 _WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "")

@@ -4,8 +4,8 @@
 happens in order of cost: the encoded length first (a 50 MB payload is refused before it is decoded),
 then base64, the magic bytes, and a full decode by Pillow (a corrupt or truncated JPEG is refused,
 not stored). The bytes live in the `scans` table keyed by their SHA-256 (the same image twice is
-stored once) until the forwarder has PUT them upstream; `purge_scans` drops the bytes
-`retention_days` after that (DESIGN §8), keeping the row so the image is not uploaded again.
+stored once) until the forwarder has PUT them upstream; `hall_controller.store.retention` drops the
+bytes `scans.retention_days` after that (DESIGN §8), keeping the row so the image is not uploaded again.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from .domain import DomainError
 from .store.outbox import store_scan
-from .store.schema import db_time, scans
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +95,3 @@ def save_scan(engine: Engine, image: ScanImage, ticket_id: str, now: datetime) -
     """Store the bytes for upload (once per hash: a second identical image adds nothing)."""
     with engine.begin() as conn:
         store_scan(conn, data=image.data, content_type=image.content_type, ticket_id=ticket_id, now=now)
-
-
-def purge_scans(engine: Engine, now: datetime, retention_days: int) -> int:
-    """Drop the bytes of scans the upstream has had for `retention_days`; returns how many."""
-    cutoff = db_time(now - timedelta(days=retention_days))
-    with engine.begin() as conn:
-        count = conn.execute(update(scans)
-                             .where(scans.c.uploaded_at.is_not(None), scans.c.uploaded_at <= cutoff,
-                                    scans.c.data.is_not(None))
-                             .values(data=None)).rowcount
-    if count:
-        log.info("purged the images of %d scan(s) delivered more than %d days ago", count, retention_days)
-    return count

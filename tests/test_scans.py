@@ -146,20 +146,20 @@ def test_images_are_purged_after_the_retention_once_the_upstream_has_them(hall):
                                    clock=hall.clock)
         assert upstream.forwarder.run_once() == 1
         assert [s["sha256"] for s in emu.received_scans()] == [hashlib.sha256(uploaded).hexdigest()]
-        assert upstream.purge_scans() == 0                      # delivered, but not retained long enough yet
+        assert upstream.purge_personal_data()["scans"] == 0      # delivered, but not retained long enough yet
         hall.clock.advance(days=hall.config.scan_retention_days)
         hall.clock.advance(seconds=-1)
-        assert upstream.purge_scans() == 0
+        assert upstream.purge_personal_data()["scans"] == 0
         hall.clock.advance(seconds=1)
-        assert upstream.purge_scans() == 1
-        assert upstream.purge_scans() == 0
+        assert upstream.purge_personal_data()["scans"] == 1
+        assert upstream.purge_personal_data()["scans"] == 0
     rows = {r.sha256: r for r in stored(hall)}
     purged = rows[hashlib.sha256(uploaded).hexdigest()]
     assert purged.data is None and purged.uploaded_at is not None and purged.size == len(uploaded)
     kept = rows[hashlib.sha256(waiting).hexdigest()]
     assert bytes(kept.data) == waiting and kept.uploaded_at is None   # never uploaded: never purged
     hall.clock.advance(days=365)
-    assert upstream.purge_scans() == 0
+    assert upstream.purge_personal_data()["scans"] == 0
     assert {r.sha256: r.data for r in stored(hall)}[hashlib.sha256(waiting).hexdigest()] == waiting
 
 

@@ -8,7 +8,8 @@
   copied into the engine through the admin op `add_appointment`, so check-in at the kiosk keeps
   working from the hall's own database while the upstream is down. Codes already known are skipped;
   a booking marked `"status": "cancelled"` withdraws it.
-- Scans: the same loop drops scan images `scans.retention_days` after the forwarder uploaded them.
+- Retention: the same loop purges personal data `privacy.retention_days` after a visit's record was
+  delivered, and scan images `scans.retention_days` after upload (hall_controller.store.retention).
 - Monthly report: once the business day is in a new month, the previous month's 月报表 is computed
   from the tickets table and queued as outbox kind `monthly_report` (key `report-{hall}-{YYYY-MM}`);
   the forwarder retries it until accepted (409 = already there). It waits while tickets of that
@@ -34,11 +35,11 @@ from sqlalchemy import Engine, func, select
 from hall_controller.clock import Clock
 from hall_controller.config import HallConfig
 from hall_controller.domain import Actor, DomainError
-from hall_controller.scans import purge_scans
 from hall_controller.service import HallService
 from hall_controller.store import Store
 from hall_controller.store.outbox import enqueue
 from hall_controller.store.records import bad_ratings, record_builder_for
+from hall_controller.store.retention import purge_personal_data
 from hall_controller.store.schema import outbox, tickets
 from hall_controller.upstream.client import UpstreamClient, UpstreamError
 from hall_controller.upstream.forwarder import Forwarder
@@ -152,7 +153,7 @@ class UpstreamService:
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            for step in (self.sync_appointments, self.ensure_monthly_report, self.purge_scans):
+            for step in (self.sync_appointments, self.ensure_monthly_report, self.purge_personal_data):
                 try:
                     step()
                 except Exception:
@@ -229,11 +230,13 @@ class UpstreamService:
             logger.warning("upstream booking %s not usable: %s", code, reason)
         return "invalid"
 
-    # -- scans ----------------------------------------------------------------------------------
+    # -- personal data and scans ----------------------------------------------------------------
 
-    def purge_scans(self) -> int:
-        """Drop the images the upstream has had for the configured retention (DESIGN §8)."""
-        return purge_scans(self._store.engine, self._clock.now(), self._config.scan_retention_days)
+    def purge_personal_data(self) -> dict[str, int]:
+        """Retention (DESIGN §8): holders' personal data `privacy.retention_days` after their visit was
+        delivered, scan images `scans.retention_days` after upload; counts per table."""
+        return purge_personal_data(self._store.engine, self._clock.now(), self._config.privacy_retention_days,
+                                   scan_retention_days=self._config.scan_retention_days)
 
     # -- monthly report -------------------------------------------------------------------------
 
