@@ -217,6 +217,8 @@ class _Validator:
         if "enum" in schema and value not in schema["enum"]:
             allowed = "、".join(str(v) for v in schema["enum"])
             raise self.fail(path, f"取值 {value!r} 无效，可选：{allowed}")
+        if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+            raise self.fail(path, f"{value!r} 格式不对（应为 {schema.get('example', schema['pattern'])}）")
         if "min" in schema and value < schema["min"]:
             raise self.fail(path, f"{value!r} 小于最小值 {schema['min']}")
         if "max" in schema and value > schema["max"]:
