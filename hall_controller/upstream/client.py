@@ -39,6 +39,7 @@ class DeliveryResult:
     status: int | None
     message: str
     data: Any = None
+    date: str | None = None     # the response's `Date` header (`hallctl doctor` compares clocks with it)
 
     @property
     def delivered(self) -> bool:
@@ -103,14 +104,19 @@ class UpstreamClient:
     def get_appointments(self, hall_code: str, day: date | str) -> list[dict[str, Any]]:
         """Online (12348) bookings for a hall and day; raises `UpstreamError` unless the upstream
         answered 2xx with `{"appointments": [...]}`."""
-        query = urlencode({"hall": hall_code, "date": day.isoformat() if isinstance(day, date) else day})
-        result = self._request("GET", f"/api/v1/appointments?{query}", None, {})
+        result = self.appointments_result(hall_code, day)
         if result.status is None or not 200 <= result.status < 300:
             raise UpstreamError(result)
         data = result.data
         if not isinstance(data, dict) or not isinstance(data.get("appointments"), list):
             raise UpstreamError(DeliveryResult("dead", result.status, "unexpected appointments response"))
         return [a for a in data["appointments"] if isinstance(a, dict)]
+
+    def appointments_result(self, hall_code: str, day: date | str) -> DeliveryResult:
+        """The appointments request as a result, never raised: `hallctl doctor` reads reachability, the
+        token's acceptance (401/403) and the upstream's clock (`date`) from one authenticated GET."""
+        query = urlencode({"hall": hall_code, "date": day.isoformat() if isinstance(day, date) else day})
+        return self._request("GET", f"/api/v1/appointments?{query}", None, {})
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._https:
@@ -145,7 +151,7 @@ class UpstreamClient:
         message = self._clean(message)            # an upstream may quote the credentials it refused
         outcome = classify_status(response.status)
         logger.debug("%s %s -> %s %s (%s)", method, path, response.status, message, outcome)
-        return DeliveryResult(outcome, response.status, message, data)
+        return DeliveryResult(outcome, response.status, message, data, response.getheader("Date"))
 
 
     def _clean(self, message: str) -> str:
