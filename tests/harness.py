@@ -629,6 +629,55 @@ def window_client(daemon: DaemonProcess, number: int, staff: str | None = None) 
     return client
 
 
+class WebProcess:
+    """`hall-web` as a child process of the hall's config (client web-1), its broker at `mqtt_port`,
+    serving on `port` (restarted on the same one); `start()` returns once it logged `ready`."""
+
+    def __init__(self, config: Path, mqtt_port: int, port: int, *extra: str) -> None:
+        self.config, self.mqtt_port, self.port, self.extra = config, mqtt_port, port, extra
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+        self.log: list[str] = []
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [sys.executable, "-m", "hall_web.cli", "--config", str(self.config), "--client", "web-1",
+               "--mqtt-url", f"mqtt://127.0.0.1:{self.mqtt_port}", "--listen", f"127.0.0.1:{self.port}",
+               *self.extra]
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        ready = threading.Event()
+
+        def pump(stream: Any) -> None:
+            for line in stream:
+                self.log.append(line.rstrip())
+                if line.rstrip().endswith(": ready"):
+                    ready.set()
+
+        threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("hall-web not ready:\n" + "\n".join(self.log[-30:]))
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
 # ============================================================================================ the MQTT level
 
 MOSQUITTO = "/usr/sbin/mosquitto"

@@ -16,7 +16,7 @@ import pytest
 from hall_controller import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("hall_demo", "window_terminal", "kiosk_ui", "hw_emulators", "hall_controller", "drivers",
+PACKAGES = ("hall_demo", "hall_web", "window_terminal", "kiosk_ui", "hw_emulators", "hall_controller", "drivers",
             "device_profiles")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")     # the dev extra's import-linter
 
@@ -62,6 +62,8 @@ def test_the_unchanged_copy_keeps_them_too(scratch):
     ("kiosk_ui/style.py", "import hw_emulators.mgmt", "kiosk_ui is not allowed to import hw_emulators"),
     # an app taking the daemon's insides rather than its client side
     ("window_terminal/state.py", "from hall_controller.store import Store", "window_terminal is not allowed"),
+    # the phone pages' server asking the engine rather than the daemon over MQTT
+    ("hall_web/view.py", "import hall_controller.service", "hall_web is not allowed to import hall_controller.service"),
     # I/O in the pure domain
     ("hall_controller/domain/today.py", "import threading", "hall_controller.domain is not allowed to import"),
     # the drivers reaching up into the daemon

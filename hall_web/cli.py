@@ -1,0 +1,235 @@
+"""`hall-web`: the visitor's phone page server (DESIGN §10).
+
+    hall-web --config hall.yaml [--client web-1] [--listen HOST:PORT]
+    hall-web --mqtt-url mqtt://web-1@HOST:PORT --hall demo --password-file FILE [--listen HOST:PORT]
+
+With --config the password comes from the hall's client-passwords file (or --password-file), the
+broker and `web.listen` from the config; --mqtt-url HOST:PORT moves the broker (the demo's free
+port). `--listen …:0` takes a free port. It prints and logs the URL it serves and then `ready`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from aiohttp import web
+
+from hall_controller.bus.client import AuthenticationFailed, BusUnavailable, HallClient
+from hall_controller.clock import Clock, SystemClock
+from hall_controller.config import ConfigError, HallConfig, load_config
+from hall_controller.logsetup import setup_logging
+from hall_controller.redact import register_secret
+from hall_controller.setup_hall import passwords_path
+
+from .hub import EVENTS, Hub
+from .server import RUNNER_OPTIONS, Limiter, create_app
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLIENT = "web-1"
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+class UsageError(ValueError):
+    """A bad command line or config; said to the person starting hall-web."""
+
+
+@dataclass(frozen=True)
+class Options:
+    client_id: str
+    password: str
+    host: str
+    port: int
+    hall_id: str
+    listen: tuple[str, int]
+    config: HallConfig | None = None
+    lookup_rate: float = 20.0
+    lookup_burst: int = 10
+    max_streams_per_address: int = 64
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hall-web", description="访客手机排队页面服务 / the visitor's phone page")
+    parser.add_argument("--config", help="the hall's config file (hall.yaml)")
+    parser.add_argument("--client", default=DEFAULT_CLIENT, help="client id (default %(default)s)")
+    parser.add_argument("--mqtt-url", help="mqtt://CLIENT_ID@HOST:PORT (or HOST:PORT with --config)")
+    parser.add_argument("--hall", help="hall id (with --mqtt-url and no --config)")
+    parser.add_argument("--password-file", help="the client's MQTT password, first line of this file")
+    parser.add_argument("--listen", help=f"HOST:PORT to serve on (default web.listen or {DEFAULT_LISTEN}; port 0: "
+                                         "any free one)")
+    parser.add_argument("--lookup-rate", type=float, default=20.0,
+                        help="token lookups per minute per client address (default %(default)s)")
+    parser.add_argument("--lookup-burst", type=int, default=10, help="lookups at once per address (default %(default)s)")
+    parser.add_argument("--max-streams-per-address", type=int, default=64,
+                        help="open pages per client address (default %(default)s)")
+    parser.add_argument("--log-level", default=os.environ.get("HALL_LOG_LEVEL", "INFO"))
+    return parser.parse_args(argv)
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"地址格式应为 主机:端口，而不是 {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _read_password(path: str) -> str:
+    try:
+        line = Path(path).read_text(encoding="utf-8").splitlines()[0].strip()
+    except (OSError, IndexError) as exc:
+        raise UsageError(f"无法读取密码文件 {path}") from exc
+    if not line:
+        raise UsageError(f"密码文件 {path} 的第一行是空的")
+    return line
+
+
+def _config_password(config: HallConfig, client_id: str) -> str:
+    path = passwords_path(config)     # the file `hallctl init` / `client add` write
+    try:
+        passwords = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"无法读取客户端密码文件 {path}（{type(exc).__name__}）") from None
+    password = passwords.get(client_id) if isinstance(passwords, dict) else None
+    if not isinstance(password, str):
+        raise UsageError(f"密码文件 {path} 中没有客户端 {client_id}（请先运行 hallctl client add {client_id} --role web）")
+    return password
+
+
+def _config_broker(config: HallConfig) -> tuple[str, int]:
+    if config.mqtt_url:
+        parts = urlsplit(config.mqtt_url if "://" in config.mqtt_url else f"mqtt://{config.mqtt_url}")
+        return parts.hostname or "127.0.0.1", parts.port or 1883
+    host, port = split_hostport(config.mqtt_listen or "127.0.0.1:1883")
+    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), port
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """Resolve who we are on the bus and where we serve; UsageError says what is wrong."""
+    config = None
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    url = urlsplit(args.mqtt_url) if args.mqtt_url else None
+    if url is not None and (url.scheme != "mqtt" or not url.hostname):
+        raise UsageError("MQTT 地址格式应为 mqtt://客户端ID@主机:端口")
+    if url is not None and url.password:
+        register_secret(unquote(url.password))
+        raise UsageError("密码不要写在命令行里（ps 可见）：请用 --password-file 或 --config 的密码文件")
+    if config is None and url is None:
+        raise UsageError("请指定 --config hall.yaml，或 --mqtt-url mqtt://ID@主机:端口 --hall 大厅 --password-file 文件")
+    client_id = unquote(url.username) if url is not None and url.username else args.client
+    if args.password_file:
+        password = _read_password(args.password_file)
+    elif config is not None:
+        password = _config_password(config, client_id)
+    else:
+        raise UsageError("使用 --mqtt-url 时请用 --password-file 给出密码")
+    register_secret(password)
+    host, port = _config_broker(config) if config is not None else ("127.0.0.1", 1883)
+    if url is not None:
+        host, port = url.hostname or host, url.port or 1883
+    hall_id = config.hall_id if config is not None else args.hall
+    if not hall_id:
+        raise UsageError("使用 --mqtt-url 时必须指定 --hall（大厅编号）")
+    listen = args.listen or (config.web_listen if config is not None else None) or DEFAULT_LISTEN
+    return Options(client_id, password, host, port, hall_id, split_hostport(listen), config,
+                   args.lookup_rate, args.lookup_burst, args.max_streams_per_address)
+
+
+def hours_of(config: HallConfig | None) -> Callable[[datetime], str] | None:
+    """Today's opening hours from the config, for when the daemon does not say (`hall_page`)."""
+    if config is None:
+        return None
+    return lambda now: config.day_plan(now.astimezone(config.tz).date()).hours_text
+
+
+async def serve(options: Options, *, clock: Clock | None = None, stop: asyncio.Event | None = None,
+                on_ready: Callable[[str], None] | None = None) -> int:
+    """Connect to the hall, serve until `stop` (or SIGTERM/SIGINT), then leave cleanly."""
+    bus = HallClient(options.client_id, options.password, options.host, options.port, options.hall_id,
+                     role="web", events=list(EVENTS), reconnect_max_delay=3.0)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, bus.connect, 10.0)
+    except AuthenticationFailed as exc:
+        log.error("hall-web: the broker refused %s: %s", options.client_id, exc)
+        print(f"hall-web: 消息服务器拒绝了账号 {options.client_id}，请检查密码（hallctl client add "
+              f"{options.client_id} --role web）", file=sys.stderr)
+        return 1
+    except BusUnavailable:
+        log.warning("hall-web: the hall bus at %s:%d is not up yet; serving, pages show it offline",
+                    options.host, options.port)
+    config = options.config
+    hub = Hub(bus, clock or SystemClock(), hall_name=config.name if config else "",
+              timezone=config.timezone if config else None, hours=hours_of(config))
+    await hub.start()
+    app = create_app(hub, limiter=Limiter(options.lookup_rate, options.lookup_burst),
+                     max_streams_per_address=options.max_streams_per_address)
+    runner = web.AppRunner(app, **RUNNER_OPTIONS)
+    await runner.setup()
+    site = web.TCPSite(runner, options.listen[0], options.listen[1], backlog=2048, shutdown_timeout=3.0)
+    try:
+        await site.start()
+    except OSError as exc:
+        log.error("hall-web cannot listen on %s:%d: %s", *options.listen, exc)
+        print(f"hall-web: 无法在 {options.listen[0]}:{options.listen[1]} 上提供服务（端口被占用？）", file=sys.stderr)
+        await hub.stop()
+        await runner.cleanup()
+        bus.close()
+        return 1
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    host, port = sockets[0].getsockname()[:2] if sockets else options.listen
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    print(f"hall-web serving {url}", flush=True)
+    log.info("hall-web: serving %s as %s on %s:%d (hall %s)", url, options.client_id, options.host, options.port,
+             options.hall_id)
+    log.info("ready")
+    if on_ready:
+        on_ready(url)
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await stop.wait()
+    finally:
+        log.info("hall-web: stopping")
+        await runner.cleanup()
+        await hub.stop()
+        await loop.run_in_executor(None, bus.close)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        options = options_from_args(args)
+    except UsageError as exc:
+        print(f"hall-web: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(options))
+    return uvloop.run(serve(options))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
