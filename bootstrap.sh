@@ -13,7 +13,7 @@ shift || true
 
 DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql chromium
                  xvfb xauth imagemagick libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
-                 libxcb-render-util0)
+                 libxcb-render-util0 xinit)
 
 mkdir -p .venv
 LOG=.venv/bootstrap.log

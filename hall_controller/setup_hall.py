@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
 from .bus.credentials import CredentialStore, write_private
-from .config import HallConfig, load_config, sample_config_text
+from .config import ClientConfig, HallConfig, load_config, sample_config_text
 from .redact import register_secret
 
 
@@ -54,6 +55,18 @@ def client_password(config: HallConfig, client_id: str) -> str | None:
     return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(client_id)
 
 
+def provision_clients(config: HallConfig, clients: Iterable[ClientConfig]) -> list[str]:
+    """Credentials and a saved password for each client that lacks either; the ids given new ones."""
+    creds = CredentialStore(config.credentials_path)
+    made = []
+    for client in clients:
+        if creds.get(client.id) is None or client_password(config, client.id) is None:
+            password = creds.add_or_reset(client.id, client.role, client.window)
+            save_password(config, client.id, password)
+            made.append(client.id)
+    return made
+
+
 def init_hall(config_path: Path, *, db_url: str | None = None, quiet: bool = False) -> HallConfig:
     """Create config (from the sample if missing), hall secret, client credentials and the database
     (`db_url`, else the config's)."""
@@ -66,11 +79,7 @@ def init_hall(config_path: Path, *, db_url: str | None = None, quiet: bool = Fal
             print(f"wrote sample hall config {config_path}")
     config = load_config(config_path)
     load_or_create_secret(config.secret_path)
-    creds = CredentialStore(config.credentials_path)
-    for client in config.clients:
-        if creds.get(client.id) is None or client_password(config, client.id) is None:
-            password = creds.add_or_reset(client.id, client.role, client.window)
-            save_password(config, client.id, password)
+    provision_clients(config, config.clients)
     database = db_url or config.database
     upgrade(database)
     if not quiet:
