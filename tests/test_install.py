@@ -420,3 +420,51 @@ def test_installed_hall_on_mosquitto_over_tls(hall_root: tuple[Path, str], tmp_p
     finally:
         daemon.kill()
         broker.stop()
+
+
+def test_live_install_runs_the_system_steps_in_order(tmp_path: Path, monkeypatch: Any) -> None:
+    """What a live install (root /, uid 0, systemd) runs, with recording stand-ins for useradd, apt-get,
+    dpkg-query and systemctl on PATH: packages, the user, daemon-reload, the broker's restart, enable;
+    the include lines added to mosquitto.conf and nftables.conf; a second run only re-enables."""
+    from hall_controller.operate.install import HallOptions, install_hall
+    from hall_controller.operate.installer import Installer
+
+    fake_bin, calls = tmp_path / "bin", tmp_path / "calls"
+    fake_bin.mkdir()
+    for name in ("useradd", "usermod", "apt-get", "dpkg-query", "systemctl"):
+        (fake_bin / name).write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        (fake_bin / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    root = tmp_path / "root"
+    (root / "etc/mosquitto").mkdir(parents=True)
+    (root / "etc/mosquitto/mosquitto.conf").write_text("pid_file /run/mosquitto/mosquitto.pid\n")
+    (root / "etc/nftables.conf").write_text("#!/usr/sbin/nft -f\nflush ruleset\n")
+    lines: list[str] = []
+    options = HallOptions(staff_lan=["192.168.10.0/24"])
+    try:
+        pwd.getpwnam("hall")
+        user: list[str] = []      # this machine has a hall user already
+    except KeyError:
+        user = ["useradd --system --user-group --home-dir /var/lib/hall --no-create-home --shell /usr/sbin/nologin "
+                "--groups dialout,lp hall"]
+
+    def ran() -> list[str]:
+        return [c for c in calls.read_text().splitlines() if not c.startswith(("dpkg-query", "usermod"))]
+
+    assert install_hall(Installer(root, live=True, out=lines.append), options) == 0
+    assert ran() == [
+        "apt-get install -y -q --no-install-recommends mosquitto nftables", *user,
+        "systemctl daemon-reload",
+        "systemctl restart mosquitto.service",
+        "systemctl try-restart hall-daemon.service",
+        "systemctl enable --now mosquitto.service hall-daemon.service hall-backup.timer",
+        "systemctl enable nftables.service",
+        "systemctl restart nftables.service"]
+    assert (root / "etc/mosquitto/mosquitto.conf").read_text().endswith("\ninclude_dir /etc/mosquitto/conf.d\n")
+    assert (root / "etc/nftables.conf").read_text().endswith('\ninclude "/etc/nftables.d/*.nft"\n')
+    calls.unlink()
+    assert install_hall(Installer(root, live=True, out=lines.append), options) == 0
+    assert ran() == ["apt-get install -y -q --no-install-recommends mosquitto nftables",   # dpkg-query says none
+                     *user,                                                           # nor is there a hall user
+                     "systemctl enable --now mosquitto.service hall-daemon.service hall-backup.timer",
+                     "systemctl enable nftables.service"]

@@ -349,8 +349,11 @@ def start_hall(inst: Installer, *, units_changed: bool, broker_changed: bool, da
                firewall: bool | None) -> None:
     """On the live system: load the units, (re)start what changed, enable everything."""
     paths = inst.paths
-    inst.ensure_line(paths.mosquitto_main_conf, "include_dir /etc/mosquitto/conf.d",
-                r"^\s*include_dir\s+/etc/mosquitto/conf\.d/?\s*$")
+    main = paths.mosquitto_main_conf
+    if inst.live and main.exists() and re.search(r"^\s*(listener|port)\s", main.read_text(encoding="utf-8"), re.M):
+        inst.say("警告 warning:", f"{main} 已有 listener/port 行，与 conf.d/hall.conf 冲突：请删去这些行后再运行一次 / "
+                                  "remove its listener lines (hall.conf has the hall's) and run the install again")
+    inst.ensure_line(main, "include_dir /etc/mosquitto/conf.d", r"^\s*include_dir\s+/etc/mosquitto/conf\.d/?\s*$")
     if units_changed:
         inst.run(["systemctl", "daemon-reload"])
     if broker_changed:
@@ -360,7 +363,7 @@ def start_hall(inst: Installer, *, units_changed: bool, broker_changed: bool, da
     inst.run(["systemctl", "enable", "--now", *HALL_ENABLE])
     if firewall is not None:
         inst.ensure_line(paths.nftables_conf, 'include "/etc/nftables.d/*.nft"',
-                    r'^\s*include\s+"/etc/nftables\.d/\*\.nft"\s*$')
+                         r'^\s*include\s+"/etc/nftables\.d/\*\.nft"\s*$')
         inst.run(["systemctl", "enable", "nftables.service"])
         if firewall:
             inst.run(["systemctl", "restart", "nftables.service"])
