@@ -92,7 +92,12 @@ class Staff:
     job_number: str
     name: str
     position: str
-    pin_hash: str
+    pin_hash: str                       # "" = no PIN set yet: cannot log in with a PIN
+    windows: tuple[int, ...] = ()       # the windows the clerk may log in at; () = any (hallctl staff)
+    active: bool = True                 # False: disabled by `hallctl staff disable`, login refused
+
+    def may_work_at(self, window: int) -> bool:
+        return not self.windows or window in self.windows
 
 
 @dataclass(frozen=True)

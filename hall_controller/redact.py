@@ -32,14 +32,14 @@ MASK = "***"
 # and `*_secret` count too).
 SECRET_KEYS = frozenset({
     "pin", "password", "passwd", "pwd", "pass", "token", "secret", "authorization", "api_key", "apikey",
-    "id_number", "credentials", "密码", "口令", "令牌",
+    "id_number", "credentials", "密码", "口令", "令牌", "pin_hash",   # a PIN's hash: 4-8 digits, brute-forced
 })
 _SECRET_SUFFIXES = ("_token", "_password", "_secret", "_pin")
 # Registered values shorter than this are not replaced in free text (a 3-letter test token would
 # mask every "token" in the log); call sites and the key rules still cover them.
 MIN_REGISTERED = 8
 
-_KEY_WORDS = (r"(?:[a-z]+_)?(?:pin|password|passwd|pwd|token|secret|authorization|api_?key|id_number)"
+_KEY_WORDS = (r"(?:[a-z]+_)?(?:pin(?:_hash)?|password|passwd|pwd|token|secret|authorization|api_?key|id_number)"
               r"|密码|口令|令牌")
 # key, optional quotes (possibly backslash-escaped), a separator, then the value up to a delimiter. The
 # value's closing quote is left alone, so the line stays well-formed.

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +26,7 @@ from .identity import mask_name
 from .scans import ScanImage, decode_scan, save_scan
 from .store import Store, WriteSet
 from .store.records import record_builder_for
+from .store.roster import RosterInvalid, listing, load_rows, plan, with_roster
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ TABLET_OPS = {"rate"}
 # hall-web (role web, the visitors' phone pages): each op needs a ticket's visit token and reads or
 # changes that one ticket, or reads the public hall page; every other op is refused to it.
 WEB_OPS = {"ticket_status", "leave", "rate_by_token", "hall_page"}
-ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment", "resolve_bad_rating", "day_summary"}
+ADMIN_OPS = {"status", "reset_day", "reload_config", "add_appointment", "resolve_bad_rating", "day_summary",
+             "staff_list", "staff_save"}
 ROLE_OPS: dict[str, set[str]] = {
     "kiosk": KIOSK_OPS, "window": WINDOW_OPS, "device": WINDOW_OPS, "tablet": TABLET_OPS,
     "display": set(), "web": WEB_OPS, "admin": ADMIN_OPS | KIOSK_OPS,
@@ -52,7 +54,7 @@ RECEPTION_OPS = {"issue_ticket"}
 SUPERVISOR_OPS = {"status", "resolve_bad_rating", "day_summary"}
 # Answered from memory under the lock, nothing to persist. `day_summary` {window?}: the hall day so far
 # (counts; a window client's own finished visits, or those of `window` for the supervisor and admin).
-READ_ONLY_OPS = {"status", "print_notice", "service_guide", "day_summary", "ticket_status",
+READ_ONLY_OPS = {"status", "print_notice", "service_guide", "day_summary", "staff_list", "ticket_status",
                  "hall_page"}
 # The visit token and its URL go to the kiosk that issued the ticket (and its printer), never into the
 # stored command reply: the database keeps only the token's hash (domain/visit.py).
@@ -112,6 +114,7 @@ class _HeldCard:
 class HallService:
     def __init__(self, config: HallConfig, store: Store, clock: Clock, *, secret: bytes = b"",
                  config_loader: Callable[[], HallConfig] | None = None, reply_cache: int = 10_000):
+        self.base_config = config      # as loaded from the YAML; `config` adds the roster in the database
         self.config = config
         self.store = store
         self.clock = clock
@@ -138,6 +141,9 @@ class HallService:
         self.tick()     # roll the day / close lapsed visits before serving anyone
 
     def _build_engine(self) -> QueueEngine:
+        """The engine from the store, the staff roster included (hallctl staff's rows over the config's)."""
+        self._roster_rows = load_rows(self.store.engine)
+        self.config = with_roster(self.base_config, self._roster_rows)
         state = self.store.load_state([w.number for w in self.config.windows],
                                       closed_since=self.clock.now() - TOKEN_TTL)
         return QueueEngine(self.config, self.clock, state, secret=self.secret)
@@ -397,6 +403,7 @@ class HallService:
         "add_appointment": lambda s, _actor, a: s._add_appointment(a),
         "reset_day": lambda s, _actor, _a: s.engine.reset_day(),
         "reload_config": lambda s, _actor, _a: s._reload_config(),
+        "staff_save": lambda s, _actor, a: s._save_staff(a),
         "rate": lambda s, actor, a: s.engine.rate(s._window_of(actor, a), a.get("ticket"), a.get("score"),
                                                   a.get("dimensions")),
         "resolve_bad_rating": lambda s, actor, a: s.engine.resolve_bad_rating(a.get("ticket"), a.get("note"),
@@ -500,6 +507,9 @@ class HallService:
             return self.engine.visit_status(args.get("token"))
         if op == "hall_page":
             return self.engine.hall_page()
+        if op == "staff_list":
+            logged_in = {w.staff_id: n for n, w in self.engine.state.windows.items() if w.staff_id}
+            return {"staff": listing(self.base_config.staff, self._roster_rows, logged_in)}
         if op == "service_guide":   # the kiosk's 办事指南: what each service needs, without printing
             return {"services": [{"code": s.code, "name": s.name, "prefix": s.prefix, "category": s.category,
                                   "materials": list(s.materials)} for s in self.config.services]}
@@ -509,10 +519,34 @@ class HallService:
         if self._config_loader is None:
             raise DomainError("conflict", "未配置配置文件路径，无法重新加载")
         new = self._config_loader()
-        self.config = new
+        self.base_config = new
+        self.config = with_roster(new, self._roster_rows)
         self._build_record = record_builder_for(new)
-        self.engine = QueueEngine(new, self.clock, self.engine.state, secret=self.secret)
+        self.engine = QueueEngine(self.config, self.clock, self.engine.state, secret=self.secret)
         return Outcome(result={"reloaded": True, "services": len(new.services), "windows": len(new.windows)})
+
+    def _save_staff(self, args: dict[str, Any]) -> Outcome:
+        """`staff_save` {entries, new?, dry_run?} (hallctl staff add/disable/enable/set-pin/import): checked
+        whole, then the roster in force is swapped at once and the rows commit with the change's events;
+        a clerk who may no longer work where logged in is logged out. PINs arrive hashed and never leave."""
+        new, dry_run = args.get("new", False), args.get("dry_run", False)
+        if not isinstance(new, bool) or not isinstance(dry_run, bool):
+            raise DomainError("bad_request", "new 与 dry_run 须为布尔值")
+        try:
+            change = plan(self.base_config.staff, self._roster_rows, args.get("entries"),
+                          [w.number for w in self.base_config.windows], now=iso(self.clock.now()) or "", new=new)
+        except RosterInvalid as exc:
+            raise DomainError("bad_request", str(exc)) from None
+        result = {"changes": change.changes, "unchanged": change.unchanged, "logged_out": [], "applied": False}
+        if dry_run or not change.changes:
+            return Outcome(result=result)
+        outcome = self.engine.change_roster(replace(self.config, staff=change.staff), change.changes)
+        self._roster_rows, self.config = change.rows, self.engine.config
+        outcome.staff_rows = change.written
+        outcome.result = {**result, "logged_out": outcome.result["logged_out"], "applied": True}
+        log.info("staff roster: %s", ", ".join(f"{c['id']} {c['action']} ({', '.join(c['fields'])})"
+                                               for c in change.changes))
+        return outcome
 
     # ------------------------------------------------------------------ cards
     # A card read at a kiosk's reader is held for that kiosk's next `issue_ticket {use_card}` and leaves

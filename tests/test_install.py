@@ -171,6 +171,12 @@ def test_hall_pc_tree_modes_and_config(hall_root: tuple[Path, str]) -> None:
     assert f"ExecStart={Path(sys.executable).parent}/hallctl run --config /etc/hall/hall.yaml" in unit
     assert "LoadCredential=mqtt-password:/etc/hall/daemon-password" in unit
     assert "DevicePolicy=closed" in unit and "DeviceAllow" not in unit     # every sample device is emulated
+    for line in ("Type=notify", "WatchdogSec=30", "Restart=always", "User=hall", "ProtectSystem=strict",
+                 "ReadWritePaths=/var/lib/hall", "PrivateTmp=yes", "NoNewPrivileges=yes", "SupplementaryGroups=dialout lp"):
+        assert f"\n{line}\n" in unit, line
+    backup = (paths.units / "hall-backup.service").read_text()
+    assert "hallctl backup --config /etc/hall/hall.yaml --dir /var/lib/hall/backups --keep 14\n" in backup
+    assert "OnCalendar=*-*-* 02:30\nPersistent=true\n" in (paths.units / "hall-backup.timer").read_text()
     for secret in passwords.values():
         assert secret not in out
     assert "useradd" in out and "skipped" in out

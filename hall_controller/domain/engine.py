@@ -90,6 +90,7 @@ class Outcome:
     dirty_appointments: set[str] = field(default_factory=set)
     dirty_hall: bool = False
     closed: list[Ticket] = field(default_factory=list)     # visits completed by this command
+    staff_rows: list[dict[str, Any]] = field(default_factory=list)   # roster rows to store (hallctl staff)
 
     @property
     def changed(self) -> bool:
@@ -468,6 +469,11 @@ class QueueEngine:
         staff = self.config.staff_member(staff_id) if isinstance(staff_id, str) else None
         if staff is None or (pin_required and (not isinstance(pin, str) or not verify_pin(pin, staff.pin_hash))):
             raise DomainError("forbidden", "工号或密码错误")
+        if not staff.active:
+            raise DomainError("forbidden", f"{staff.name}（工号 {staff.job_number}）已停用，请联系管理员")
+        if not staff.may_work_at(window):
+            allowed = "、".join(f"{n}号" for n in staff.windows)
+            raise DomainError("forbidden", f"{staff.name}不能在{window}号窗口登录（可登录窗口：{allowed}）")
         for other in self.state.windows.values():
             if other.staff_id == staff.id and other.number != window:
                 raise DomainError("conflict", f"{staff.name}已在{other.number}号窗口登录，请先退出")
@@ -490,6 +496,30 @@ class QueueEngine:
         staff, win.staff_id, win.paused, win.paused_reason = win.staff_id, None, False, None
         self._emit("staff_logout", now, window=window, staff={"id": staff})
         out.result = {"window": self.window_view(window)}
+        return out
+
+    def change_roster(self, config: HallConfig, changes: list[dict[str, Any]]) -> Outcome:
+        """The staff roster changed (`hallctl staff`): serve with `config` from now on, record each change
+        (`staff_changed`: id, job number, action, the fields changed, never a PIN or its hash) and log out
+        every clerk who may no longer work where they are logged in (disabled, removed from that window).
+        A visit in progress stays with the window for the next clerk who logs in there."""
+        out, now = self._begin()
+        self.config = config
+        for change in changes:
+            self._emit("staff_changed", now, staff={"id": change["id"], "job_number": change.get("job_number")},
+                       action=change["action"], fields=list(change["fields"]))
+        logged_out = []
+        for win in sorted(self.state.windows.values(), key=lambda w: w.number):
+            staff = config.staff_member(win.staff_id) if win.staff_id else None
+            if win.staff_id is None or (staff is not None and staff.active and staff.may_work_at(win.number)):
+                continue
+            reason = "disabled" if staff is None or not staff.active else "window_not_allowed"
+            win = self._touch_window(win.number)
+            staff_id, win.staff_id, win.paused, win.paused_reason = win.staff_id, None, False, None
+            self._emit("staff_logout", now, window=win.number, staff={"id": staff_id}, reason=reason,
+                       kept_ticket=win.current)
+            logged_out.append(win.number)
+        out.result = {"changed": len(changes), "logged_out": logged_out}
         return out
 
     def _eligible(self, win_cfg: Window, ticket: Ticket) -> int | None:

@@ -57,8 +57,8 @@ BROKER_TLS_PORT = 8883
 WEB_PORT = 8080                        # the phone page's port (DESIGN §10), opened to the visitor LAN
 BACKUP_KEEP = 14
 
-# The hall PC's units, in the order they are enabled. The phone page's `hall-web.service` (DESIGN §10)
-# joins this list, with its template, when it lands.
+# The hall PC's units (templates/<name>) and what is enabled, in that order. PLACEHOLDER: the phone
+# page's `hall-web.service` (DESIGN §10) joins both lists, with its template, when hall-web lands.
 HALL_UNITS = ("hall-daemon.service", "hall-backup.service", "hall-backup.timer")
 HALL_ENABLE = ("mosquitto.service", "hall-daemon.service", "hall-backup.timer")
 APP_UNITS = ("hall-app.service",)
@@ -68,7 +68,6 @@ FIREWALL_PACKAGES = ("nftables",)
 CONFIG_FILE = Owner("root", USER, 0o640)
 CONFIG_DIR = Owner("root", USER, 0o750)
 STATE_DIR = Owner(USER, USER, 0o750)
-STATE_FILE = Owner(USER, USER, 0o640)
 BROKER_FILE = Owner("root", "mosquitto", 0o640)
 BROKER_DIR = Owner("root", "mosquitto", 0o750)
 
@@ -167,7 +166,7 @@ def hall_units(config: HallConfig, hallctl: Path) -> dict[str, str]:
     """Unit name -> text for the hall PC."""
     allow, groups = device_access(config)
     values = {"hallctl": str(hallctl), "config": CONFIG, "etc": ETC, "state": STATE,
-              "backups": f"{STATE}/backups", "daemon_password": DAEMON_PASSWORD,
+              "backups": f"{STATE}/backups", "keep": BACKUP_KEEP, "daemon_password": DAEMON_PASSWORD,
               "groups": " ".join(groups), "device_allow": "".join(line + "\n" for line in allow)}
     return {name: Template(template(name)).substitute(values) for name in HALL_UNITS}
 

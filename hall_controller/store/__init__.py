@@ -23,7 +23,8 @@ from ..domain.model import Appointment, EngineState, Ticket, WindowState
 from ..domain.today import TALLIED
 from . import schema
 from .outbox import outbox_row
-from .schema import appointments, commands, events, hall_state, outbox, tickets, windows
+from .roster import db_row as staff_db_row
+from .schema import appointments, commands, events, hall_state, outbox, staff, tickets, windows
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,10 @@ class WriteSet:
 
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {name: [] for name in WRITE_ORDER})
     appointments: list[dict[str, Any]] = field(default_factory=list)
+    staff: list[dict[str, Any]] = field(default_factory=list)     # roster rows to upsert (hallctl staff)
 
     def __bool__(self) -> bool:
-        return any(self.rows.values()) or bool(self.appointments)
+        return any(self.rows.values()) or bool(self.appointments) or bool(self.staff)
 
     def add_outbox(self, record_key: str, kind: str, payload: dict[str, Any], at: datetime | None) -> None:
         """Send `payload` upstream once this write set commits (a closed visit's service record)."""
@@ -138,6 +140,8 @@ class Store:
             "ins_outbox": _Prepared(insert(outbox), d, ["record_key", "kind", "created_at", "payload", "status",
                                                         "attempts", "next_attempt_at"]),
             "ins_command": _Prepared(insert(commands), d, ["command_id", "client_id", "created_at", "reply"]),
+            "upd_staff": upd(staff, "id", *(c.name for c in staff.columns if c.name != "id")),
+            "ins_staff": _Prepared(insert(staff), d, [c.name for c in staff.columns]),
         }
 
     def close(self) -> None:
@@ -269,6 +273,7 @@ class Store:
             self._prepared_day = (state.day, state.epoch)
             ws.rows["upd_kv"] += [{"b_key": "day", "value": state.day},
                                   {"b_key": "epoch", "value": str(state.epoch)}]
+        ws.staff = [staff_db_row(row) for row in outcome.staff_rows]
         if command is not None:
             cid, client, ts, reply = command
             ws.rows["ins_command"].append({"command_id": cid, "client_id": client, "created_at": ts,
@@ -292,6 +297,9 @@ class Store:
                     if p["upd_appointment"].one(cur, row) == 0:
                         p["ins_appointment"].one(cur, {"id": row["b_id"], **{k: v for k, v in row.items()
                                                                               if k != "b_id"}})
+                for row in ws.staff:
+                    if p["upd_staff"].one(cur, {"b_id": row["id"], **row}) == 0:
+                        p["ins_staff"].one(cur, row)
             cur.close()
             raw.commit()
         except Exception:
