@@ -53,14 +53,15 @@ CSS = f"""
 html{{-webkit-text-size-adjust:100%;text-size-adjust:100%}}
 body{{margin:0;font-family:system-ui,-apple-system,"PingFang SC","Noto Sans CJK SC","Microsoft YaHei",sans-serif;
 font-size:1rem;line-height:1.5;color:{_P.text};background:{_P.page};overflow-wrap:anywhere}}
-main{{max-width:40rem;margin:0 auto;padding:0.75rem}}
-header{{background:{_P.primary};color:{_P.on_primary};padding:0.75rem 1rem}}
+main{{max-width:40rem;margin:0 auto;padding:min(0.75rem,2.5vw)}}
+header{{background:{_P.primary};color:{_P.on_primary};padding:0.75rem min(1rem,4vw)}}
 header p{{margin:0;font-weight:700;font-size:1.1rem}}
 h1,h2{{margin:0}}
 h2{{font-size:1.1rem;margin-bottom:0.5rem}}
-.card{{background:{_P.card};border-radius:0.75rem;padding:1rem;margin:0 0 0.75rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}}
+.card{{background:{_P.card};border-radius:0.75rem;padding:min(1rem,4vw);margin:0 0 0.75rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}}
 .label,.muted{{color:{_P.muted};margin:0}}
-#number{{font-size:3.5rem;line-height:1.1;color:{_P.number};font-variant-numeric:tabular-nums;letter-spacing:0.05em}}
+#number{{font-size:min(3.5rem,21vw);line-height:1.1;color:{_P.number};font-variant-numeric:tabular-nums;
+letter-spacing:0.05em;white-space:nowrap;overflow-wrap:normal}}
 #service{{margin:0.25rem 0 0.5rem;font-size:1.2rem}}
 .status{{font-size:1.6rem;font-weight:700;margin:0.25rem 0}}
 .st-called .status,.st-serving .status{{color:{_P.called}}}
@@ -88,7 +89,7 @@ background:{_P.chip};color:{_P.text};border:2px solid {_P.chip}}}
 flex-direction:column;justify-content:center;align-items:center;text-align:center;padding:1rem;overflow:auto}}
 #called[hidden],[hidden]{{display:none!important}}
 #called-text{{font-size:3rem;font-weight:700;line-height:1.2}}
-#called-number{{font-size:2.5rem;font-weight:700}}
+#called-number{{font-size:min(2.5rem,18vw);font-weight:700;white-space:nowrap}}
 #called button{{margin-top:1.5rem;font-size:1.4rem;padding:0.6rem 2.5rem;background:{_P.card};color:{_P.called};border-color:{_P.card}}}
 dialog{{border:0;border-radius:0.75rem;padding:1rem;max-width:calc(100% - 2rem);color:{_P.text};background:{_P.card}}}
 dialog::backdrop{{background:rgba(0,0,0,.5)}}
