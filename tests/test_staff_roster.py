@@ -27,12 +27,13 @@ from hall_controller.bus.client import CommandError, HallClient
 from hall_controller.cli import main as hallctl
 from hall_controller.clock import ManualClock, SystemClock
 from hall_controller.config import Staff, load_config, verify_pin
+from hall_controller.devices.screens import DEFAULT_IDLE_TEXT, KEYPAD_CLOSED, PAUSED_TEXT, keypad_error_code
 from hall_controller.operate.staff import _width, decode_csv, parse_windows, read_roster_csv, roster_table
 from hall_controller.store.roster import RosterInvalid, effective, plan
 from window_terminal.app import WINDOW_EVENTS
 from window_terminal.terminal import WindowTerminal
 
-from .harness import MONDAY, PIN, DaemonProcess, Hall, no_devices, wait_until
+from .harness import MONDAY, PIN, DaemonProcess, Hall, device_hall, no_devices, wait_until
 
 NEW_PIN = "73915286"        # 8 digits: not found by chance in timestamps, ports or hex ids
 OTHER_PIN = "58204617"
@@ -284,6 +285,24 @@ def test_the_window_terminal_goes_back_to_login_when_its_clerk_is_disabled(qtbot
     assert hallctl(["staff", "disable", "1003", "--config", str(hall_daemon.config)]) == 0
     assert "3号窗口的登录已退出" in capsys.readouterr().out
     qtbot.waitUntil(lambda: not widget.state.logged_in and widget.pages.currentIndex() == 0, timeout=10_000)
+
+
+def test_the_window_screens_follow_a_clerk_disabled_at_the_keypad(tmp_path, monkeypatch, capsys):
+    """Logged in with the window keypad (job number, no PIN): disabled, the LED and keypad show the
+    window closed, and the keypad's login is refused too."""
+    hall = device_hall(tmp_path)
+    try:
+        hall.wait_online()
+        hall.press(3, "function", "1003")
+        hall.wait_led(3, DEFAULT_IDLE_TEXT)
+        assert staff_cmd(hall, monkeypatch, "disable", "1003") == 0
+        hall.wait_led(3, PAUSED_TEXT)            # closed: nobody logged in
+        hall.wait_keypad(3, KEYPAD_CLOSED)
+        hall.press(3, "function", "1003")
+        hall.wait_keypad(3, keypad_error_code("forbidden"))
+        assert hall.service.snapshot()["windows"]["3"]["staff"] is None
+    finally:
+        hall.close()
 
 
 # ---------------------------------------------------------------------------------------- the parts
