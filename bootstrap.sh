@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 mode="${1:-setup}"
 shift || true
 
-DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql chromium
+DEBIAN_PACKAGES=(python3-venv fonts-wqy-microhei mosquitto postgresql chromium nftables
                  xvfb xauth imagemagick libxcb-cursor0 libxkbcommon-x11-0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0
                  libxcb-render-util0 xinit)
 

@@ -19,10 +19,10 @@ import logging
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
+from .bus.url import MqttEndpoint, config_endpoint, parse_mqtt_url
 from .clock import Clock, SystemClock
 from .config import HallConfig
 from .setup_hall import client_password, load_or_create_secret, passwords_path
@@ -50,6 +50,8 @@ class Target:
     password: str | None
     address_from: str
     daemon_pid: int | None = None    # a live daemon recorded in the runtime file
+    tls: bool = False                # mqtts: the broker's certificate checked against `ca`
+    ca: str | None = None
 
     @property
     def address(self) -> str:
@@ -64,19 +66,6 @@ class Problem:
     en: str
 
 
-def parse_mqtt_url(text: str) -> tuple[str, int, str | None, str | None]:
-    """`mqtt://[USER[:PASS]@]HOST[:PORT]` or `HOST:PORT` -> (host, port, user, password)."""
-    parts = urlsplit(text if "://" in text else f"mqtt://{text}")
-    shown = text.replace(f":{parts.password}@", ":***@") if parts.password else text    # never echo a password
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValueError(f"须为 mqtt://主机:端口 / must be mqtt://HOST:PORT, got {shown!r}")
-    try:
-        port = parts.port or 1883
-    except ValueError:
-        raise ValueError(f"端口无效 / bad port in {shown!r}") from None
-    return parts.hostname, port, parts.username, parts.password
-
-
 def mqtt_url_arg(text: str) -> str:
     """argparse `type` for --mqtt-url: reject a malformed address before anything runs."""
     import argparse
@@ -88,25 +77,34 @@ def mqtt_url_arg(text: str) -> str:
     return text
 
 
-def admin_target(config: HallConfig, mqtt_url: str | None = None) -> Target | None:
-    """--mqtt-url, else the running daemon's runtime file, else the config's broker; None if none."""
+def admin_target(config: HallConfig, mqtt_url: str | MqttEndpoint | None = None) -> Target | None:
+    """--mqtt-url (with --ca, else the config's mqtt.ca for mqtts), else the running daemon's runtime
+    file, else the config's broker; None if none."""
     from .daemon import read_runtime, split_hostport
 
     record = read_runtime(config)
+    configured = config_endpoint(config)
     if mqtt_url:    # wins over the runtime file, which still says whether a daemon is alive
-        host, port, user, password = parse_mqtt_url(mqtt_url)
-        user = user or ADMIN_ID
-        return Target(host, port, user, password if password is not None else client_password(config, user),
-                      "--mqtt-url", record["pid"] if record else None)
+        endpoint = mqtt_url if isinstance(mqtt_url, MqttEndpoint) else parse_mqtt_url(mqtt_url)
+        if endpoint.tls and endpoint.ca is None:
+            endpoint = replace(endpoint, ca=config.mqtt_ca)
+        user = endpoint.username or ADMIN_ID
+        password = endpoint.password if endpoint.password is not None else client_password(config, user)
+        return Target(endpoint.host, endpoint.port, user, password, "--mqtt-url", record["pid"] if record else None,
+                      endpoint.tls, endpoint.ca)
     password = client_password(config, ADMIN_ID)
     if record is not None:
-        return Target(record["host"], record["port"], ADMIN_ID, password, "runtime_file", record["pid"])
+        # the daemon on the config's TLS broker: the same check of its certificate
+        tls = configured is not None and configured.tls and (configured.host, configured.port) == (
+            record["host"], record["port"])
+        return Target(record["host"], record["port"], ADMIN_ID, password, "runtime_file", record["pid"],
+                      tls, configured.ca if tls and configured else None)
     if config.mqtt_listen:
         host, port = split_hostport(config.mqtt_listen)
         return Target(host, port, ADMIN_ID, password, "config")
-    if config.mqtt_url:
-        parts = urlsplit(config.mqtt_url)
-        return Target(parts.hostname or "127.0.0.1", parts.port or 1883, ADMIN_ID, password, "config")
+    if configured is not None:
+        return Target(configured.host, configured.port, ADMIN_ID, password, "config", None, configured.tls,
+                      configured.ca)
     return None
 
 
@@ -125,7 +123,8 @@ class _QuietClient(logging.Filter):
 
 def _connect(config: HallConfig, target: Target, timeout: float) -> tuple[Any, Problem | None]:
     """A connected admin client on a broker where this hall's daemon is online, or (None, why not)."""
-    from .bus.client import AuthenticationFailed, BusError, HallClient
+    from .bus.client import AuthenticationFailed, BusError, HallClient, TlsFailed
+    from .bus.tls import TlsSetupError
 
     where = target.address
     if target.password is None:
@@ -144,10 +143,20 @@ def _connect(config: HallConfig, target: Target, timeout: float) -> tuple[Any, P
         return None, Problem(f"无法连接 {where} 的 MQTT 服务（网络不通）",
                              f"broker unreachable at {where} ({exc.strerror or type(exc).__name__})")
     online = threading.Event()
-    client = HallClient(target.username, target.password, target.host, target.port, config.hall_id, role="admin")
+    try:
+        client = HallClient(target.username, target.password, target.host, target.port, config.hall_id,
+                            role="admin", tls=target.tls, ca=target.ca)
+    except TlsSetupError as exc:
+        return None, Problem(str(exc).split(" / ")[0], f"cannot read the CA file {target.ca}")
     client.add_state_listener(lambda section, _key, _value: section == "hall" and online.set())
     try:
         client.connect(timeout=timeout)
+    except TlsFailed as exc:
+        log.debug("%s", exc)
+        client.close()
+        return None, Problem(f"无法验证 {where} 的服务器证书，请检查 CA 文件（--ca 或配置的 mqtt.ca）及地址是否与证书一致",
+                             f"the certificate of the broker at {where} was refused ({client.tls_failure or exc}):"
+                             f" check the CA file (--ca or mqtt.ca) and that the address is one the certificate names")
     except AuthenticationFailed as exc:
         log.debug("%s", exc)
         client.close()

@@ -109,11 +109,30 @@ def cmd_client_add(args: argparse.Namespace) -> int:
 
 def cmd_mqtt_config(args: argparse.Namespace) -> int:
     from .bus.credentials import CredentialStore
-    from .bus.mosquitto import write_mosquitto_config
+    from .bus.mosquitto import LOOPBACK, write_mosquitto_config
+    from .bus.tls import tls_files
+    from .daemon import split_hostport
 
+    if args.plain_listen and not _is_hostport(args.plain_listen):
+        print(f"hallctl mqtt-config: --plain-listen must be HOST:PORT, got {args.plain_listen!r}", file=sys.stderr)
+        return 2
     config = load_config(args.config)
+    host, port = split_hostport(args.plain_listen) if args.plain_listen else (None, 1883)
+    tls = tls_files(Path(args.tls_dir).resolve()) if args.tls_dir else None
+    if tls is not None:
+        missing = [str(p) for p in (tls.ca_cert, tls.server_cert, tls.server_key) if not p.is_file()]
+        if missing:
+            print(f"缺少 TLS 文件（请先运行 hallctl tls init --dir {args.tls_dir}）/ missing TLS files: "
+                  f"{', '.join(missing)}", file=sys.stderr)
+            return 2
+        host = host or "127.0.0.1"
+        if host not in LOOPBACK:
+            print(f"启用 TLS 时明文端口只能监听本机（127.0.0.1），不能是 {host} / with TLS the plain listener is "
+                  "loopback-only: the hall LAN uses the TLS port", file=sys.stderr)
+            return 2
     paths = write_mosquitto_config(args.dir, config.hall_id, CredentialStore(config.credentials_path),
-                                   scan_max_bytes=config.scan_max_bytes)
+                                   port=port, bind_address=host, scan_max_bytes=config.scan_max_bytes,
+                                   tls=tls, tls_port=args.tls_port)
     for p in (paths.values() if isinstance(paths, dict) else paths):
         print(p)
     return 0
@@ -141,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         if db:
             sp.add_argument("--db", metavar="URL", help="database URL (overrides the config's `database`)")
         if daemon:
-            sp.add_argument("--mqtt-url", metavar="mqtt://HOST:PORT", type=mqtt_url_arg,
+            sp.add_argument("--mqtt-url", metavar="mqtt[s]://HOST:PORT", type=mqtt_url_arg,
                             help="the running daemon's broker (default: the address it recorded in "
                                  "<state folder>/run/, else the config's)")
+            sp.add_argument("--ca", metavar="FILE", help="the hall CA certificate for an mqtts:// --mqtt-url "
+                                                         "(default: the config's mqtt.ca)")
         return sp
 
     sub.add_parser("sample-config", help="print the sample hall config").set_defaults(func=cmd_sample_config)
@@ -157,7 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_db_upgrade)
     sp = with_config(sub.add_parser("run", help="run the hall daemon"), db=True)
     sp.add_argument("--mqtt-listen", metavar="HOST:PORT", help="start the embedded broker there")
-    sp.add_argument("--mqtt-url", metavar="mqtt://USER:PASS@HOST:PORT", help="use an external broker")
+    sp.add_argument("--mqtt-url", metavar="mqtt[s]://USER[:PASS]@HOST:PORT", type=mqtt_url_arg,
+                    help="use an external broker (mqtts://: its certificate checked against the config's mqtt.ca; "
+                         "without a password in the URL: $CREDENTIALS_DIRECTORY/mqtt-password, else the "
+                         "client-passwords file)")
     sp.add_argument("--upstream", metavar="URL", help="management system base URL")
     sp.add_argument("--emulator", metavar="HOST:PORT",
                     help="where `hall-emu run --control` listens, for devices at `url: emulated` "
@@ -177,6 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_client_add)
     sp = with_config(sub.add_parser("mqtt-config", help="write a Mosquitto password file and ACL"))
     sp.add_argument("dir")
+    sp.add_argument("--tls-dir", metavar="DIR", help="the hall CA and broker certificate (hallctl tls init): adds a "
+                                                     "TLS listener and keeps the plain one on the loopback")
+    sp.add_argument("--tls-port", type=int, default=8883, help="the TLS listener's port (default %(default)s)")
+    sp.add_argument("--plain-listen", metavar="HOST:PORT",
+                    help="the plain listener (default: port 1883, on 127.0.0.1 with --tls-dir, else everywhere)")
     sp.set_defaults(func=cmd_mqtt_config)
     from .cli_upstream import add_commands as add_upstream_commands
 
@@ -190,7 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, clock: Clock | None = None) -> int:
     """`clock` is the time every command reads (the wall clock by default; tests pass theirs)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "ca", None):    # --ca goes with the --mqtt-url it checks (mqtt.ca is the config's)
+        if not args.mqtt_url:
+            parser.error("--ca 须与 --mqtt-url mqtts://… 同用（否则用配置的 mqtt.ca）/ --ca needs --mqtt-url")
+        from .bus.url import parse_mqtt_url
+
+        args.mqtt_url = parse_mqtt_url(args.mqtt_url, ca=str(Path(args.ca).resolve()))
     args.clock = clock or SystemClock()
     setup_logging(args.log_level)
     try:

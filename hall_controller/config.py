@@ -172,6 +172,7 @@ class HallConfig:
     privacy_retention_days: int = 180
     voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
     calendar: HallCalendar = HallCalendar()  # holidays and the site's own days (hall.calendar), over opening_hours
+    mqtt_ca: str | None = None   # mqtt.ca: the hall CA an mqtts:// broker's certificate must chain to (hallctl tls init)
     # The visitor's phone page (web:, DESIGN §10): where hall-web listens, the address the QR codes
     # carry (public_url, or http://<listen> when not set), the visitor Wi-Fi (ssid, password) or None.
     web_listen: str | None = None
@@ -509,6 +510,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         services=tuple(services), windows=tuple(windows), staff=tuple(staff), clients=tuple(clients),
         devices=tuple(devices), database=_sqlite_path(db, base_dir), sqlite_sync=sqlite_sync.upper(),
         mqtt_listen=mqtt.get("listen"), mqtt_url=mqtt.get("url"),
+        mqtt_ca=_resolve(base_dir, mqtt["ca"]) if isinstance(mqtt.get("ca"), str) and mqtt["ca"] else None,
         upstream_url=upstream.get("url"), upstream_token=upstream.get("token"),
         emulator_control=emulator.get("control"),
         profiles_dir=_resolve(base_dir, root["profiles_dir"]) if root.get("profiles_dir") else None,
@@ -823,7 +825,9 @@ def _database(root: dict, chk: _Checker) -> tuple[str, str]:
 def _links(root: dict, chk: _Checker) -> tuple[dict, dict, int, dict]:
     """`mqtt:`, `upstream:` and `emulator:` -> (mqtt, upstream, upstream.report_day, emulator)."""
     mqtt = chk.mapping(root.get("mqtt"), "mqtt")
-    chk.unknown_keys(mqtt, {"listen", "url"}, "mqtt")
+    chk.unknown_keys(mqtt, {"listen", "url", "ca"}, "mqtt")
+    if mqtt.get("ca") is not None and not isinstance(mqtt["ca"], str):
+        chk.add("mqtt.ca", f"must be the path of the hall CA certificate (ca.crt), got {mqtt['ca']!r}")
     upstream = chk.mapping(root.get("upstream"), "upstream")
     chk.unknown_keys(upstream, {"url", "token", "report_day"}, "upstream")
     report_day = chk.integer(upstream, "report_day", "upstream", default=25, minimum=1, maximum=28) or 25

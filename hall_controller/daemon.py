@@ -184,6 +184,7 @@ class HallDaemon:
         from .bus.limits import broker_packet_limit
 
         credentials = CredentialStore(self.config.credentials_path)
+        tls: dict[str, Any] = {}
         if listen:
             host, port = split_hostport(listen)
             # A child process: amqtt is pure Python and would share the hall service's GIL.
@@ -195,12 +196,22 @@ class HallDaemon:
             username = DAEMON_CLIENT_ID
             password = credentials.add_or_reset(DAEMON_CLIENT_ID, "daemon")
         else:
-            parts = urlsplit(mqtt_url)
-            self.mqtt_address = (parts.hostname or "127.0.0.1", parts.port or 1883)
-            username, password = parts.username or DAEMON_CLIENT_ID, parts.password or ""
+            # mqtts:// with the config's mqtt.ca; the password from the URL, else systemd's credential
+            # (LoadCredential=mqtt-password), else the hall's client-passwords file: never on the command line.
+            from .bus.url import parse_mqtt_url, password_from_files
+            from .setup_hall import client_password
+
+            endpoint = parse_mqtt_url(mqtt_url, ca=self.config.mqtt_ca)
+            self.mqtt_address = (endpoint.host, endpoint.port)
+            username = endpoint.username or DAEMON_CLIENT_ID
+            password = endpoint.password
+            if password is None:
+                password = password_from_files() or client_password(self.config, username) or ""
+            tls = {"tls": True, "ca": endpoint.ca} if endpoint.tls else {}
+            log.info("broker %s", endpoint)
         assert self.service is not None
         self.bridge = MqttBridge(self.service, self.config.hall_id, self.mqtt_address[0], self.mqtt_address[1],
-                                 username, password, credentials, version=__version__,
+                                 username, password, credentials, version=__version__, **tls,
                                  max_payload=command_payload_limit(self.config.scan_max_bytes),
                                  timezone=self.config.timezone)
         self.bridge.start()

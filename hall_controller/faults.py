@@ -49,6 +49,9 @@ CAMERA_FAULT_TEXTS = {
 # Every app when the broker refuses its client id or password (it stops retrying: only an
 # administrator can fix the password file or the credential store).
 AUTH_REFUSED_TEXT = "无法连接服务器：账号或密码被拒绝，请联系管理员"
+# … and when the broker's TLS certificate is refused (not from the hall CA the app was given, or issued
+# for another name than the one the app connects to); the raw error goes to the app's log.
+TLS_REFUSED_TEXT = "无法验证服务器证书，请检查 CA 文件"
 
 _PRINTER_REASONS = {"paper_out": "paper_out", "cover_open": "cover_open", "error": "printer_error"}
 _ABSENT = frozenset({errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ECONNREFUSED, errno.EHOSTUNREACH,

@@ -103,7 +103,13 @@ def show_refused(widget: QWidget, bus: QtHallBus) -> None:
         if widget.findChild(RefusedOverlay) is None:
             RefusedOverlay(widget, message, bus.client.client_id)
 
+    def hide() -> None:   # a broker certificate put right: the app works again
+        for overlay in widget.findChildren(RefusedOverlay):
+            overlay.hide()
+            overlay.deleteLater()
+
     bus.fatal.connect(show)
+    bus.recovered.connect(hide)
     if bus.refused:
         show(bus.refused)
 

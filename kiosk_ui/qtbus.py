@@ -8,7 +8,10 @@ daemon's retained `hall/{h}/status`. Nothing here blocks the UI thread on the ne
 
 `AppOptions` / `add_common_arguments` / `options_from_args` are the common command line of DESIGN §9:
 `APP --mqtt-url mqtt://CLIENT_ID:PASSWORD@HOST:PORT --hall HALL_ID` or
-`APP --config hall.yaml --client CLIENT_ID` (password from the hall's client-passwords file).
+`APP --config hall.yaml --client CLIENT_ID` (password from the hall's client-passwords file). On an app
+PC of a production hall: `APP --mqtt-url mqtts://CLIENT_ID@HALL-PC:8883 --ca ca.crt --password-file FILE
+--hall HALL_ID` (TLS, the broker's certificate checked against the hall CA; the password read from a
+root-only file, or from systemd's credential `mqtt-password`, never from the command line).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import yaml
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
@@ -35,9 +37,17 @@ from hall_controller.bus.client import (
     HallClient,
     RequestTimeout,
 )
+from hall_controller.bus.tls import TlsSetupError, client_context
+from hall_controller.bus.url import (
+    MqttEndpoint,
+    MqttUrlError,
+    config_endpoint,
+    parse_mqtt_url,
+    password_from_files,
+)
 from hall_controller.config import ConfigError, HallConfig, load_config
-from hall_controller.faults import AUTH_REFUSED_TEXT
-from hall_controller.redact import redact_url, register_secret
+from hall_controller.faults import AUTH_REFUSED_TEXT, TLS_REFUSED_TEXT
+from hall_controller.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +75,19 @@ class AppOptions:
     screen: int | None = None
     config: HallConfig | None = None   # only with --config: services, opening hours, display notice …
     role: str | None = None            # from the config's clients list when known
+    tls: bool = False                  # mqtts://: TLS, the broker's certificate checked against `ca`
+    ca: str | None = None              # the hall CA (--ca, else the config's mqtt.ca); None: the system's CAs
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, default_client: str | None = None) -> None:
     """The options every Qt app takes (DESIGN §9); apps add their own after these."""
-    parser.add_argument("--mqtt-url", help="mqtt://CLIENT_ID:PASSWORD@HOST:PORT")
+    parser.add_argument("--mqtt-url", help="mqtt://CLIENT_ID:PASSWORD@HOST:PORT, or mqtts://CLIENT_ID@HOST:8883 "
+                                           "(TLS) with the password from --password-file")
+    parser.add_argument("--ca", metavar="FILE", help="the hall CA certificate an mqtts:// broker must show "
+                                                     "(default: the config's mqtt.ca)")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help="the MQTT password is this file's first line (default: $CREDENTIALS_DIRECTORY/"
+                             "mqtt-password when systemd passes that credential)")
     parser.add_argument("--hall", help="hall id (with --mqtt-url)")
     parser.add_argument("--config", help="the hall's config file (hall.yaml)")
     parser.add_argument("--client", default=default_client,
@@ -78,15 +96,54 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_client: str | 
     parser.add_argument("--screen", type=int, default=None, help="show on screen N (0 = first)")
 
 
+def _endpoint(url: str) -> MqttEndpoint:
+    try:
+        return parse_mqtt_url(url)
+    except MqttUrlError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _password_from_files(args: argparse.Namespace) -> str | None:
+    """--password-file, else systemd's credential `mqtt-password`, else None."""
+    try:
+        return password_from_files(getattr(args, "password_file", None))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _checked_ca(endpoint: MqttEndpoint, ca: str | None) -> str | None:
+    """The CA file for an mqtts:// broker, checked now so that a wrong path is said at start."""
+    if not endpoint.tls:
+        return None
+    try:
+        client_context(ca)
+    except TlsSetupError as exc:
+        raise UsageError(str(exc)) from None
+    return ca
+
+
+def _options_from_url(endpoint: MqttEndpoint, args: argparse.Namespace) -> AppOptions:
+    """`--mqtt-url mqtt[s]://CLIENT_ID[:PASSWORD]@HOST:PORT --hall HALL_ID`."""
+    if not endpoint.username:
+        raise UsageError("MQTT 地址格式应为 mqtt://客户端ID:密码@主机:端口 或 mqtts://客户端ID@主机:端口，"
+                         f"而不是 {redact_url(args.mqtt_url)!r}")
+    password = endpoint.password if endpoint.password is not None else _password_from_files(args)
+    if password is None:
+        raise UsageError("缺少 MQTT 密码：请用 --password-file 文件（第一行为密码）或在 --mqtt-url 中给出")
+    if not args.hall:
+        raise UsageError("使用 --mqtt-url 时必须指定 --hall (the hall id)")
+    ca = _checked_ca(endpoint, getattr(args, "ca", None))
+    return AppOptions(endpoint.username, password, endpoint.host, endpoint.port, args.hall, args.windowed,
+                      args.screen, tls=endpoint.tls, ca=ca)
+
+
 def options_from_args(args: argparse.Namespace) -> AppOptions:
     """Resolve the connection from either form of the command line; UsageError says what is wrong."""
-    if args.mqtt_url and args.config and urlsplit(args.mqtt_url).username:
+    endpoint = _endpoint(args.mqtt_url) if args.mqtt_url else None
+    if endpoint is not None and args.config and (endpoint.username or endpoint.password is not None):
         raise UsageError("与 --config 同用时 --mqtt-url 只能给出 mqtt://主机:端口（密码取自密码文件）")
-    if args.mqtt_url and not args.config:
-        client_id, password, host, port = parse_mqtt_url(args.mqtt_url)
-        if not args.hall:
-            raise UsageError("使用 --mqtt-url 时必须指定 --hall (the hall id)")
-        return AppOptions(client_id, password, host, port, args.hall, args.windowed, args.screen)
+    if endpoint is not None and not args.config:
+        return _options_from_url(endpoint, args)
     if not args.config:
         raise UsageError("请指定 --mqtt-url mqtt://ID:密码@主机:端口 --hall 大厅 或 --config hall.yaml --client ID")
     try:
@@ -95,50 +152,43 @@ def options_from_args(args: argparse.Namespace) -> AppOptions:
         raise UsageError(str(exc)) from exc
     if not args.client:
         raise UsageError("使用 --config 时必须指定 --client (client id)")
-    from hall_controller.setup_hall import passwords_path  # the file `hallctl init` / `client add` write
+    password = _password_from_files(args) or _config_password(config, args.client)
+    # the broker somewhere else than the config says (e.g. `hallctl demo` on a free port), else the config's
+    broker = endpoint or _broker_of(config)
+    ca = _checked_ca(broker, getattr(args, "ca", None) or config.mqtt_ca)
+    role = next((c.role for c in config.clients if c.id == args.client), None)
+    return AppOptions(args.client, password, broker.host, broker.port, config.hall_id, args.windowed, args.screen,
+                      config, role, tls=broker.tls, ca=ca)
+
+
+def _config_password(config: HallConfig, client_id: str) -> str:
+    """The client's password from the hall's client-passwords file (`hallctl init` / `client add`)."""
+    from hall_controller.setup_hall import passwords_path
 
     pw_file = passwords_path(config)
     try:
         passwords = yaml.safe_load(Path(pw_file).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise UsageError(f"无法读取客户端密码文件 {pw_file}: {exc}") from exc
-    password = passwords.get(args.client) if isinstance(passwords, dict) else None
+    password = passwords.get(client_id) if isinstance(passwords, dict) else None
     if not isinstance(password, str):
-        raise UsageError(f"密码文件 {pw_file} 中没有客户端 {args.client}（请先运行 hallctl client add）")
-    host, port = _broker_address(config)
-    if args.mqtt_url:      # the broker somewhere else than the config says (e.g. `hallctl demo` on a free port)
-        parts = urlsplit(args.mqtt_url)
-        if parts.scheme != "mqtt" or not parts.hostname:
-            raise UsageError(f"MQTT 地址格式应为 mqtt://主机:端口，而不是 {redact_url(args.mqtt_url)!r}")
-        host, port = parts.hostname, parts.port or 1883
-    role = next((c.role for c in config.clients if c.id == args.client), None)
-    return AppOptions(args.client, password, host, port, config.hall_id, args.windowed, args.screen, config, role)
+        raise UsageError(f"密码文件 {pw_file} 中没有客户端 {client_id}（请先运行 hallctl client add）")
+    return password
 
 
-def parse_mqtt_url(url: str) -> tuple[str, str, str, int]:
-    """mqtt://CLIENT_ID:PASSWORD@HOST:PORT -> (client id, password, host, port)."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.username or parts.password is None or not parts.hostname:
-        raise UsageError(f"MQTT 地址格式应为 mqtt://客户端ID:密码@主机:端口，而不是 {redact_url(url)!r}")
-    try:
-        port = parts.port or 1883
-    except ValueError:
-        raise UsageError(f"MQTT 地址端口无效: {redact_url(url)!r}") from None   # no chained echo of the URL
-    password = unquote(parts.password)
-    register_secret(password)
-    return unquote(parts.username), password, parts.hostname, port
-
-
-def _broker_address(config: HallConfig) -> tuple[str, int]:
+def _broker_of(config: HallConfig) -> MqttEndpoint:
     """Where the hall's broker is: the config's mqtt.url (its credentials are the daemon's, not ours)
     or mqtt.listen."""
-    if config.mqtt_url:
-        parts = urlsplit(config.mqtt_url)
-        return parts.hostname or "127.0.0.1", parts.port or 1883
+    try:
+        configured = config_endpoint(config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if configured is not None:
+        return MqttEndpoint(configured.host, configured.port, tls=configured.tls, ca=configured.ca)
     listen = config.mqtt_listen or "127.0.0.1:1883"
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
-    return ("127.0.0.1" if host in ("", "0.0.0.0", "::") else host), int(port)
+    return MqttEndpoint("127.0.0.1" if host in ("", "0.0.0.0", "::") else host, int(port))
 
 
 # ------------------------------------------------------------------------------------------- the bus
@@ -173,7 +223,9 @@ class QtHallBus(QObject):
     - `connection_changed(broker_online, daemon_online)`: whenever either changes;
     - `online_changed(bool)`: broker and daemon both reachable;
     - `fatal(str)`: the broker refused our credentials (the client stops retrying); the text is
-      AUTH_REFUSED_TEXT, what the app shows, also kept in `refused`.
+      AUTH_REFUSED_TEXT, what the app shows, also kept in `refused`. Or the broker's TLS certificate
+      was refused: TLS_REFUSED_TEXT (the client goes on trying with its backoff);
+    - `recovered()`: connected after all once the certificate was put right (the text is taken back).
     """
 
     event = Signal(dict)
@@ -182,6 +234,7 @@ class QtHallBus(QObject):
     connection_changed = Signal(bool, bool)
     online_changed = Signal(bool)
     fatal = Signal(str)
+    recovered = Signal()
     _request_done = Signal(int, object, object)   # token, result, error
 
     def __init__(self, client: HallClient, parent: QObject | None = None, *, poll_ms: int = 200,
@@ -208,7 +261,7 @@ class QtHallBus(QObject):
                      events: str | list[str] | tuple[str, ...] | None = None,
                      parent: QObject | None = None) -> QtHallBus:
         client = HallClient(options.client_id, options.password, options.host, options.port, options.hall_id,
-                            role=options.role or role, window=window, events=events)
+                            role=options.role or role, window=window, events=events, tls=options.tls, ca=options.ca)
         return cls(client, parent)
 
     # ------------------------------------------------------------------ lifecycle
@@ -270,6 +323,12 @@ class QtHallBus(QObject):
             # refused at the first try or on a later reconnect (the broker was not up yet at start)
             self.refused = AUTH_REFUSED_TEXT
             self.fatal.emit(self.refused)
+        elif self.refused is None and self.client.tls_failure is not None:
+            self.refused = TLS_REFUSED_TEXT      # the raw error is in the log (HallClient)
+            self.fatal.emit(self.refused)
+        elif self.refused == TLS_REFUSED_TEXT and self._broker:
+            self.refused = None                 # the broker's certificate was put right
+            self.recovered.emit()
 
     def _on_state(self, section: str, key: Any, value: Any) -> None:
         """paho's thread: forward as a signal; the slot that updates `_daemon` runs in the UI thread."""

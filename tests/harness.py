@@ -571,8 +571,9 @@ class DaemonProcess:
         self.log: list[str] = []
 
     def start(self, timeout: float = 30.0) -> None:
-        cmd = [sys.executable, "-m", "hall_controller.cli", "run", "--config", str(self.config),
-               "--mqtt-listen", f"127.0.0.1:{self.port}", *self.extra]
+        # the embedded broker on `port`, unless `extra` names another broker (--mqtt-url mqtts://…)
+        listen = () if "--mqtt-url" in self.extra else ("--mqtt-listen", f"127.0.0.1:{self.port}")
+        cmd = [sys.executable, "-m", "hall_controller.cli", "run", "--config", str(self.config), *listen, *self.extra]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         ready = threading.Event()
@@ -720,7 +721,8 @@ class Mosquitto:
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, port: int) -> None:
+    def start(self, port: int, *more_ports: int) -> None:
+        """Start it and wait until every listener (`port`, e.g. a TLS one too) takes connections."""
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf), "-v"], stdout=log, stderr=log)
 
@@ -729,12 +731,13 @@ class Mosquitto:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                for each in (port, *more_ports):
+                    socket.create_connection(("127.0.0.1", each), timeout=0.2).close()
             except OSError:
                 return False
             return True
 
-        wait_until(listening, 5, f"mosquitto to listen on {port}")
+        wait_until(listening, 5, f"mosquitto to listen on {(port, *more_ports)}")
 
     def stop(self) -> None:
         if self.proc is None:

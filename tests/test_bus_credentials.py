@@ -144,3 +144,22 @@ def test_hash_format_is_mosquittos_pbkdf2_sha512(tmp_path):
     ours = hash_password("pw", iterations=101, salt=bytes(range(12)))
     assert ours.startswith("$7$101$AAECAwQFBgcICQoL$") and len(ours.rsplit("$", 1)[1]) == 88
     assert not check_password("pw", "$6$rounds$x$y") and not check_password("pw", "garbage")
+
+
+def test_a_rewrite_keeps_the_files_group_and_group_read_bit_but_never_world(tmp_path):
+    """An installed hall's store is root:hall 0640 so the daemon (user hall) reads it; `hallctl client
+    add`, run as root, must not turn it into root-only 0600 behind the daemon's back."""
+    path = tmp_path / "credentials.yaml"
+    store = CredentialStore(path, iterations=FAST_HASH)
+    store.add_or_reset("kiosk-1", "kiosk")
+    os.chmod(path, 0o644)               # world-readable by mistake: the rewrite takes that bit away
+    other_gid = os.getgid() if os.getuid() != 0 else 65534    # root can give it another group (nogroup)
+    if os.getuid() == 0:
+        os.chown(path, 0, other_gid)
+    store.add_or_reset("kiosk-2", "kiosk")
+    st = path.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640
+    assert st.st_gid == other_gid
+    os.chmod(path, 0o600)
+    store.add_or_reset("kiosk-3", "kiosk")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

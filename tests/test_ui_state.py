@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from hall_controller.bus.url import parse_mqtt_url
 from kiosk_ui import display_state as ds
 from kiosk_ui import kiosk_state as ks
 from kiosk_ui.common_state import clock_text, estimate_text, services_from_queues
-from kiosk_ui.qtbus import RequestFailure, UsageError, add_common_arguments, options_from_args, parse_mqtt_url
+from kiosk_ui.qtbus import RequestFailure, UsageError, add_common_arguments, options_from_args
 from kiosk_ui.style import LARGE, MIN_CONTRAST, MIN_TEXT, MIN_TEXT_LARGE, NORMAL, TEXT_PAIRS, contrast_ratio
 
 from .harness import init_hall, passwords
@@ -190,7 +191,8 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_command_line_forms(tmp_path: Path) -> None:
-    assert parse_mqtt_url("mqtt://kiosk-1:p%40ss@127.0.0.1:1884") == ("kiosk-1", "p@ss", "127.0.0.1", 1884)
+    url = parse_mqtt_url("mqtt://kiosk-1:p%40ss@127.0.0.1:1884")
+    assert (url.username, url.password, url.host, url.port, url.tls) == ("kiosk-1", "p@ss", "127.0.0.1", 1884, False)
     opts = options_from_args(_args("--mqtt-url", "mqtt://kiosk-1:pw@10.0.0.5", "--hall", "demo", "--windowed",
                                    "--screen", "1"))
     assert (opts.client_id, opts.password, opts.host, opts.port, opts.hall_id, opts.windowed, opts.screen) == (

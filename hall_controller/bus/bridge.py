@@ -15,7 +15,9 @@ import json
 import logging
 import queue
 import re
+import select
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -182,7 +184,10 @@ class MqttBridge:
         reconnect_max_delay: float = 10.0,
         queue_state_interval: float = QUEUE_STATE_INTERVAL,
         timezone: str | None = None,
+        tls: bool = False,
+        ca: str | None = None,
     ) -> None:
+        """`tls`: connect over TLS (`mqtts://`), the broker's certificate checked against the CA file `ca`."""
         self.service = service
         self.topics = HallTopics(hall_id)
         self.host, self.port, self.keepalive = host, port, keepalive
@@ -196,6 +201,7 @@ class MqttBridge:
         self._cond = threading.Condition(self._lock)
         self._connected = False
         self._refused: str | None = None
+        self._tls_failure: str | None = None
         self._sub_mid: int | None = None
         self._queues: list[queue.Queue[Callable[[], None] | None]] = [queue.Queue() for _ in range(_WORKERS)]
         self._workers: list[threading.Thread] = []
@@ -222,6 +228,10 @@ class MqttBridge:
         self._mqtt.on_subscribe = self._on_subscribe
         self._mqtt.on_disconnect = self._on_disconnect
         self._mqtt.on_message = self._on_message
+        if tls:
+            self._mqtt.use_tls(ca)
+            self._mqtt.on_tls_failure = self._on_tls_failure
+        self.ca = ca
         service.subscribe(self._on_events, batch=True)
         service.subscribe_cards(self._on_card)
 
@@ -244,8 +254,9 @@ class MqttBridge:
         self._mqtt.connect_async(self.host, self.port, self.keepalive)
         self._mqtt.loop_start()
         with self._cond:
-            ready = self._cond.wait_for(lambda: self._connected or self._refused is not None, timeout)
-            refused = self._refused
+            self._cond.wait_for(lambda: self._connected or self._refused is not None
+                                or self._tls_failure is not None, timeout)
+            ready, refused = self._connected, self._refused
         if refused is not None:
             self.stop()
             raise AuthenticationFailed(f"broker {self.host}:{self.port} refused the daemon account: {refused}")
@@ -296,6 +307,21 @@ class MqttBridge:
         with self._lock:
             self._sub_mid = mid if result == mqtt.MQTT_ERR_SUCCESS else None
             self._refused = None
+            self._tls_failure = None
+
+    def _on_tls_failure(self, exc: Any) -> None:
+        """The broker's certificate was refused: logged raw once (again when the error changes); paho
+        retries with the bridge's capped backoff."""
+        text = str(exc)
+        with self._cond:
+            repeated, self._tls_failure = self._tls_failure == text, text
+            self._cond.notify_all()
+        if repeated:
+            log.debug("bridge: TLS handshake with %s:%d failed again: %s", self.host, self.port, exc)
+        else:
+            log.error("bridge: TLS handshake with the broker %s:%d failed: %s (check mqtt.ca in the config, now %s, "
+                      "and that mqtt.url names the hall PC as the broker's certificate does: hallctl tls show)",
+                      self.host, self.port, exc, self.ca or "the system CAs")
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
         with self._cond:
@@ -351,6 +377,11 @@ class MqttBridge:
         """True if more bytes wait on the broker connection (more commands are coming: let the
         workers take this one, so that paho reads on and the commands share a commit)."""
         sock = self._mqtt.socket()
+        if isinstance(sock, ssl.SSLSocket):   # mqtts: no peeking; decrypted bytes buffered, or records on the wire
+            try:
+                return sock.pending() > 0 or bool(select.select([sock], [], [], 0)[0])
+            except (OSError, ValueError):
+                return True
         try:
             return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))  # type: ignore[union-attr]
         except BlockingIOError:

@@ -14,6 +14,7 @@ import copy
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -26,6 +27,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from ..redact import register_secret
+from .tls import client_context
 from .topics import HallTopics, subscriptions
 
 log = logging.getLogger(__name__)
@@ -62,12 +64,36 @@ class DirectWriteClient(mqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._write_lock = threading.RLock()  # paho may call back (on_publish) while writing
+        # Called (network thread) with the error of a failed TLS handshake: paho only logs "connection
+        # failed, retrying" and waits its backoff, so nobody would learn that the certificate was refused.
+        self.on_tls_failure: Callable[[ssl.SSLError], None] | None = None
+        self._direct = True
+
+    def use_tls(self, ca: str | None) -> None:
+        """`mqtts://`: TLS 1.2+, the broker's certificate checked against `ca` (None: the system's
+        CAs) and its name against the host connected to (bus.tls.client_context).
+
+        Over TLS packets go out from paho's thread as paho does it: an OpenSSL connection must not be
+        written by one thread while another reads it (the direct write would do just that)."""
+        self.tls_set_context(client_context(ca))
+        self._direct = False
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except ssl.SSLError as exc:   # unknown CA, a name the certificate does not carry, not TLS at all
+            callback = self.on_tls_failure
+            if callback is not None:
+                callback(exc)
+            raise
 
     def loop_write(self) -> mqtt.MQTTErrorCode:
         with self._write_lock:
             return super().loop_write()
 
     def publish(self, *args: Any, **kwargs: Any) -> mqtt.MQTTMessageInfo:  # type: ignore[override]
+        if not self._direct:
+            return super().publish(*args, **kwargs)
         with self._write_lock:
             wake, self._sockpairW = self._sockpairW, None  # paho skips its wake-up without it
             try:
@@ -94,6 +120,11 @@ class BusUnavailable(BusError):
 
 class AuthenticationFailed(BusUnavailable):
     """The broker refused the client id or password; the client stops retrying."""
+
+
+class TlsFailed(BusUnavailable):
+    """The broker's certificate was refused (not signed by the CA given, or issued for another name);
+    the client goes on trying with its backoff, in case the broker's certificate is put right."""
 
 
 class RequestTimeout(BusError):
@@ -166,7 +197,11 @@ class HallClient:
         reconnect_max_delay: float = 10.0,
         event_memory: int = 4096,
         events: str | list[str] | tuple[str, ...] | None = None,
+        tls: bool = False,
+        ca: str | None = None,
     ) -> None:
+        """`tls` connects over TLS (`mqtts://`), checking the broker's certificate against the CA file
+        `ca` (None: the system's CAs); a CA file that cannot be read raises bus.tls.TlsSetupError."""
         if role == "daemon":
             raise ValueError("the daemon side is MqttBridge, not HallClient")
         self.topics = HallTopics(hall_id)
@@ -182,6 +217,8 @@ class HallClient:
         self._started = False
         self._closed = False
         self._refused: str | None = None
+        self._tls_failure: str | None = None
+        self.tls, self.ca = tls, ca
         self._sub_mid: int | None = None
         self._network_thread: int | None = None
         self._pending: dict[str, _Pending] = {}
@@ -207,6 +244,9 @@ class HallClient:
         self._mqtt.on_disconnect = self._on_disconnect
         self._mqtt.on_subscribe = self._on_subscribe
         self._mqtt.on_message = self._on_message
+        if tls:
+            self._mqtt.use_tls(ca)
+            self._mqtt.on_tls_failure = self._on_tls_failure
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -222,11 +262,18 @@ class HallClient:
         with self._lock:
             return self._refused
 
+    @property
+    def tls_failure(self) -> str | None:
+        """The last TLS handshake error while it stands (cleared once connected), else None."""
+        with self._lock:
+            return self._tls_failure
+
     def connect(self, timeout: float = 10.0) -> None:
         """Connect and subscribe; keeps retrying in the background if the broker is not there yet.
 
-        Raises AuthenticationFailed if refused, BusUnavailable if not connected within `timeout`
-        (the client goes on trying; `close()` stops it).
+        Raises AuthenticationFailed if refused, TlsFailed at once when the broker's certificate is
+        refused, BusUnavailable if not connected within `timeout` (the client goes on trying in both
+        cases; `close()` stops it).
         """
         with self._lock:
             if self._closed:
@@ -238,10 +285,13 @@ class HallClient:
             self._mqtt.connect_async(self.host, self.port, self.keepalive)
             self._mqtt.loop_start()
         with self._cond:
-            ready = self._cond.wait_for(lambda: self._ready or self._refused is not None or self._closed, timeout)
-            refused, closed = self._refused, self._closed
+            self._cond.wait_for(lambda: self._ready or self._refused is not None or self._closed
+                                or self._tls_failure is not None, timeout)
+            ready, refused, closed, tls_failure = self._ready, self._refused, self._closed, self._tls_failure
         if closed:
             raise BusUnavailable("client is closed")
+        if tls_failure is not None and not ready:
+            raise TlsFailed(f"{self.client_id}: TLS handshake with {self.host}:{self.port} failed ({tls_failure})")
         if refused is not None:
             self._mqtt.loop_stop()
             raise AuthenticationFailed(f"{self.client_id}: broker refused the connection ({refused})")
@@ -406,7 +456,22 @@ class HallClient:
         result, mid = client.subscribe([(f, 0) for f in self._filters])
         with self._lock:
             self._sub_mid = mid if result == mqtt.MQTT_ERR_SUCCESS else None
+            self._tls_failure = None
         client.publish(self._status_topic, _ONLINE, qos=1, retain=True)
+
+    def _on_tls_failure(self, exc: ssl.SSLError) -> None:
+        """The broker's certificate was refused: said once in the log (raw), again only when it changes;
+        paho retries with the client's capped backoff."""
+        text = str(exc)
+        with self._cond:
+            repeated, self._tls_failure = self._tls_failure == text, text
+            self._cond.notify_all()
+        if repeated:
+            log.debug("%s: TLS handshake with %s:%s failed again: %s", self.client_id, self.host, self.port, exc)
+        else:
+            log.error("%s: TLS handshake with %s:%s failed: %s (check the CA file %s and that the URL names the "
+                      "hall PC as its certificate does: hallctl tls show)", self.client_id, self.host, self.port,
+                      exc, self.ca or "(system CAs)")
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[Any], properties: Any) -> None:
         refused = [f for f, r in zip(self._filters, reasons, strict=False) if r.is_failure]

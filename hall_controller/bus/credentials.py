@@ -39,12 +39,22 @@ _NONE_BAD = object()
 
 def write_private(path: Path, text: str) -> None:
     """Replace `path` atomically and durably with a file only its owner can read (0600): password
-    hashes, clear passwords, ACLs. A crash leaves the old file or the new one, never half of one."""
+    hashes, clear passwords, ACLs. A crash leaves the old file or the new one, never half of one.
+
+    A file that exists keeps its owner, group and group-read bit (never more than 0640): an installed
+    hall's credential store is root:hall 0640 so that the daemon can read what `hallctl client add`,
+    run as root, rewrites."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        before = path.stat()
+    except OSError:
+        before = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             os.fchmod(fh.fileno(), 0o600)
+            if before is not None:
+                _keep_ownership(fh.fileno(), before)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -57,6 +67,18 @@ def write_private(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _keep_ownership(fd: int, before: os.stat_result) -> None:
+    """Give the replacement the old file's owner and group (where this process may) and its group
+    read bit; the world never gets a bit."""
+    try:
+        if (before.st_uid, before.st_gid) != (os.getuid(), os.getgid()):
+            os.fchown(fd, before.st_uid if os.getuid() == 0 else -1, before.st_gid)
+    except PermissionError:
+        log.warning("cannot keep the group of a private file (not allowed); it is now owner-only")
+        return
+    os.fchmod(fd, 0o600 | (before.st_mode & 0o040))
 
 
 class CredentialError(ValueError):

@@ -8,6 +8,11 @@ sending a larger packet, any protocol version, before the message reaches a subs
 largest command any role may send — a window's `attach_scan` of `scans.max_mb` (bus.limits) — and
 the daemon's bridge refuses everything else above 16 KiB with a reply. `hallctl mqtt-config`
 writes it from the hall's `scans.max_mb`: write the files again when that changes.
+
+TLS (`tls=`, the files of `hallctl tls init`): the app PCs reach the broker on a TLS listener (8883)
+with the hall CA's broker certificate; the plain listener stays on the loopback only, for the daemon
+and hallctl on the hall PC itself. Clients need no certificate of their own (`require_certificate
+false`): they still log in with their password and are held to the same ACL.
 """
 
 from __future__ import annotations
@@ -19,9 +24,14 @@ from typing import NamedTuple
 
 from .credentials import CredentialStore, write_private
 from .limits import broker_packet_limit
+from .tls import TlsFiles
 from .topics import HallTopics, access_rules
 
 log = logging.getLogger(__name__)
+
+
+TLS_PORT = 8883
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 class MosquittoFiles(NamedTuple):
@@ -56,9 +66,15 @@ DEFAULT_SCAN_MAX_BYTES = 10 * 1024 * 1024   # scans.max_mb's default
 
 
 def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: str | None = None,
-              max_packet_size: int | None = None) -> str:
+              max_packet_size: int | None = None, tls: TlsFiles | None = None, tls_port: int = TLS_PORT,
+              tls_bind: str | None = None) -> str:
     """A listener with authentication and the ACL; include it from mosquitto.conf or run it as is.
-    ``max_packet_size`` defaults to what the default ``scans.max_mb`` needs."""
+    ``max_packet_size`` defaults to what the default ``scans.max_mb`` needs. With ``tls`` a second
+    listener on ``tls_port`` speaks TLS and the plain one is on the loopback only (ValueError otherwise)."""
+    if tls is not None:
+        bind_address = bind_address or "127.0.0.1"
+        if bind_address not in LOOPBACK:
+            raise ValueError(f"with TLS the plain listener must be on the loopback, not {bind_address}")
     listener = f"listener {port}" if bind_address is None else f"listener {port} {bind_address}"
     packet = max_packet_size or broker_packet_limit(DEFAULT_SCAN_MAX_BYTES)
     return "\n".join([
@@ -75,8 +91,26 @@ def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: s
         "use_username_as_clientid true",
         f"password_file {password_file}",
         f"acl_file {acl_file}",
+        *(_tls_listener(tls, tls_port, tls_bind) if tls is not None else []),
         "",
     ])
+
+
+def _tls_listener(tls: TlsFiles, port: int, bind_address: str | None) -> list[str]:
+    """The listener the app PCs use: TLS 1.2+ with the broker's certificate from the hall CA; logins,
+    passwords and the ACL as on the plain one (per_listener_settings is off). Mosquitto reads the key
+    after dropping privileges: server.key must be readable by its user (the install makes it so)."""
+    return [
+        "",
+        "# The hall LAN: MQTT over TLS (mqtts://); clients check this certificate against the hall CA.",
+        f"listener {port}" if bind_address is None else f"listener {port} {bind_address}",
+        "use_username_as_clientid true",
+        f"cafile {tls.ca_cert}",
+        f"certfile {tls.server_cert}",
+        f"keyfile {tls.server_key}",
+        "tls_version tlsv1.2",
+        "require_certificate false",
+    ]
 
 
 def write_mosquitto_config(
@@ -87,15 +121,19 @@ def write_mosquitto_config(
     port: int = 1883,
     bind_address: str | None = None,
     scan_max_bytes: int = DEFAULT_SCAN_MAX_BYTES,
+    tls: TlsFiles | None = None,
+    tls_port: int = TLS_PORT,
+    tls_bind: str | None = None,
 ) -> MosquittoFiles:
     """Write `passwd`, `acl` and `hall.conf` into `directory` (mode 0600, replaced atomically);
-    the packet limit follows the hall's ``scans.max_mb`` (``scan_max_bytes``)."""
+    the packet limit follows the hall's ``scans.max_mb`` (``scan_max_bytes``); ``tls``: see conf_text."""
     out = Path(directory).resolve()
     out.mkdir(parents=True, exist_ok=True)
     files = MosquittoFiles(out / "passwd", out / "acl", out / "hall.conf")
     write_private(files.password_file, password_file_text(credentials))
     write_private(files.acl_file, acl_file_text(hall_id, credentials))
     write_private(files.conf_file, conf_text(files.password_file, files.acl_file, port=port, bind_address=bind_address,
-                                             max_packet_size=broker_packet_limit(scan_max_bytes)))
+                                             max_packet_size=broker_packet_limit(scan_max_bytes), tls=tls,
+                                             tls_port=tls_port, tls_bind=tls_bind))
     log.info("mosquitto config for hall %s written to %s (%d clients)", hall_id, out, len(credentials.clients()))
     return files
