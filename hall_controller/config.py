@@ -172,6 +172,7 @@ class HallConfig:
     privacy_retention_days: int = 180
     voice: VoiceConfig = VoiceConfig()  # announcements: template, repeats, late policy, clip pack (voice:)
     calendar: HallCalendar = HallCalendar()  # holidays and the site's own days (hall.calendar), over opening_hours
+    metrics_listen: str | None = None  # HOST:PORT of /metrics and /healthz (monitoring.listen); None: not served
     mqtt_ca: str | None = None   # mqtt.ca: the hall CA an mqtts:// broker's certificate must chain to (hallctl tls init)
     # The visitor's phone page (web:, DESIGN §10): where hall-web listens, the address the QR codes
     # carry (public_url, or http://<listen> when not set), the visitor Wi-Fi (ssid, password) or None.
@@ -471,7 +472,7 @@ def _calendar_hours(raw: Any, seen: dict[date, str], chk: _Checker) -> dict[date
 
 _TOP_LEVEL_KEYS = {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database", "mqtt",
                    "upstream", "emulator", "profiles_dir", "credentials", "secret_file", "sqlite_sync", "display",
-                   "voice", "scans", "web", "privacy"}
+                   "voice", "scans", "monitoring", "web", "privacy"}
 
 
 def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
@@ -497,6 +498,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     calendar = _calendar(hall.get("calendar"), opening_hours, chk)
     notice = _display(root.get("display"), chk)
     scan_max_mb, scan_retention = _scans(root.get("scans"), chk)
+    metrics_listen = _monitoring(root.get("monitoring"), chk)
     privacy_retention = _privacy(root.get("privacy"), chk)
     web_listen, web_public_url, web_wifi = _web(root.get("web"), chk)
     voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
@@ -518,6 +520,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         secret_path=_resolve(base_dir, str(root.get("secret_file") or "hall.secret")),
         source=source, upstream_report_day=report_day, display_notice=notice, voice=voice,
         scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
+        metrics_listen=metrics_listen,
         privacy_retention_days=privacy_retention,
         web_listen=web_listen, web_public_url=web_public_url, web_wifi=web_wifi,
     )
@@ -909,6 +912,16 @@ def _web_wifi(raw: Any, chk: _Checker) -> tuple[str, str] | None:
         chk.add("web.wifi.ssid", f"must be at most 32 bytes, got {len(ssid.encode())}")
         return None
     return (ssid, password) if ssid else None
+
+
+def _monitoring(raw: Any, chk: _Checker) -> str | None:
+    """`monitoring.listen`: HOST:PORT of the daemon's /metrics and /healthz (port 0: any free one)."""
+    monitoring = chk.mapping(raw, "monitoring")
+    chk.unknown_keys(monitoring, {"listen"}, "monitoring")
+    listen = monitoring.get("listen")
+    if listen is not None:
+        _check_hostport(listen, "monitoring.listen", chk)
+    return listen if isinstance(listen, str) else None
 
 
 def _check_hostport(value: Any, path: str, chk: _Checker) -> None:

@@ -12,15 +12,17 @@ import os
 import re
 import signal
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, sdnotify
 from .clock import Clock, SystemClock
 from .config import HallConfig, load_config
 from .hall_calendar import CoverageWatch
+from .monitoring import Monitoring
 from .scans import command_payload_limit
 from .service import HallService
 from .setup_hall import load_or_create_secret
@@ -82,11 +84,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def write_runtime(config: HallConfig, host: str, port: int, *, started_at: str, broker: str) -> dict[str, Any] | None:
-    """Record where this process's daemon serves MQTT (never a password); None if it cannot be written."""
+def write_runtime(config: HallConfig, host: str, port: int, *, started_at: str, broker: str,
+                  metrics: str | None = None) -> dict[str, Any] | None:
+    """Record where this process's daemon serves MQTT and /metrics ("HOST:PORT", or None) (never a
+    password); None if it cannot be written."""
     record: dict[str, Any] = {"hall_id": config.hall_id, "host": host, "port": port, "broker": broker,
                               "pid": os.getpid(), "process_start": _process_start(os.getpid()),
-                              "started_at": started_at, "version": __version__}
+                              "started_at": started_at, "version": __version__, "metrics": metrics}
     path = runtime_path(config)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +156,8 @@ class HallDaemon:
         self._parts: list[Any] = []
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self.monitoring: Monitoring | None = None
+        self.last_tick = time.monotonic()    # of the last clock tick that succeeded (health, watchdog)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -160,14 +166,20 @@ class HallDaemon:
         self.store = Store(url, sqlite_sync=self.config.sqlite_sync)
         loader = (lambda: load_config(self.config_path)) if self.config_path else None
         self.service = HallService(self.config, self.store, self.clock, secret=secret, config_loader=loader)
+        self.monitoring = Monitoring(self)
         self._start_bus()
+        if self.bridge is not None:
+            self.bridge.on_command = self.monitoring.observe_command
+        metrics = self._start_monitoring()
         if self.mqtt_address:
             self._runtime = write_runtime(self.config, *self.mqtt_address, started_at=self.clock.now().isoformat(),
-                                          broker="embedded" if self.broker is not None else "external")
+                                          broker="embedded" if self.broker is not None else "external",
+                                          metrics=metrics)
         self._start_devices()
         self._start_upstream()
         self._coverage = CoverageWatch(self.config.calendar)
         self._check_calendar()
+        self.last_tick = time.monotonic()   # the service ticked when it was built; a slow start is no hang
         self._ticker = threading.Thread(target=self._tick_loop, name="hall-clock", daemon=True)
         self._ticker.start()
         log.info("hall %s (%s) serving, database %s", self.config.hall_id, self.config.name, _safe_url(url))
@@ -215,6 +227,19 @@ class HallDaemon:
                                  max_payload=command_payload_limit(self.config.scan_max_bytes),
                                  timezone=self.config.timezone)
         self.bridge.start()
+
+    def _start_monitoring(self) -> str | None:
+        """Serve /metrics and /healthz on monitoring.listen; the bound "HOST:PORT" (port 0 resolved)."""
+        if not self.config.metrics_listen or self.monitoring is None:
+            return None
+        address = self.monitoring.serve(*split_hostport(self.config.metrics_listen))
+        return f"{address[0]}:{address[1]}" if address else None
+
+    def watchdog_problem(self) -> str | None:
+        """Why the systemd watchdog must not be fed now (clock tick stuck, database silent), or None."""
+        if self.monitoring is None:
+            return "not started"
+        return self.monitoring.health.watchdog_problem()
 
     def _start_devices(self) -> None:
         """Open the hall's devices (LED screens, keypads, …); each failing device only goes offline."""
@@ -277,6 +302,7 @@ class HallDaemon:
             try:
                 assert self.service is not None
                 self.service.tick()
+                self.last_tick = time.monotonic()
                 self._check_calendar()
             except Exception:
                 log.exception("clock tick failed")
@@ -292,6 +318,8 @@ class HallDaemon:
         if self._runtime is not None:
             remove_runtime(self.config, self._runtime)
             self._runtime = None
+        if self.monitoring is not None:
+            self.monitoring.stop()
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=5)
@@ -327,10 +355,18 @@ def run_daemon(config_path: str, options: DaemonOptions) -> int:
     if daemon.mqtt_address:
         log.info("mqtt broker at %s:%d", *daemon.mqtt_address)
     log.info("ready")
+    sdnotify.ready(f"服务中 serving hall {config.hall_id}")
+    interval = sdnotify.watchdog_interval()
+    feeder = sdnotify.WatchdogFeeder(interval, daemon.watchdog_problem) if interval else None
+    if feeder is not None:
+        feeder.start()
     try:
         while not stop.wait(0.5):
             pass
     finally:
+        sdnotify.stopping("正在停止 stopping")
+        if feeder is not None:
+            feeder.stop()
         daemon.stop()
         log.info("stopped")
     return 0

@@ -190,6 +190,16 @@ class HallService:
         with self._lock:
             return self.engine.snapshot()
 
+    def waiting_stats(self) -> dict[str, tuple[int, datetime | None]]:
+        """Per service: (tickets waiting, earliest issue time among them) — for /metrics."""
+        with self._lock:
+            return self.engine.waiting_stats()
+
+    def device_states(self) -> dict[str, dict[str, Any]]:
+        """The last reported state of each device (`online`, `profile`, `since`, `error`)."""
+        with self._lock:
+            return {k: dict(v) for k, v in self.engine.state.devices.items()}
+
     # ------------------------------------------------------------------ commands
     def execute(self, actor: Actor, op: str, args: dict[str, Any] | None = None,
                 command_id: str | None = None) -> dict[str, Any]:

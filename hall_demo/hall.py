@@ -226,6 +226,7 @@ class DemoHall:
             "emulator_control": f"http://{control[0]}:{control[1]}/",
             "emulator": f"{EMULATOR} pid {self.supervisor.pid(EMULATOR)}",
             "management_system": self.mgmt.url,
+            "metrics": _metrics_url(self.daemon),
             "logins": login_note(config),
             "apps": self._start_apps(),
             "logs": f"{self.log_dir}/（仿真器与各应用的日志；退出的进程 3 秒后自动重启，每分钟最多 "
@@ -263,6 +264,14 @@ class DemoHall:
         if self.mgmt is not None:
             self.mgmt.stop()
         return codes
+
+
+def _metrics_url(daemon: HallDaemon) -> str:
+    """Where the daemon serves Prometheus /metrics and /healthz (monitoring.listen), or why not."""
+    address = daemon.monitoring.address if daemon.monitoring is not None else None
+    if address is None:
+        return "未提供 not served (monitoring.listen)"
+    return f"http://{address[0]}:{address[1]}/metrics  /healthz"
 
 
 def run_demo(directory: Path, *, ui: bool = True, stop: threading.Event | None = None,

@@ -184,11 +184,15 @@ class MqttBridge:
         reconnect_max_delay: float = 10.0,
         queue_state_interval: float = QUEUE_STATE_INTERVAL,
         timezone: str | None = None,
+        on_command: Callable[[str, float], None] | None = None,
         tls: bool = False,
         ca: str | None = None,
     ) -> None:
         """`tls`: connect over TLS (`mqtts://`), the broker's certificate checked against the CA file `ca`."""
         self.service = service
+        # Called as on_command(op, seconds) once a command that reached the service is answered
+        # (seconds from its arrival, queueing included): the daemon's command latency histogram.
+        self.on_command = on_command
         self.topics = HallTopics(hall_id)
         self.host, self.port, self.keepalive = host, port, keepalive
         self.credentials = credentials
@@ -364,14 +368,15 @@ class MqttBridge:
         with self._lock:
             idle = self._in_flight == 0
             self._in_flight += 1
+        received = time.monotonic()
         if idle and not self._more_incoming():
             # Nothing running and nothing behind it: run it here rather than wake a worker (a thread
             # wake-up on an idle machine costs more than the queue saves). Order is kept: no
             # command of any client is in flight.
-            self._run_command(topic, payload)
+            self._run_command(topic, payload, received)
             return
         key = str(info.key) if info is not None and info.kind == "cmd" else ""
-        self._queues[zlib.crc32(key.encode()) % _WORKERS].put(lambda: self._run_command(topic, payload))
+        self._queues[zlib.crc32(key.encode()) % _WORKERS].put(lambda: self._run_command(topic, payload, received))
 
     def _more_incoming(self) -> bool:
         """True if more bytes wait on the broker connection (more commands are coming: let the
@@ -389,9 +394,11 @@ class MqttBridge:
         except (OSError, AttributeError, TypeError):
             return True
 
-    def _run_command(self, topic: str, payload: bytes) -> None:
+    def _run_command(self, topic: str, payload: bytes, received: float) -> None:
         try:
-            self._handle_command(topic, payload)
+            op = self._handle_command(topic, payload)
+            if op is not None and self.on_command is not None:
+                self.on_command(op, time.monotonic() - received)
         except Exception:  # the network thread and the workers must survive anything
             log.exception("bridge: command on %s failed", topic)
         finally:
@@ -437,16 +444,17 @@ class MqttBridge:
             except Exception:  # the worker must survive anything
                 log.exception("bridge: task failed")
 
-    def _handle_command(self, topic: str, payload: bytes) -> None:
+    def _handle_command(self, topic: str, payload: bytes) -> str | None:
+        """Answer one command; returns its op once the service ran it (refused or not), else None."""
         info = self.topics.parse(topic)
         if info is None or info.kind != "cmd":
             log.warning("bridge: dropped command on unexpected topic %r", topic)
-            return
+            return None
         client_id = str(info.key)
         cred = self.credentials.get(client_id)
         if cred is None or cred.role == "daemon":
             log.warning("bridge: dropped command on %s: %s is not a client of this hall", topic, client_id)
-            return
+            return None
         reply_topic = self.topics.reply(client_id)
         try:
             command_id, op, args = parse_command(payload, self.max_payload)
@@ -456,9 +464,9 @@ class MqttBridge:
                         redact_text(repr(payload[:200])))
             self._reply(reply_topic, {"id": exc.command_id, "ok": False,
                                       "error": {"code": "bad_request", "message": exc.message}})
-            return
+            return None
         if len(payload) > SMALL_COMMAND_BYTES and self._refused_as_too_large(client_id, payload[:256], len(payload), op):
-            return   # the op read from the start was not the one parsed: impossible with unique keys
+            return None   # the op read from the start was not the one parsed: impossible with unique keys
         actor = Actor(client_id=client_id, role=cred.role, window=cred.window)
         try:
             result = self.service.execute(actor, op, args, command_id=command_id)
@@ -468,8 +476,9 @@ class MqttBridge:
                 log.exception("bridge: %s from %s failed", op, client_id)
                 code, message = "internal", "internal error"
             self._reply(reply_topic, {"id": command_id, "ok": False, "error": {"code": code, "message": str(message)}})
-            return
+            return op
         self._reply(reply_topic, {"id": command_id, "ok": True, "result": result})
+        return op
 
     def _reply(self, topic: str, reply: dict[str, Any]) -> None:
         try:

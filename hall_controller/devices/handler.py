@@ -80,6 +80,10 @@ class DeviceHandler(ABC):
         for drop in unsubscribe:
             drop()
 
+    def stats(self) -> dict[str, float]:
+        """Live figures of this device for /metrics (name -> value); a kind with a queue overrides it."""
+        return {}
+
     @abstractmethod
     def start(self) -> None: ...
 

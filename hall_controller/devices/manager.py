@@ -63,6 +63,14 @@ class DeviceManager:
     def handler(self, device_id: str) -> DeviceHandler:
         return self.handlers[device_id]
 
+    def driven(self) -> list[DeviceConfig]:
+        """Every device the daemon drives: each handler's own and those hosted on its link."""
+        return [d for h in self.handlers.values() for d in (h.device, *h.members)]
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        """Each handler's live figures (`DeviceHandler.stats`) by device id, for /metrics."""
+        return {device_id: figures for device_id, h in self.handlers.items() if (figures := h.stats())}
+
     def start(self) -> None:
         for handler in self.handlers.values():
             handler.start()

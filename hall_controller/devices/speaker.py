@@ -66,6 +66,9 @@ class SpeakerHandler(DeviceHandler):
         self.link.stop()  # closing the driver ends an announcement still playing
         self.announcer.join()
 
+    def stats(self) -> dict[str, float]:
+        return {"announcements_queued": self.announcer.queued()}
+
     def _ready(self) -> bool:
         """Open and settled: a serial server that accepts and drops at once (a pulled cable behind a
         TCP bridge) must not use up the attempts of the calls waiting for it."""

@@ -1121,6 +1121,12 @@ class QueueEngine:
         return {"minutes": self._services[ticket.service].time_limit_minutes,
                 "warn_ratio": self.config.rules.time_limit_warn_ratio, "since": iso(ticket.segment_started_at)}
 
+    def waiting_stats(self) -> dict[str, tuple[int, datetime | None]]:
+        """Per service: tickets waiting and the earliest `issued_at` among them (None when none wait);
+        cheap, for /metrics (no estimates)."""
+        return {code: (len(queue), min((t.issued_at for t in queue.values()), default=None))
+                for code, queue in self._waiting.items()}
+
     def queues_view(self) -> dict[str, Any]:
         """Per service: waiting count, the estimate a visitor taking a number now would be shown, and
         `staffed`: how many windows serving it have a clerk logged in (0: the kiosk says 暂无窗口办理)."""

@@ -121,6 +121,9 @@ class Store:
             upgrade(self.engine)
         self._prepared_day: tuple[str, int] | None = None
         self._raw = None
+        self.closed = False
+        self.commits = 0            # transactions written by `write` (a group commit counts once), for /metrics
+        self.commit_failures = 0
         d = self.engine.dialect
 
         def upd(table, key: str, *cols: str) -> _Prepared:  # noqa: ANN001 - Table
@@ -145,8 +148,17 @@ class Store:
         }
 
     def close(self) -> None:
+        self.closed = True
         self._discard_writer()
         self.engine.dispose()
+
+    def ping(self) -> None:
+        """A trivial read of the hall's own table (health checks); raises when the database does not
+        answer or the store is closed."""
+        if self.closed:
+            raise RuntimeError("store closed")
+        with self.engine.connect() as conn:
+            conn.execute(select(hall_state.c.key).limit(1)).all()
 
     # ------------------------------------------------------------------ load
     def load_state(self, window_numbers: list[int] | None = None, *,
@@ -303,9 +315,11 @@ class Store:
             cur.close()
             raw.commit()
         except Exception:
+            self.commit_failures += 1
             self._prepared_day = None       # unknown what is on disk now: write day/epoch again
             self._discard_writer()
             raise
+        self.commits += 1
 
     def _discard_writer(self) -> None:
         """After a failed write the connection may be half-dead (PostgreSQL restart): start afresh."""

@@ -291,6 +291,11 @@ class Announcer:
         with self._cond:
             self._cond.notify_all()
 
+    def queued(self) -> int:
+        """Announcements not yet played to their end: those waiting and the one playing."""
+        with self._cond:
+            return len(self.queue) + (self._playing is not None)
+
     @property
     def busy(self) -> bool:
         with self._cond:
