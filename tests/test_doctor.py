@@ -399,3 +399,22 @@ def test_a_broken_voice_pack_fails_config_and_voice_and_the_rest_still_run(healt
 def test_an_unreadable_config_says_so(tmp_path: Path) -> None:
     code, by_check, _ = doctor_json(tmp_path / "missing.yaml")
     assert code == 1 and "无法读取" in by_check["config"]["zh"] and "hallctl init" in by_check["config"]["zh"]
+
+
+def test_an_offline_device_names_what_it_expects_beside_what_is_present(tmp_path: Path) -> None:
+    """Real hardware: the url and the profile say what is expected; `devices scan`'s listing what is there."""
+    from hall_controller.config import DeviceConfig
+    from hall_controller.operate import devices_scan as ds
+
+    config = _config(tmp_path)
+    listing = ds.Listing([ds.SerialPort("/dev/ttyUSB0", vid=0x067B, pid=0x2303)],
+                         [ds.UsbDevice(0x1A86, 0x7523, product="USB Serial")], "sysfs")
+    printer = DeviceConfig("printer-1", "printer", "dory-dl6009-printer", "usb://0416:5011", kiosk="kiosk-1")
+    text = doc.expected_text(printer, config, listing, 0.5)
+    assert "期望 usb://0416:5011" in text and "未找到该 USB 设备" in text and "/dev/ttyUSB0（067b:2303）" in text
+    assert "lp 组" in doc.expected_text(printer, config, ds.Listing([], [ds.UsbDevice(0x0416, 0x5011)], "sysfs"), 0.5)
+    reader = DeviceConfig("card-reader-1", "card_reader", "generic-gat467-usb", "/dev/ttyUSB7", kiosk="kiosk-1")
+    text = doc.expected_text(reader, config, listing, 0.5)
+    assert "端口不存在" in text and "1a86:7523" in text       # and the USB-serial chips this model is built with
+    tcp = DeviceConfig("printer-2", "printer", "dory-dl6009-printer", f"socket://127.0.0.1:{free_port()}")
+    assert "TCP 连接被拒绝" in doc.expected_text(tcp, config, listing, 0.5)

@@ -451,7 +451,11 @@ def report(listing: Listing, found: list[Found], items: list[tuple[dict[str, str
 def _config_or_none(path: str) -> tuple[HallConfig | None, str | None]:
     """The hall config when there is a valid one (its site profiles, its device ids); the scan works without."""
     if not Path(path).exists():
-        return None, None
+        from .paths import HallPaths
+
+        if not HallPaths().config.exists():    # an installed hall PC keeps it in /etc/hall
+            return None, None
+        path = str(HallPaths().config)
     try:
         return load_config(path), None
     except ConfigError as exc:

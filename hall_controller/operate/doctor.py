@@ -200,6 +200,31 @@ def _engine(url: str, timeout: float) -> Any:
     return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": max(1, int(timeout))})
 
 
+# What a low-level error means, for the operator's line (the raw text goes to the log only).
+_ERROR_WORDS = (
+    (("password authentication failed", "authentication"), "用户名或口令错误", "authentication failed"),
+    (("does not exist",), "数据库不存在", "database does not exist"),
+    (("refused",), "连接被拒绝", "connection refused"),
+    (("timed out", "timeout"), "无应答（超时）", "timed out"),
+    (("reset",), "连接被重置", "connection reset"),
+    (("name or service not known", "nodename", "getaddrinfo", "resolve"), "主机名无法解析", "host name not resolved"),
+    (("certificate", "ssl"), "TLS 证书校验失败", "TLS certificate check failed"),
+    (("locked", "busy"), "被锁定", "locked"),
+    (("permission", "readonly", "read-only"), "没有权限", "permission denied"),
+)
+
+
+def error_words(exc: BaseException | str) -> tuple[str, str]:
+    """(Chinese, English) for an error, by what its text says; the raw text is logged at INFO."""
+    text = str(exc)
+    log.info("doctor: %s", redact_text(text.splitlines()[0] if text else type(exc).__name__))
+    lower = text.lower()
+    for words, zh, en in _ERROR_WORDS:
+        if any(w in lower for w in words):
+            return zh, en
+    return "出错（--log-level INFO 可见原文）", "error (see --log-level INFO)"
+
+
 def _sqlite_file(url: str) -> Path | None:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url[len("sqlite:///"):])
@@ -229,11 +254,10 @@ def _writable(engine: Any, url: str, timeout: float) -> str | None:
             cur.execute("BEGIN IMMEDIATE")
             raw.rollback()
         except Exception as exc:
-            log.debug("write probe failed: %s", exc)
-            text = str(exc).lower()
-            if "locked" in text or "busy" in text:
+            zh, en = error_words(exc)
+            if en == "locked":
                 return "数据库被锁定（另一个程序正持有写锁）"
-            return f"无法写入（{redact_text(str(exc))}）"
+            return f"无法写入（{zh}）"
         finally:
             raw.close()
         return None
@@ -258,9 +282,9 @@ def check_database(ctx: Context) -> list[Line]:
             current, head = _migration_state(conn)
         locked = _writable(engine, url, ctx.timeout)
     except Exception as exc:
-        log.debug("database check failed", exc_info=True)
-        return [Line("database", FAIL, *label, f"{shown} 无法连接（{redact_text(str(exc).splitlines()[0])}）",
-                     f"{shown} unreachable", "检查数据库服务是否运行、地址与口令是否正确")]
+        zh, en = error_words(exc)
+        return [Line("database", FAIL, *label, f"{shown} 无法连接（{zh}）", f"{shown} unreachable ({en})",
+                     "检查数据库服务是否运行、地址与口令是否正确")]
     finally:
         engine.dispose()
     detail = {"url": shown, "revision": current, "head": head}
@@ -324,9 +348,8 @@ def check_outbox(ctx: Context) -> list[Line]:
     try:
         summary = Forwarder(engine, UpstreamClient("http://127.0.0.1", ""), ctx.clock).outbox_summary(dead_limit=5)
     except Exception as exc:
-        log.debug("outbox check failed", exc_info=True)
-        return [Line("outbox", FAIL, *label, f"无法读取（{redact_text(str(exc).splitlines()[0])}）", "cannot read the outbox",
-                     "先解决数据库的问题")]
+        zh, en = error_words(exc)
+        return [Line("outbox", FAIL, *label, f"无法读取（{zh}）", f"cannot read the outbox ({en})", "先解决数据库的问题")]
     finally:
         engine.dispose()
     pending, dead = summary["pending"], summary["dead"]
@@ -375,15 +398,17 @@ class BusView:
         return self.target is not None and self.problem is None
 
 
-def _tcp_problem(host: str, port: int, timeout: float) -> str | None:
+def _tcp_problem(host: str, port: int, timeout: float) -> tuple[str, str] | None:
+    """None when something accepts a TCP connection at host:port, else why not (Chinese, English)."""
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except ConnectionRefusedError:
-        return "连接被拒绝"
+        return "连接被拒绝", "connection refused"
     except TimeoutError:
-        return f"{timeout:g} 秒内无应答"
+        return f"{timeout:g} 秒内无应答", f"no answer within {timeout:g} s"
     except OSError as exc:
-        return f"网络不通（{exc.strerror or type(exc).__name__}）"
+        why = exc.strerror or type(exc).__name__
+        return f"网络不通（{why}）", why
     return None
 
 
@@ -448,8 +473,8 @@ class _Probe:
             client.loop_start()
             self._converse(client)
         except (OSError, ValueError) as exc:     # ssl.SSLError is an OSError: a certificate the CA does not sign
-            self.view.problem = (f"无法连接 {t.address}（{getattr(exc, 'strerror', None) or exc}）",
-                                 f"cannot connect to {t.address}", "检查 MQTT 服务是否运行；TLS 时检查 CA 证书（--ca 或 mqtt.ca）")
+            zh, en = error_words(exc)
+            self.view.problem = (f"无法连接 {t.address}（{zh}）", f"cannot connect to {t.address} ({en})", "检查 MQTT 服务是否运行；TLS 时检查 CA 证书（--ca 或 mqtt.ca）")
         finally:
             client.disconnect()
             client.loop_stop()
@@ -494,7 +519,8 @@ def probe_bus(config: HallConfig, mqtt_url: str | None, timeout: float) -> BusVi
     register_secret(target.password)
     problem = _tcp_problem(target.host, target.port, min(timeout, 3.0))
     if problem:
-        return BusView(target, (f"无法连接 {target.address} 的 MQTT 服务（{problem}）", f"broker at {target.address}: {problem}",
+        return BusView(target, (f"无法连接 {target.address} 的 MQTT 服务（{problem[0]}）",
+                                f"broker at {target.address}: {problem[1]}",
                                 "启动 MQTT 服务（systemctl start mosquitto）或守护进程（systemctl start hall-daemon）；"
                                 "地址不对时用 --mqtt-url"))
     return _Probe(config, target, time.monotonic() + timeout).run()
@@ -554,8 +580,17 @@ def check_daemon(ctx: Context) -> list[Line]:
     if version != __version__:
         return [Line("daemon", WARN, *label, f"应答正常，版本 {version} 与本命令的 {__version__} 不同", f"answers; version {version}, "
                      f"hallctl {__version__}", "升级后请重启守护进程：systemctl restart hall-daemon", detail)]
-    return [Line("daemon", OK, *label, f"应答正常（版本 {version}，启动于 {status.get('started_at', '?')}，营业日 {result.get('day')}）",
+    return [Line("daemon", OK, *label, f"应答正常（版本 {version}，启动于 {_local(ctx, status.get('started_at'))}，"
+                 f"营业日 {result.get('day')}）",
                  f"answers status (version {version})", detail=detail)]
+
+
+def _local(ctx: Context, stamp: Any) -> str:
+    """An ISO time as the hall's local time for people."""
+    try:
+        return datetime.fromisoformat(str(stamp)).astimezone(ctx.config.tz).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(stamp)
 
 
 def check_mosquitto(ctx: Context) -> list[Line]:
@@ -626,8 +661,8 @@ def expected_text(dev: DeviceConfig, config: HallConfig, listing: devices_scan.L
         return f"期望 {url}；{seen}"
     if scheme in ("socket", "tcp", "rfc2217"):
         parts = urlsplit(url)
-        problem = _tcp_problem(parts.hostname or "", parts.port or 0, min(timeout, 1.0)) if parts.port else "缺少端口"
-        return f"期望 {redact_url(url)}（{'TCP 可连接，但设备无应答' if problem is None else 'TCP ' + problem}）"
+        problem = _tcp_problem(parts.hostname or "", parts.port, min(timeout, 1.0)) if parts.port else ("缺少端口", "")
+        return f"期望 {redact_url(url)}（{'TCP 可连接，但设备无应答' if problem is None else 'TCP ' + problem[0]}）"
     if scheme == "audio":
         cards = _alsa_cards()
         return f"期望 {url}；声卡：{'、'.join(cards) if cards else '无（/proc/asound/cards 为空）'}"
@@ -773,7 +808,10 @@ def check_audio(ctx: Context) -> list[Line]:
         return [Line("audio", status, *label, f"配置中没有扬声器设备，叫号无语音；本机声卡：{cards_zh}", "no speaker configured",
                      "在 devices 中加 kind: speaker，url: audio://default", {"alsa_cards": cards})]
     view = _bus(ctx)
-    states = view.devices if view is not None and view.connected else {}
+    if view is None or not view.connected or view.hall_status is None:
+        return [Line("audio", SKIP, *label, f"无法得知扬声器的状态（守护进程不可达）；本机声卡：{cards_zh}",
+                     "speaker state unknown: the daemon was not reached", detail={"alsa_cards": cards})]
+    states = view.devices
     online = [d.id for d in speakers if isinstance(states.get(d.id), dict) and states[d.id].get("online")]
     detail = {"speakers": [d.id for d in speakers], "online": online, "alsa_cards": cards}
     if online:
@@ -824,7 +862,8 @@ def _upstream_lines(ctx: Context, result: Any, elapsed: float, sent_at: datetime
     clock = ("大厅时钟", "hall clock")
     detail = {"url": url, "status": result.status, "seconds": round(elapsed, 2)}
     if result.status is None:
-        return [Line("upstream", FAIL, *reach, f"{url} 无法连接（{redact_text(result.message)}）", f"{url} unreachable",
+        zh, en = error_words(result.message)
+        return [Line("upstream", FAIL, *reach, f"{url} 无法连接（{zh}）", f"{url} unreachable ({en})",
                      "检查网络、代理与 upstream.url；hallctl outbox 可看待发送的记录", detail),
                 Line("upstream_token", SKIP, *token, "未检查（上级系统无应答）", "not checked"),
                 Line("clock", SKIP, *clock, "未检查（上级系统无应答）", "not checked")]
@@ -861,11 +900,12 @@ def _clock_line(ctx: Context, header: str | None, hall_time: datetime, label: tu
         theirs = None
     if theirs is None:
         return Line("clock", SKIP, *label, "上级系统的应答没有 Date 头，无法比较", "no Date header")
-    offset = (hall_time - theirs).total_seconds()
+    # `Date` has whole seconds, cut off: the upstream's time is on average half a second later
+    offset = (hall_time - theirs).total_seconds() - 0.5
     detail = {"offset_seconds": round(offset, 1), "upstream_date": header}
     ahead = "快" if offset > 0 else "慢"
     text = f"比上级系统{ahead} {abs(offset):.0f} 秒"
-    en = f"{offset:+.0f} s against the upstream's Date"
+    en = f"{round(offset):+d} s against the upstream's Date"
     todo = "校准时间：timedatectl set-ntp true（检查 NTP 服务器能否到达）"
     if abs(offset) > CLOCK_FAIL:
         return Line("clock", FAIL, *label, text, en, todo + "；号码、预约与报表都按大厅时钟", detail)
@@ -934,7 +974,7 @@ def _threaded(check: Check, ctx: Context) -> tuple[threading.Thread, list[list[L
             box.append(check.run(ctx))
         except Exception as exc:    # one check's bug must not cost the others
             log.warning("doctor check %s failed", check.names[0][0], exc_info=True)
-            box.append([Line(name, FAIL, zh, en, f"检查出错（{redact_text(str(exc))[:200]}）", "the check itself failed",
+            box.append([Line(name, FAIL, zh, en, f"检查出错（{error_words(exc)[0]}）", "the check itself failed",
                              "以 --log-level DEBUG 重跑并把输出交给维护人员") for name, zh, en in check.names])
 
     thread = threading.Thread(target=run, name=f"doctor-{check.names[0][0]}", daemon=True)
@@ -973,9 +1013,16 @@ def doctor(config_path: Path, *, clock: Clock, timeout: float = DEFAULT_TIMEOUT,
     return lines + run_checks(ctx)
 
 
+def config_path(given: str) -> Path:
+    """The config named, or on an installed hall PC (none in the current folder) /etc/hall/hall.yaml."""
+    path = Path(given)
+    installed = HallPaths().config
+    return installed if not path.exists() and installed.exists() else path
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    lines = doctor(Path(args.config), clock=args.clock, timeout=args.timeout, db_url=args.db, mqtt_url=args.mqtt_url,
+    lines = doctor(config_path(args.config), clock=args.clock, timeout=args.timeout, db_url=args.db, mqtt_url=args.mqtt_url,
                    mosquitto_dir=Path(args.mosquitto_dir) if args.mosquitto_dir else None)
     failed = sum(1 for line in lines if line.status == FAIL)
     if args.json:
