@@ -161,7 +161,8 @@ def test_import_utf8_with_bom_and_gbk_from_excel(hall, monkeypatch, capsys, tmp_
     assert staff_cmd(hall, monkeypatch, "import", str(utf8)) == 0
     out = capsys.readouterr().out
     assert "UTF-8（带 BOM）" in out and "新增 1 人，更新 1 人，无变化 1 人" in out, out
-    assert "第2行未填编号，按工号 1010 使用 S1010" in out and "更新 S002（工号 1002，李强）：岗位" in out, out
+    assert "第2行未填编号，新人员编号为 S1010" in out and "第3行未填编号，按工号 1002 对应已有人员 S002" in out, out
+    assert "更新 S002（工号 1002，李强）：岗位" in out and "第4行" not in out, out
     w5 = hall.client("window-5")
     assert w5.request("login", staff_id="1010", pin=NEW_PIN)["window"]["staff"]["position"] == "公证岗"
     assert refusal(hall.client("window-1"), "1010", NEW_PIN).startswith("赵六不能在1号窗口登录")

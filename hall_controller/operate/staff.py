@@ -164,7 +164,8 @@ def _changed_line(change: dict[str, Any], names: dict[str, str]) -> str:
               "pin": "密码"}
     who = f"{change['id']}（工号 {change['job_number']}{'，' + names[change['id']] if change['id'] in names else ''}）"
     if change["action"] == "added":
-        return f"  新增 {who}"
+        pin = "" if "pin" in change["fields"] else f"，未设密码：请用 hallctl staff set-pin {change['id']} 设置"
+        return f"  新增 {who}{pin}"
     return f"  更新 {who}：{'、'.join(labels.get(f, f) for f in change['fields'])}"
 
 
@@ -418,9 +419,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     for change in result["changes"]:
         entry = next(e for e in found.entries if e["row"] == change.get("row"))
         names[change["id"]] = entry.get("name", "")
-        if change.get("derived_id"):
-            print(f"第{change['row']}行未填编号，按工号 {change['job_number']} 使用 {change['id']}"
-                  f" / row {change['row']}: id {change['id']} from the job number")
+        if change.get("derived_id") and change["action"] == "added":
+            print(f"第{change['row']}行未填编号，新人员编号为 {change['id']}（S+工号）"
+                  f" / row {change['row']}: new clerk, id {change['id']} from the job number")
+        elif change.get("derived_id"):
+            print(f"第{change['row']}行未填编号，按工号 {change['job_number']} 对应已有人员 {change['id']}"
+                  f" / row {change['row']}: job number {change['job_number']} is {change['id']}")
     _report(result, reached, names)
     return 0
 
