@@ -110,6 +110,7 @@ def free_port() -> int:
 
 def init_hall(directory: Path, mutate: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """A fresh hall folder (sample config, secret, credentials, schema); returns the config path."""
+    directory.mkdir(parents=True, exist_ok=True)
     config = directory / "hall.yaml"
     data = yaml.safe_load(sample_config_text())
     if mutate:
