@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 PREFERRED = {"mqtt": 1883, "emulator": 8790, "mgmt": 8700}
 EMULATOR = "hall-emu"
+WEB = "hall-web"                   # the visitor's phone pages, a supervised child like the emulator
+WEB_CLIENT = "web-1"
 DEMO_PIN = "1234"                  # the sample hall's published demo PIN (DESIGN §9)
 EMULATOR_START_TIMEOUT = 30.0
 
@@ -185,6 +188,7 @@ class DemoHall:
         self.host = "127.0.0.1"
         self.log_dir = self.directory / "logs"
         self.apps: list[str] = []
+        self.web_address: tuple[str, int] | None = None    # where hall-web listens (set by start())
         self.daemon: HallDaemon | None = None
         self.mgmt: Any = None
         self.control: tuple[str, int] | None = None
@@ -196,7 +200,7 @@ class DemoHall:
         """Start everything; returns the summary the banner prints."""
         host = self.host
         self.config_path = config_path = prepare_demo_dir(self.directory)
-        self.config = config = load_config(config_path)
+        self.config = config = self._web_moved(load_config(config_path))
         token = config.upstream_token or secrets.token_urlsafe(16)    # both sides of the emulated upstream
         self.mgmt = MgmtEmulator(listen=(host, _port_or_free(host, self._preferred("mgmt"))),
                                  db_path=str(self.directory / "mgmt.db"), token=token)
@@ -226,6 +230,7 @@ class DemoHall:
             "emulator_control": f"http://{control[0]}:{control[1]}/",
             "emulator": f"{EMULATOR} pid {self.supervisor.pid(EMULATOR)}",
             "management_system": self.mgmt.url,
+            "visitor_pages": self._start_web(),
             "metrics": _metrics_url(self.daemon),
             "logins": login_note(config),
             "apps": self._start_apps(),
@@ -235,6 +240,34 @@ class DemoHall:
 
     def _preferred(self, part: str) -> int:
         return self.ports.get(part, PREFERRED[part])
+
+    def _web_moved(self, config: HallConfig) -> HallConfig:
+        """The config with hall-web where it will listen: web.listen, or a free port when that one is
+        taken (`ports["web"]` overrides); the QR codes carry the address it really has."""
+        host, port = split_hostport(config.web_listen or f"{self.host}:8080")
+        self.web_address = (host, _port_or_free(host, self.ports.get("web", port)))
+        listen = f"{host}:{self.web_address[1]}"
+        derived = config.web_public_url in (None, f"http://{config.web_listen}")
+        return replace(config, web_listen=listen,
+                       web_public_url=f"http://{listen}" if derived else config.web_public_url)
+
+    def _start_web(self) -> str:
+        """hall-web, the visitor's phone pages (`/` and the tickets' `/t/…`), when it can run."""
+        assert self.daemon is not None and self.config is not None and self.config_path is not None
+        if importlib.util.find_spec("aiohttp") is None:    # aiohttp is the `web` extra
+            return "hall-web not started: aiohttp missing (pip install 'hall-controller[web]')"
+        if not any(c.id == WEB_CLIENT for c in self.config.clients):
+            return f"hall-web not started: no client {WEB_CLIENT} (hallctl client add {WEB_CLIENT} --role web)"
+        if self.daemon.mqtt_address is None:
+            return "no MQTT broker: hall-web not started"
+        mqtt_host, mqtt_port = self.daemon.mqtt_address
+        assert self.web_address is not None
+        host, port = self.web_address
+        command = [sys.executable, "-m", "hall_web.cli", "--config", str(self.config_path), "--client", WEB_CLIENT,
+                   "--mqtt-url", f"mqtt://{mqtt_host}:{mqtt_port}", "--listen", f"{host}:{port}"]
+        self.supervisor.start(ChildSpec(WEB, lambda: command, log_path=self.log_dir / f"{WEB}.log"))
+        return (f"{self.config.hall_page_url or f'http://{host}:{port}/'}  访客手机页（小票二维码 /t/…；"
+                f"{WEB} pid {self.supervisor.pid(WEB)}）")
 
     def _start_apps(self) -> str:
         """Start the kiosk, the display, window 1's terminal and tablet when they can show."""
@@ -258,6 +291,7 @@ class DemoHall:
     def stop(self) -> dict[str, int | None]:
         """Stop everything; returns the apps' exit codes (0 after a clean stop)."""
         codes = self.supervisor.stop(self.apps)   # before the broker goes: the apps leave their offline status
+        self.supervisor.stop([WEB])
         if self.daemon is not None:
             self.daemon.stop()
         self.supervisor.stop()
