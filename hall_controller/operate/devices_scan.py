@@ -44,7 +44,7 @@ OWN_ID, USB_CLASS, SERIAL_CHIP, HINT = 100, 60, 30, 20
 # The id a new entry of each kind gets (then -1, -2 … past the ids the config already has).
 ID_PREFIX = {"controller": "bus", "card_reader": "card-reader", "printer": "printer", "speaker": "speaker",
              "camera": "camera"}
-KIND_ZH = {"controller": "通讯控制器（窗口屏/呼叫器总线）", "card_reader": "身份证阅读器", "printer": "票据打印机",
+KIND_ZH = {"controller": "通讯控制器，接窗口屏与呼叫器", "card_reader": "身份证阅读器", "printer": "票据打印机",
            "speaker": "扬声器", "camera": "高拍仪"}
 # What the IT person adds by hand to an entry of these kinds.
 PLACEMENT = {"card_reader": "kiosk: 取号机编号（如 kiosk-1）", "printer": "kiosk: 取号机编号（如 kiosk-1）",
@@ -334,8 +334,9 @@ def candidates(profiles: Iterable[Profile], usb_id: str | None, classes: Iterabl
         if usb_id and usb_id in chips:
             score, why = score + SERIAL_CHIP, [*why, f"USB 串口芯片 {usb_id}"]
         for hint in hints:
-            if hint.search(haystack):
-                score, why = score + HINT, [*why, f"名称含“{hint.pattern}”"]
+            seen = hint.search(haystack)
+            if seen:
+                score, why = score + HINT, [*why, f"名称含“{seen.group(0)}”"]
         if score:
             found.append(Candidate(profile.name, profile.kind, score, tuple(why)))
     return sorted(found, key=lambda c: (-c.score, c.profile))
