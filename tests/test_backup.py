@@ -463,3 +463,32 @@ def test_a_backup_of_the_first_release_is_restored_and_migrated(tmp_path, capsys
     assert _tickets(_db_path(fresh)) == _tickets(db)
     assert (fresh.parent / "hall.secret").read_text() == (FIXTURE / "hall.secret").read_text()
     assert os.stat(fresh.parent / "hall.secret").st_mode & 0o777 == 0o600
+
+
+def test_restore_brings_the_clients_back_but_keeps_this_pcs_daemon_account(tmp_path):
+    """On a new PC the install made the daemon's own MQTT password (Mosquitto and the daemon's unit
+    have it): a restore takes every client of the backup except that one."""
+    from hall_controller.bus.credentials import DAEMON_CLIENT_ID, CredentialStore, check_password
+    from hall_controller.config import load_config
+    from hall_controller.setup_hall import client_password, load_or_create_secret, save_password
+
+    config_path = _hall_with_visits(tmp_path / "hall", visits=1)
+    config = load_config(config_path)
+    store = CredentialStore(config.credentials_path)
+    save_password(config, DAEMON_CLIENT_ID, store.add_or_reset(DAEMON_CLIENT_ID, "daemon", password="old-pc-daemon"))
+    kiosk_hash = store.get("kiosk-1").password_hash
+    backup = tmp_path / "hall.tar.gz"
+    assert _hallctl("backup", "--config", str(config_path), "--out", str(backup)) == 0
+
+    new_pc = init_hall(tmp_path / "new-pc")                     # its own secret, passwords, daemon account
+    config = load_config(new_pc)
+    store = CredentialStore(config.credentials_path)
+    save_password(config, DAEMON_CLIENT_ID, store.add_or_reset(DAEMON_CLIENT_ID, "daemon", password="new-pc-daemon"))
+    store.add_or_reset("kiosk-9", "kiosk")
+    assert _hallctl("restore", "--config", str(new_pc), str(backup)) == 0
+    store = CredentialStore(config.credentials_path)
+    assert store.get("kiosk-1").password_hash == kiosk_hash and store.get("kiosk-9") is None
+    assert check_password("new-pc-daemon", store.get(DAEMON_CLIENT_ID).password_hash)
+    assert client_password(config, DAEMON_CLIENT_ID) == "new-pc-daemon"
+    assert client_password(config, "kiosk-1") == client_password(load_config(config_path), "kiosk-1")
+    assert load_or_create_secret(config.secret_path) == load_or_create_secret(str(config_path.parent / "hall.secret"))

@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -151,6 +152,7 @@ def _dump_sqlite(db: Database, target: Path) -> tuple[str | None, dict[str, int]
         dst.execute("PRAGMA journal_mode=DELETE")
         revision = dst.execute("SELECT version_num FROM alembic_version").fetchone()
         counts = _sqlite_counts(dst)
+    _side_files_to_owner(db.path)
     return (revision[0] if revision else None), counts
 
 
@@ -396,8 +398,14 @@ def _check_fits(manifest: dict[str, Any], config: HallConfig, db: Database, stag
         if not ok:
             raise _refused(f"{name} 中的数据库已损坏", f"the database in {name} is damaged")
     else:
-        argv = ["pg_restore", "--list", str(member)]
-        if subprocess.run(argv, capture_output=True, timeout=PG_TIMEOUT, check=False).returncode != 0:
+        try:
+            readable = subprocess.run(["pg_restore", "--list", str(member)], capture_output=True,
+                                      timeout=PG_TIMEOUT, check=False).returncode == 0
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.error("pg_restore failed to run: %s", exc)
+            raise BackupError("pg_restore 无法运行，请安装 postgresql-client / pg_restore could not run; install "
+                              "postgresql-client") from None
+        if not readable:
             raise _refused(f"{name} 中的数据库转储不可读", f"the database dump in {name} cannot be read")
 
 
@@ -423,6 +431,18 @@ def _take_owner(path: Path, like: os.stat_result | None, mode: int) -> None:
     os.chmod(path, mode)
     if like is not None and os.geteuid() == 0:
         os.chown(path, like.st_uid, like.st_gid)
+
+
+def _side_files_to_owner(database: Path) -> None:
+    """SQLite's -wal/-shm files left by this process (run as root) go to the database's owner, or the
+    daemon (the `hall` user) could not open its own database."""
+    if os.geteuid() != 0 or not database.exists():
+        return
+    like = database.stat()
+    for suffix in ("-wal", "-shm"):
+        side = database.with_name(database.name + suffix)
+        if side.exists() and side.stat().st_uid != like.st_uid:
+            _take_owner(side, like, stat.S_IMODE(like.st_mode))
 
 
 def _replace_small(target: Path, data: bytes) -> None:
@@ -474,6 +494,28 @@ def _revision_now(db: Database) -> str | None:
         engine.dispose()
 
 
+def _keep_this_pcs_daemon_account(files: dict[str, Path], staging: Path, members: dict[str, Any]) -> None:
+    """The daemon's own MQTT account belongs to this PC's install (its password is in the PC's
+    /etc/hall/daemon-password, and Mosquitto's file is made from these hashes), not to the backup:
+    its entry in the restored credentials (and clear passwords) is the one this PC has now."""
+    from ..bus.credentials import DAEMON_CLIENT_ID
+
+    for name in (CREDENTIALS, PASSWORDS):
+        current, staged = files[name], staging / name
+        if name not in members or not current.is_file():
+            continue
+        try:
+            mine = (yaml.safe_load(current.read_text(encoding="utf-8")) or {}).get(DAEMON_CLIENT_ID)
+            restored = yaml.safe_load(staged.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, AttributeError) as exc:
+            log.warning("daemon account not carried over from %s: %s", current, exc)
+            continue
+        if not isinstance(restored, dict) or mine is None or restored.get(DAEMON_CLIENT_ID) == mine:
+            continue
+        restored[DAEMON_CLIENT_ID] = mine
+        staged.write_text(yaml.safe_dump(restored, sort_keys=True, allow_unicode=True), encoding="utf-8")
+
+
 @dataclass(frozen=True)
 class RestoreResult:
     manifest: dict[str, Any]
@@ -501,6 +543,7 @@ def restore_backup(config: HallConfig, db: Database, backup: Path, clock: Clock)
         members = manifest["members"]
         files = {SECRET: Path(config.secret_path), CREDENTIALS: Path(config.credentials_path),
                  PASSWORDS: passwords_path(config)}
+        _keep_this_pcs_daemon_account(files, staging, members)
         contents = {files[name]: (staging / name).read_bytes() for name in files if name in members}
         database = staging / manifest["database"]["member"]
         kept = None
@@ -512,12 +555,8 @@ def restore_backup(config: HallConfig, db: Database, backup: Path, clock: Clock)
         for target, data in contents.items():
             _replace_small(target, data)
     upgrade(db.url)                           # a backup of an older release: `hallctl db upgrade`
-    if db.kind == "sqlite":                   # run as root, SQLite's side files must stay the daemon's
-        like = _owner_of(db.path)
-        for suffix in ("-wal", "-shm"):
-            side = db.path.with_name(db.path.name + suffix)
-            if side.exists():
-                _take_owner(side, like, stat.S_IMODE(db.path.stat().st_mode))
+    if db.kind == "sqlite":
+        _side_files_to_owner(db.path)
     return RestoreResult(manifest, kept, _revision_now(db))
 
 
