@@ -569,8 +569,8 @@ def _size(n: int) -> str:
 def cmd_backup(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     db = Database(args.db or config.database)
-    if args.dir is None and args.out is None:
-        print("hallctl backup: 请给出 --out FILE 或 --dir DIR / give --out FILE or --dir DIR", file=sys.stderr)
+    if args.keep and not args.dir:
+        print("hallctl backup: --keep 只能与 --dir 一起用 / --keep goes with --dir", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else backup_name(config, args.clock, Path(args.dir))
     try:
