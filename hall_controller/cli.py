@@ -31,7 +31,15 @@ def cmd_sample_config(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_pin(args: argparse.Namespace) -> int:
-    print(hash_pin(args.pin))
+    """A PIN hash for a `staff:` entry; the PIN is typed at a hidden prompt or piped (--pin-stdin),
+    never an argument (`ps` shows argv to everyone)."""
+    from .operate.staff import StaffCommandError, read_pin
+
+    try:
+        print(hash_pin(read_pin(args.pin_stdin)))
+    except StaffCommandError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     return 0
 
 
@@ -168,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sub.add_parser("sample-config", help="print the sample hall config").set_defaults(func=cmd_sample_config)
-    sp = sub.add_parser("hash-pin", help="hash a staff PIN for the config")
-    sp.add_argument("pin")
+    sp = sub.add_parser("hash-pin", help="hash a staff PIN for the config (asks for it; or --pin-stdin)")
+    sp.add_argument("--pin-stdin", action="store_true", help="read the PIN from one line of stdin")
     sp.set_defaults(func=cmd_hash_pin)
     with_config(sub.add_parser("init", help="create config, secret, credentials, database"), db=True).set_defaults(
         func=cmd_init)

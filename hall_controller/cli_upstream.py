@@ -22,6 +22,7 @@ from .clock import Clock
 from .config import HallConfig, load_config
 from .store import make_engine
 from .store.records import bad_ratings
+from .store.roster import load_rows, with_roster
 from .store.schema import appointments
 from .upstream.client import UpstreamClient
 from .upstream.forwarder import IDLE_POLL_SECONDS, Forwarder
@@ -237,6 +238,7 @@ def cmd_ratings(args: argparse.Namespace) -> int:
     engine = _engine(args, config)
     try:
         items = bad_ratings(engine, open_only=args.open)
+        config = with_roster(config, load_rows(engine))     # name clerks added by `hallctl staff` too
     finally:
         engine.dispose()
     if args.json:

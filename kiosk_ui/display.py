@@ -301,8 +301,8 @@ class DisplayWindow(QWidget):
         self.history_view = _table(self.history_model, 36)
         right.addWidget(self.history_view, 1)
         qr_css = f"color: {PALETTE.board_text}; font-size: 26px; font-weight: bold;"
-        self.wifi_qr = QrBox("① 先扫此码连接大厅Wi-Fi", 170, caption_css=qr_css)
-        self.hall_qr = QrBox("② 扫码看排队" if wifi_qr else "手机扫码看排队", 170, caption_css=qr_css)
+        self.wifi_qr = QrBox("① 先扫码连接大厅Wi-Fi", 210, caption_css=qr_css)
+        self.hall_qr = QrBox("② 再扫码看排队" if wifi_qr else "手机扫码看排队", 210, caption_css=qr_css)
         qr_row = QHBoxLayout()
         qr_row.addStretch(1)
         qr_row.addWidget(self.wifi_qr)

@@ -319,8 +319,8 @@ class KioskWindow(QWidget):
                        self.result_ahead, self.result_estimate, self.result_print):
             layout.addWidget(widget)
         # the ticket's phone page (the QR printed on the ticket) and, first, the visitor Wi-Fi to reach it
-        self.result_wifi_qr = QrBox("① 先扫此码连接大厅Wi-Fi", 220)
-        self.result_visit_qr = QrBox("手机扫码查看排队进度", 220)
+        self.result_wifi_qr = QrBox("① 先扫此码连接大厅Wi-Fi", 240)
+        self.result_visit_qr = QrBox("手机扫码查看排队进度", 240)
         qr_row = QHBoxLayout()
         qr_row.addStretch(1)
         qr_row.addWidget(self.result_wifi_qr)
@@ -532,8 +532,8 @@ class KioskWindow(QWidget):
         self.result_service.setText(result.service_name)
         self.result_visit_qr.set_payload(result.visit_url)
         self.result_wifi_qr.set_payload(self.wifi_qr if result.visit_url else None)
-        self.result_visit_qr.caption.setText("② 再扫此码查看排队进度" if self.result_wifi_qr.payload
-                                             else "手机扫码查看排队进度")
+        self.result_visit_qr.set_caption("② 再扫此码查看排队进度" if self.result_wifi_qr.payload
+                                         else "手机扫码查看排队进度")
         self.result_ahead.setText(result.ahead_text)
         estimate = f"预计等待{result.estimate}（仅供参考）" if result.estimate else ""
         self.result_estimate.setText(ks.UNSTAFFED_RESULT if result.unstaffed else estimate)

@@ -47,19 +47,27 @@ class QrBox(QWidget):
         super().__init__()
         self.size_px = size
         self.payload: str | None = None
+        self.setObjectName("qrBox")
+        self.setStyleSheet("QWidget#qrBox { background: transparent; }")
         self.code = QLabel()
         self.code.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.code.setStyleSheet("background: white;")      # the symbol's quiet zone stays white on any screen
         self.caption = QLabel(caption)
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.caption.setWordWrap(True)
-        if caption_css:
-            self.caption.setStyleSheet(caption_css)
+        self.caption.setStyleSheet("background: transparent;" + caption_css)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         box.setSpacing(4)
         box.addWidget(self.code, 0, Qt.AlignmentFlag.AlignHCenter)
         box.addWidget(self.caption)
         self.setVisible(False)
+
+    def set_caption(self, text: str) -> None:
+        """A new caption; the layout is told, so a longer one is not cut off."""
+        if text != self.caption.text():
+            self.caption.setText(text)
+            self.caption.updateGeometry()
+            self.updateGeometry()
 
     def set_payload(self, payload: str | None) -> None:
         """Show `payload` as a QR code (None hides the box); the image is rebuilt only when it changes."""

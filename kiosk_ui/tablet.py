@@ -195,7 +195,8 @@ class TabletView(QWidget):
         box = QVBoxLayout(page)
         box.addStretch(1)
         box.addWidget(_label("感谢您的评价！", 72, bold=True, colour=PALETTE.ok))
-        box.addWidget(_label("您的意见是我们改进工作的动力", 36, colour=PALETTE.muted))
+        self.thanks_note = _label("您的意见是我们改进工作的动力", 36, colour=PALETTE.muted)
+        box.addWidget(self.thanks_note)
         box.addStretch(1)
         return page
 
@@ -277,6 +278,7 @@ class TabletView(QWidget):
             button.setEnabled(live)
         for button in (self.submit_button, self.skip_button, self.back_button):
             button.setEnabled(live)
+        self.thanks_note.setText(s.note or "您的意见是我们改进工作的动力")
         self.rating_error.setText(s.error or "")
         self.dims_error.setText(s.error or ("正在提交……" if s.sending else ""))
 

@@ -18,6 +18,7 @@ DIMENSIONS_NAMES = ("服务态度", "业务技能", "服务质量", "廉洁从�
 RATING_TIMEOUT = 180.0      # the daemon stops accepting a rating after rules.rating_minutes (3 by default)
 DIMENSIONS_TIMEOUT = 60.0   # a visitor who walked away: the overall score alone is sent
 THANKS_TIMEOUT = 5.0
+RATED_ON_PHONE = "已在手机上评价，谢谢！"   # the visitor rated on the phone page first (issue 19)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class TabletState:
     sending: bool = False
     error: str | None = None
     asked: str | None = None                    # the last ticket this tablet asked a rating for
+    note: str | None = None                     # on the thank-you screen: why it came (rated on the phone)
 
     @property
     def staff(self) -> dict[str, Any] | None:
@@ -73,6 +75,7 @@ class TabletState:
 
 
 def _to(state: TabletState, screen: str, now: float, **changes: Any) -> TabletState:
+    changes.setdefault("note", None)
     return replace(state, screen=screen, since=now, error=None, sending=False, **changes)
 
 
@@ -97,7 +100,8 @@ def on_window(state: TabletState, view: dict[str, Any] | None, now: float | None
 
 def on_event(state: TabletState, event: dict[str, Any], now: float) -> TabletState:
     """`rating_requested` for this window opens the rating screen; `rating_received` for the ticket
-    being rated (a double tap, a keypad) ends it; `day_reset` returns to idle."""
+    being rated (a double tap, a keypad, the visitor's phone: `by` phone) ends it; `day_reset` returns
+    to idle."""
     kind = event.get("type")
     ticket = event.get("ticket") if isinstance(event.get("ticket"), dict) else None
     if kind == "day_reset":
@@ -110,7 +114,7 @@ def on_event(state: TabletState, event: dict[str, Any], now: float) -> TabletSta
         return _to(state, RATING, now, request=ticket, score=None, dimensions={}, asked=ticket.get("id"))
     if kind == "rating_received" and state.request and ticket.get("id") == state.request.get("id"):
         if state.screen in (RATING, DIMENSIONS):
-            return _to(state, THANKS, now)
+            return _to(state, THANKS, now, note=RATED_ON_PHONE if event.get("by") == "phone" else None)
     return state
 
 
@@ -149,7 +153,7 @@ def on_rate_reply(state: TabletState, now: float, *, ok: bool, code: str | None 
     if not state.sending:
         return state
     if ok or code in ("conflict", "not_found", "forbidden"):
-        return _to(state, THANKS, now)
+        return _to(state, THANKS, now, note=RATED_ON_PHONE if not ok and "手机" in (message or "") else None)
     return replace(state, sending=False, error=message or "评价提交失败，请稍后再试", since=now)
 
 

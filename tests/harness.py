@@ -179,6 +179,7 @@ WRONG_CHECK = {**ELDER, "name": "赵六", "id_number": "310101194803150021"}
 KIOSK = Actor("kiosk-1", "kiosk")
 ADMIN = Actor("admin", "admin")
 SUPERVISOR = Actor("supervisor", "window")      # a window client without a window: the 值班长's terminal
+WEB = Actor("web-1", "web")                     # hall-web: the visitors' phone pages (token ops only)
 
 
 def window(n: int) -> Actor:

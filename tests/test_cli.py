@@ -158,3 +158,20 @@ def test_every_command_that_opens_the_database_takes_db(tmp_path, capsys):
     assert hallctl(["report", "month", "2099-01", *db, "--out", str(tmp_path / "reports")]) == 0
     assert [p.name for p in (tmp_path / "reports").glob("*.json")] == ["report-310101-demo-2099-01.json"]
     assert other.exists() and not (tmp_path / "hall.db").exists()
+
+
+def test_hash_pin_reads_the_pin_from_stdin_never_from_argv(monkeypatch, capsys):
+    """A PIN on the command line is visible to every user in `ps`: hash-pin takes none."""
+    import io
+    import sys
+
+    from hall_controller.config import verify_pin
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2468\n"))
+    assert hallctl(["hash-pin", "--pin-stdin"]) == 0
+    assert verify_pin("2468", capsys.readouterr().out.strip())
+    with pytest.raises(SystemExit):
+        hallctl(["hash-pin", "2468"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("12\n"))
+    assert hallctl(["hash-pin", "--pin-stdin"]) == 2        # too short: refused, nothing printed on stdout
+    assert capsys.readouterr().out == ""

@@ -354,3 +354,23 @@ def test_the_list_is_a_chinese_table():
     assert lines[2].split() == ["1009", "张敏", "公证岗", "5、6", "停用", "数据库", "S1009"]
     starts = [_width(line[:line.rindex(last)]) for line, last in zip(lines, ("编号", "S001", "S1009"), strict=True)]
     assert len(set(starts)) == 1, lines       # columns line up on a terminal (a Chinese character is two wide)
+
+
+def test_reports_and_the_ratings_list_name_a_clerk_added_with_hallctl(hall, monkeypatch, capsys):
+    """The 月报表's 工作人员 and `hallctl ratings` read the roster in force, not the YAML alone: a clerk
+    added with `hallctl staff` is 张敏（1009）there, not a bare id."""
+    from hall_controller.upstream.service import build_month_report
+
+    assert staff_cmd(hall, monkeypatch, "add", "1009", "张敏", "法律咨询岗", "--pin-stdin", stdin=NEW_PIN + "\n") == 0
+    kiosk, w1 = hall.client("kiosk-1"), hall.client("window-1")
+    w1.request("login", staff_id="1009", pin=NEW_PIN)
+    ticket = kiosk.request("issue_ticket", service="consult")["ticket"]
+    w1.request("call_next")
+    w1.request("finish")
+    hall.client("tablet-1").request("rate", ticket=ticket["id"], score=1)        # a 差评, so `hallctl ratings` lists the visit
+    assert hall.store is not None
+    report = build_month_report(hall.store.engine, hall.config, MONDAY.strftime("%Y-%m"), now=hall.clock.now())
+    assert "张敏（1009）" in json.dumps(report, ensure_ascii=False)
+    capsys.readouterr()
+    assert hallctl(["ratings", "--config", str(hall.config_path)], clock=hall.clock) == 0
+    assert "张敏（1009）" in capsys.readouterr().out

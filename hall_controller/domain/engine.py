@@ -152,6 +152,8 @@ class QueueEngine:
                     self._rating_pending[t.window] = t
         self._estimates = WaitEstimator(self._services, self._windows, self.state, self._lines, self._targeted,
                                         choose=self._choose, rank=self._rank)
+        # the phone pages' waits: ((seq, minute), {ticket id: {ahead, estimate}}), see _phone_wait_info
+        self._phone_views: tuple[tuple[int, datetime] | None, dict[str, dict[str, Any]]] = (None, {})
 
     def _set_waiting(self, ticket: Ticket, waiting: bool) -> None:
         """Every change into or out of WAITING (or of a waiting ticket's service, priority, arrival or
@@ -904,8 +906,18 @@ class QueueEngine:
         return {"ticket": self._visit_ticket(ticket, now), "recent_calls": calls, "windows": windows,
                 "hall": {"name": self.config.name}, "seq": self.state.seq}
 
+    def _phone_wait_info(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
+        """前面还有N人 and the estimate of a waiting ticket for its phone page: every waiting ticket's
+        from one forecast, kept while the hall's seq and the minute stay the same."""
+        if ticket.status != WAITING:
+            return {"ahead": None, "estimate": None}
+        key = (self.state.seq, now.replace(second=0, microsecond=0))
+        if self._phone_views[0] != key or ticket.id not in self._phone_views[1]:
+            self._phone_views = (key, self._estimates.for_waiting(now))
+        return self._phone_views[1].get(ticket.id) or self.wait_info(ticket, now)
+
     def _visit_ticket(self, ticket: Ticket, now: datetime) -> dict[str, Any]:
-        info = self.wait_info(ticket, now) if ticket.status == WAITING else {"ahead": None, "estimate": None}
+        info = self._phone_wait_info(ticket, now)
         return {"number": ticket.number, "service": ticket.service,
                 "service_name": self._services[ticket.service].name, "status": ticket.status,
                 "window": ticket.window, "target_window": ticket.target_window, "ahead": info["ahead"],

@@ -478,6 +478,29 @@ class WaitEstimator:
                 estimate = shown.to_dict() if shown else None
         return {"ahead": ahead, "estimate": estimate}
 
+    def for_waiting(self, now: datetime) -> dict[str, dict[str, Any]]:
+        """`ahead` and `estimate` of every waiting ticket, from one forecast for all of them: the phone
+        pages ask for their tickets after each event, and one replay per ticket would hold the engine
+        lock for each page (seeded by the hall's seq, so the same state gives the same answer)."""
+        waiting = [entry[-1] for line in self._lines.values() for entry in line]
+        if not waiting:
+            return {}
+        estimable = [t for t in waiting if self.history.mean(t.service) is not None]
+        open_services = {ws.service for cfg in self._open(now) for ws in cfg.services}
+        targets = [t.id for t in estimable if t.service in open_services or t.target_window is not None]
+        waits = self._replay(now, f"phones-{self._state.seq}", targets=targets) if targets else {}
+        views: dict[str, dict[str, Any]] = {}
+        for ticket in waiting:
+            estimate = None
+            if ticket in estimable:
+                if self._called_now(ticket, now):
+                    estimate = CALLED_NOW.to_dict()
+                elif ticket.id in waits:
+                    shown = shown_range(waits[ticket.id])
+                    estimate = shown.to_dict() if shown else None
+            views[ticket.id] = {"ahead": people_ahead(ticket, self._lines, self._rank, now), "estimate": estimate}
+        return views
+
     def _called_now(self, ticket: Ticket, now: datetime) -> bool:
         """Whether a free open window would call this ticket next: the forecast's first step, which
         is the usual case in a quiet hall, without the cost of the rest of it."""

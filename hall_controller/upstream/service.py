@@ -40,6 +40,7 @@ from hall_controller.store import Store
 from hall_controller.store.outbox import enqueue
 from hall_controller.store.records import bad_ratings, record_builder_for
 from hall_controller.store.retention import purge_personal_data
+from hall_controller.store.roster import load_rows, with_roster
 from hall_controller.store.schema import outbox, tickets
 from hall_controller.upstream.client import UpstreamClient, UpstreamError
 from hall_controller.upstream.forwarder import Forwarder
@@ -95,8 +96,9 @@ def build_month_report(engine: Engine, config: HallConfig, month: str, *, now: d
     month that is not over yet as 截至 then."""
     hall = {"code": config.hall_code, "name": config.name, "district": config.district}
     services = {s.code: s.name for s in config.services}
+    roster = with_roster(config, load_rows(engine)).staff     # clerks added by `hallctl staff` too
     return compute_month_report(month_records(engine, config, month), month, hall, services, tz=config.tz,
-                                now=now, staff=staff_labels(config.staff))
+                                now=now, staff=staff_labels(roster))
 
 
 def _start_at(booking: dict[str, Any], tz: tzinfo) -> str | None:
