@@ -18,7 +18,20 @@ from .setup_hall import init_hall, save_password
 
 log = logging.getLogger("hallctl")
 
-DEFAULT_CONFIG = os.environ.get("HALL_CONFIG", "hall.yaml")
+
+
+def default_config() -> str:
+    """$HALL_CONFIG, else ./hall.yaml, else on an installed hall PC /etc/hall/hall.yaml (so an IT person
+    types `hallctl doctor` there without --config)."""
+    from .operate.paths import HallPaths
+
+    if os.environ.get("HALL_CONFIG"):
+        return os.environ["HALL_CONFIG"]
+    installed = HallPaths().config
+    return str(installed) if not Path("hall.yaml").exists() and installed.exists() else "hall.yaml"
+
+
+DEFAULT_CONFIG = default_config()
 # Commands of packages above this one (`hallctl demo` is hall_demo's): each entry point names a
 # `register(subparsers)` that adds its subcommands with `func`; hall_controller never imports them.
 COMMANDS_GROUP = "hallctl.commands"

@@ -1013,16 +1013,9 @@ def doctor(config_path: Path, *, clock: Clock, timeout: float = DEFAULT_TIMEOUT,
     return lines + run_checks(ctx)
 
 
-def config_path(given: str) -> Path:
-    """The config named, or on an installed hall PC (none in the current folder) /etc/hall/hall.yaml."""
-    path = Path(given)
-    installed = HallPaths().config
-    return installed if not path.exists() and installed.exists() else path
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    lines = doctor(config_path(args.config), clock=args.clock, timeout=args.timeout, db_url=args.db, mqtt_url=args.mqtt_url,
+    lines = doctor(Path(args.config), clock=args.clock, timeout=args.timeout, db_url=args.db, mqtt_url=args.mqtt_url,
                    mosquitto_dir=Path(args.mosquitto_dir) if args.mosquitto_dir else None)
     failed = sum(1 for line in lines if line.status == FAIL)
     if args.json:
