@@ -237,7 +237,10 @@ def test_bad_command_line_says_why(capsys) -> None:
     from kiosk_ui.app import main_kiosk
 
     assert main_kiosk(["--mqtt-url", "mqtt://nobody@127.0.0.1:1", "--hall", "demo"]) == 2
-    assert "mqtt://" in capsys.readouterr().err
+    assert "--password-file" in capsys.readouterr().err      # no password: says where one may come from
+    assert main_kiosk(["--mqtt-url", "http://kiosk-1:pw@127.0.0.1:1", "--hall", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert "mqtt://" in err and "pw" not in err.replace("password", "")   # the scheme it wants; never the password
 
 
 # ------------------------------------------------------------------ with the emulated card reader and printer
