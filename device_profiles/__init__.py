@@ -332,7 +332,18 @@ def device_errors(profile_name: str, kind: str, address: int | None, options: di
             errors.append((f"options.{key}", f"unknown option for a {kind} (known: {known})"))
         elif spec.get("type") == "str" and not isinstance(value, str):
             errors.append((f"options.{key}", f"must be a string, got {value!r}"))
+        elif spec.get("type") in ("number", "int") and not _in_bounds(value, spec):
+            errors.append((f"options.{key}", f"must be a number from {spec.get('min', '-∞')} to "
+                                             f"{spec.get('max', '∞')}, got {value!r}"))
     return errors
+
+
+def _in_bounds(value: Any, spec: dict[str, Any]) -> bool:
+    """A device option's number within its schema's min and max (an int where it must be one)."""
+    kinds = (int,) if spec["type"] == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return False
+    return spec.get("min", value) <= value <= spec.get("max", value)
 
 
 def make_framing(profile: Profile, cls: type, values: dict[str, Any]) -> Any:

@@ -78,6 +78,17 @@ class DeviceDriver(ABC):
         """Default: a driver that is open and has not failed is online."""
         return Health(online=True)
 
+    def answering(self) -> bool | None:
+        """Whether the device has shown since :meth:`open` that it answers in time.
+
+        None (the default): the device answers nothing unless it is asked or pressed, so the supervisor
+        counts it up once it has stayed open for a moment. A driver that polls its device on its own
+        thread says False until the device has answered enough polls within their reply timeout — the
+        supervisor's hysteresis: a device whose replies come too late is never counted up on one stray
+        reply, only to time out on the next poll, so it stays offline instead of flipping at every reopen.
+        """
+        return None
+
     def __enter__(self) -> DeviceDriver:
         self.open()
         return self
@@ -228,6 +239,12 @@ class PrinterDriver(DeviceDriver):
     @abstractmethod
     def status(self) -> dict[str, Any]:
         """``{"online", "paper_out", "cover_open", ...}`` as far as the profile supports it."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Ask the printer, between jobs, whether it can print (its real-time status, where the profile
+        has it): raises TransportError when it does not answer in time or answers garbage, and the
+        printer's status error when it answers but cannot print (no paper, cover open)."""
 
 
 class SpeakerDriver(DeviceDriver):

@@ -13,7 +13,10 @@ presentation (``read_failed`` or ``unreadable``), and the read is tried again wh
 
 The SAM's status is asked when the driver opens and kept for :meth:`health`. A reader that does not
 answer within the reply timeout, or a transport failure, stops the thread and is reported once
-through ``on_error``; reopening with backoff is the daemon's ``DeviceLink``'s job.
+through ``on_error``; reopening with backoff is the daemon's ``DeviceLink``'s job. The reader counts
+as answering (:meth:`GatCardReader.answering`, the link's judgement of "up") only once the SAM status
+and the first find card have both been answered in time: a slow reader whose one late reply lands
+in the next exchange is not taken for a working one.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ TRAFFIC_LOG_BYTES = 10
 # Reply sizes beyond the preamble, for the transfer-time part of the reply timeout.
 _REPLY_BYTES = {"read_base_info": 7 + BASE_INFO_SIZE + 4}
 _SHORT_REPLY_BYTES = 24
+# Exchanges answered in time since open before the reader counts as answering (SAM status, find card).
+UP_AFTER_ANSWERS = 2
 
 
 @dataclass
@@ -93,6 +98,7 @@ class GatCardReader(ThreadedDriver, CardReaderDriver):
         self._sam: str | None = None
         self._card_present = False
         self._failure_told = False    # a failed read of the card on the reader was reported
+        self._answers = 0             # exchanges answered in time since open()
         self.stats = ReaderStats()
 
     # ------------------------------------------------------------------------------ life cycle
@@ -104,6 +110,7 @@ class GatCardReader(ThreadedDriver, CardReaderDriver):
         self._transport.log_limit = TRAFFIC_LOG_BYTES
         self._card_present = False
         self._failure_told = False
+        self._answers = 0
         self._start_threads({"card-reader": self._poll_loop})
 
     def close(self) -> None:
@@ -117,6 +124,11 @@ class GatCardReader(ThreadedDriver, CardReaderDriver):
         if self._failed is not None:
             return Health(online=False, error=str(self._failed), detail=detail)
         return Health(online=self._transport is not None, detail=detail)
+
+    def answering(self) -> bool:
+        """True once :data:`UP_AFTER_ANSWERS` exchanges in a row were answered within their timeout
+        (a timeout stops the driver, so every answer since open() is one of a row)."""
+        return self._answers >= UP_AFTER_ANSWERS and self._failed is None
 
     # ------------------------------------------------------------------------------ operations
 
@@ -146,6 +158,7 @@ class GatCardReader(ThreadedDriver, CardReaderDriver):
                 data = transport.read(4096)
                 frames = decoder.feed(data) if data else decoder.flush()
                 if frames:
+                    self._answers += 1
                     return frames[0]
             raise TransportTimeout(f"读卡器无应答 {self.url}（{command}）")
 

@@ -2,12 +2,14 @@
 
 The driver has no thread of its own: a print job is one synchronous call. Where the profile lists the
 ``status`` feature, the printer is asked for its real-time status (``DLE EOT 2`` offline cause and
-``DLE EOT 4`` paper sensor) when the driver opens, before every job and after it, so that a printer
-without paper or with its cover open fails loudly with a :class:`PrinterError` instead of swallowing
-the ticket — the daemon then tells the visitor the ticket was not printed and takes the printer
-offline. A printer that fails at ``open()`` stays offline: the daemon's supervisor reopens it with
-backoff until it answers with a clean status. Without the feature the driver can only tell that the
-bytes were written.
+``DLE EOT 4`` paper sensor) when the driver opens, before every job and after it, and by
+:meth:`EscposPrinter.check` (the daemon's idle probe, between jobs), so that a printer without paper
+or with its cover open fails loudly with a :class:`PrinterError` instead of swallowing the ticket —
+the daemon then tells the visitor the ticket was not printed and takes the printer offline. A reply
+that does not come within the read timeout is a :class:`TransportTimeout`, one that is no status byte
+a :class:`TransportIOError`. A printer that fails at ``open()`` stays offline: the daemon's supervisor
+reopens it with backoff until it answers with a clean status. Without the feature the driver can only
+tell that the bytes were written.
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ class EscposPrinter(PrinterDriver):
             if self.has_status:
                 PrinterError.check(self._query(_CHECK_QUERIES))
         log.info("%s: printed a job of %d bytes", self.url, len(data))
+
+    def check(self) -> None:
+        """The printer's real-time status, as before a job; without the feature only the link is looked at."""
+        with self._lock:
+            self._open_transport()
+            if self.has_status:
+                PrinterError.check(self._query(_CHECK_QUERIES))
 
     def status(self) -> dict[str, Any]:
         if not self.has_status:

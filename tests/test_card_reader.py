@@ -262,6 +262,56 @@ def test_unplugged_mid_read_goes_offline_once_and_comes_back(emu, monkeypatch) -
         link.stop()
 
 
+def _watched_link(emu: EmulatedCardReader, monkeypatch) -> tuple[DeviceLink, list, list[float]]:
+    """A supervised reader link on ``emu``: (link, its (online, error) reports, the times it opened)."""
+    states: list[tuple[bool, str | None]] = []
+    opens: list[float] = []
+    device = DeviceConfig("card-reader-1", "card_reader", PROFILE.name, "emulated", kiosk="kiosk-1")
+    link = DeviceLink(device, interface=CardReaderDriver, url=emu.url, profiles_dir=None, on_up=lambda _: None,
+                      on_status=lambda _, online, error: states.append((online, error)))
+    open_driver = link._open
+
+    def counted_open() -> CardReaderDriver:
+        opens.append(time.monotonic())
+        return open_driver()
+
+    monkeypatch.setattr(link, "_open", counted_open)
+    return link, states, opens
+
+
+def test_a_reader_that_answers_too_late_goes_offline_once_not_on_and_off(emu, monkeypatch) -> None:
+    """Replies 1.5 s late, past the reply timeout (0.5 s, read for at most twice that): the link must
+    not count the reader up after its settle time (0.3 s) and down again at the timeout, reopen after
+    reopen — nor on a late reply that lands in the next exchange."""
+    link, states, opens = _watched_link(emu, monkeypatch)
+    link.start()
+    try:
+        wait_until(lambda: states == [(True, None)], what="online")
+        emu.set_fault("delay", 1500)
+        wait_until(lambda: len(states) >= 2, timeout=5, what="offline")
+        attempts = len(opens)
+        wait_until(lambda: len(opens) >= attempts + 3, timeout=15, what="three more reopens")
+        assert [online for online, _ in states] == [True, False], states    # one change, no flapping
+        emu.clear_fault()
+        wait_until(lambda: len(states) == 3, timeout=10, what="back online")
+        assert states[2] == (True, None)
+    finally:
+        link.stop()
+
+
+def test_a_reader_that_answers_slowly_but_in_time_stays_online(emu, monkeypatch) -> None:
+    link, states, _ = _watched_link(emu, monkeypatch)
+    link.start()
+    try:
+        wait_until(lambda: states == [(True, None)], what="online")
+        emu.set_fault("delay", 200)        # within the 0.5 s reply timeout
+        polls = emu.requests["find_card"]
+        wait_until(lambda: emu.requests["find_card"] >= polls + 5, timeout=10, what="five slow polls")
+        assert states == [(True, None)]
+    finally:
+        link.stop()
+
+
 # ---------------------------------------------------------------------------------- RFC 2217
 
 class PtySerial(serial.Serial):

@@ -264,3 +264,31 @@ def test_decode_status_flags():
 def test_decode_status_refuses_what_cannot_be_a_status_byte(byte):
     with pytest.raises(ValueError):
         decode_status(2, byte)
+
+
+@pytest.mark.parametrize(("n", "byte", "flags"), [
+    (1, 0x12, {"online": True}),
+    (1, 0x1A, {"online": False}),                                           # offline
+    (2, 0x12, {"cover_open": False, "paper_out": False, "error": False}),
+    (2, 0x16, {"cover_open": True, "paper_out": False, "error": False}),    # cover open
+    (2, 0x32, {"cover_open": False, "paper_out": True, "error": False}),    # stopped at paper end
+    (2, 0x36, {"cover_open": True, "paper_out": True, "error": False}),
+    (4, 0x1E, {"paper_near_end": True, "paper_out": False}),
+    (4, 0x72, {"paper_near_end": False, "paper_out": True}),                # paper end sensor alone
+    (4, 0x7E, {"paper_near_end": True, "paper_out": True}),
+])
+def test_status_byte_vectors(n, byte, flags):
+    assert decode_status(n, byte) == flags
+
+
+def test_a_garbled_status_byte_is_never_taken_for_a_status():
+    """Line noise as the emulator's `corrupt` fault makes it (the byte + 0x5A) breaks the fixed bits of
+    every status byte there is, so a garbled answer to an idle probe is an error, not a state."""
+    from hw_emulators.device import corrupt_bytes
+
+    valid = [b for b in range(256) if b & 0x93 == 0x12]
+    assert len(valid) == 16
+    for byte in valid:
+        for n in (1, 2, 4):
+            with pytest.raises(ValueError, match="不是打印机状态字节"):
+                decode_status(n, corrupt_bytes(bytes([byte]))[0])

@@ -126,6 +126,29 @@ def test_a_garbled_status_reply_is_an_error(emulator, printer):
         printer.status()
 
 
+@pytest.mark.parametrize(("fault", "error", "message"), [
+    (None, None, None),
+    ("paper_out", PrinterError, "打印机缺纸"),
+    ("cover_open", PrinterError, "打印机纸仓盖未关"),
+    ("silent", TransportTimeout, "打印机无应答"),
+    ("corrupt", TransportError, "状态应答无效"),
+    ("disconnect", TransportError, None),
+])
+def test_the_idle_check_asks_the_status_the_emulator_answers(emulator, printer, fault, error, message):
+    """`check()` is the daemon's idle probe: DLE EOT 2 and 4, judged as before a job."""
+    printer.open()
+    asked = emulator.status_queries
+    if fault:
+        emulator.set_fault(fault)
+    if error is None:
+        printer.check()
+        assert emulator.status_queries == asked + 2
+    else:
+        with pytest.raises(error, match=message):
+            printer.check()
+    assert emulator.view()["printed"] == 0
+
+
 def test_a_disconnected_printer_fails_to_open_and_to_print(emulator, printer):
     printer.open()
     emulator.set_fault("disconnect")
@@ -162,6 +185,27 @@ def test_a_printer_without_status_only_writes(emulator, tmp_path: Path):
         assert emulator.status_queries == 0
     finally:
         driver.close()
+
+
+def test_the_probe_interval_comes_from_the_device_the_profile_or_the_default(tmp_path: Path):
+    from device_profiles import device_errors
+    from hall_controller.config import DeviceConfig
+    from hall_controller.devices.printer import PROBE_S, probe_interval
+
+    framing = load_profile(PROFILE).framing
+    assert framing["status_probe_s"] == 10 == PROBE_S
+    device = DeviceConfig("printer-1", "printer", PROFILE, "emulated", kiosk="kiosk-1")
+    assert probe_interval(device, framing, True) == 10
+    assert probe_interval(device, {}, True) == PROBE_S
+    tuned = DeviceConfig("printer-1", "printer", PROFILE, "emulated", kiosk="kiosk-1", options={"status_probe_s": 2.5})
+    assert probe_interval(tuned, framing, True) == 2.5
+    assert probe_interval(tuned, framing, False) == 0      # a printer that cannot say: nothing to ask
+    off = DeviceConfig("printer-1", "printer", PROFILE, "emulated", kiosk="kiosk-1", options={"status_probe_s": 0})
+    assert probe_interval(off, framing, True) == 0
+    assert device_errors(PROFILE, "printer", None, {"status_probe_s": 5}) == []
+    for bad in ("ten", -1, 7200, True):
+        assert [f for f, _ in device_errors(PROFILE, "printer", None, {"status_probe_s": bad})] == [
+            "options.status_probe_s"], bad
 
 
 def test_usb_printer_that_is_not_plugged_in():

@@ -9,6 +9,10 @@ Many devices answer nothing unless asked or pressed, so a link counts as up once
 for :data:`SETTLE_S`. A serial server that accepts the connection and drops it at once (as one with
 nothing behind it does) therefore neither flaps the devices' state nor resets the backoff. For the
 same reason hosted devices share their link's state: a single dead screen cannot be seen.
+A device its driver polls (a card reader) must also have answered in time
+(``DeviceDriver.answering``): the same judgement that takes it down — no reply within its timeout —
+decides when it is up, so a reader that answers too slowly stays offline (one change) instead of
+counting as up after :data:`SETTLE_S` and timing out a moment later, over and over.
 A handler whose own call on the driver failed (a print job, say) hands the error to
 :meth:`DeviceLink.report_failure`, which takes the link down and lets the supervisor reopen it.
 
@@ -39,6 +43,7 @@ from ..faults import device_fault_text
 log = logging.getLogger(__name__)
 
 SETTLE_S = 0.3
+ANSWER_POLL_S = 0.05    # how often a settled link asks a polled driver whether its device answered
 # Failures that are expected on a flaky or absent device; anything else is logged with a traceback.
 EXPECTED_ERRORS = (TransportError, ProfileError, ValueError, OSError, LookupError)
 
@@ -136,7 +141,7 @@ class DeviceLink(Generic[D]):
         try:
             log.info("%s: open at %s", self.id, driver.url)
             self._on_up(self)
-            up = not self._wake.wait(self._settle)
+            up = self._settled(driver)
             if up:
                 self._mark(True, None)
                 self._wake.wait()
@@ -145,6 +150,16 @@ class DeviceLink(Generic[D]):
             self.driver = None
             driver.close()
             self._wake.clear()
+
+    def _settled(self, driver: D) -> bool:
+        """Open for the settle time without failing and, where the driver can tell, answered in time;
+        False as soon as the driver fails or the link stops."""
+        if self._wake.wait(self._settle):
+            return False
+        while driver.answering() is False:
+            if self._wake.wait(ANSWER_POLL_S):
+                return False
+        return True
 
     def _open(self) -> D:
         names = dict.fromkeys(d.profile for d in (self.owner, *self.members))
