@@ -5,7 +5,10 @@ device emulator and the Qt apps run as supervised child processes: one that exit
 console (`hall-display 已退出（代码 -6），3 秒后重启`) and started again, at most 5 times a minute.
 The restarted emulator serves every device on the port it had, so the daemon's device links simply
 reconnect. Preferred ports are used when free, otherwise the OS picks one; the summary says where
-each part listens.
+each part listens. The management-system emulator's URL and token and the emulator's control API
+are written into the demo's hall.yaml (`upstream:`, `emulator:`; the file 0600, as it holds a
+token), where the daemon reads them as a real hall's daemon does — so `hallctl doctor --config
+hall-demo/hall.yaml` checks the running demo whole.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import secrets
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -28,10 +33,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import yaml
+
+from hall_controller.bus.credentials import write_private
 from hall_controller.clock import Clock, SystemClock
 from hall_controller.config import HallConfig, load_config, sample_config_text, verify_pin
 from hall_controller.daemon import DaemonOptions, HallDaemon, split_hostport
 from hall_controller.logsetup import setup_logging
+from hall_controller.operate.install import set_top_level
 from hall_controller.setup_hall import init_hall, passwords_path
 from hw_emulators.hall import EmulatedHall, HallSetupError, read_hall_config
 from hw_emulators.link import Link, TcpLink
@@ -65,9 +74,28 @@ def prepare_demo_dir(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     config_path = directory / "hall.yaml"
     if not config_path.exists():
-        config_path.write_text(sample_config_text(), encoding="utf-8")
+        write_private(config_path, sample_config_text())    # it will hold the upstream token
     init_hall(config_path, quiet=True)
     return config_path
+
+
+def write_links(config_path: Path, upstream: dict[str, str], control: str) -> None:
+    """Name the demo's management system (`upstream`: url and token) and the emulator's control API
+    (HOST:PORT) in hall.yaml, keeping the rest of the file; rewritten only when they changed. The
+    file is never readable by others (0600, or 0640 when it was group-readable): it holds a token."""
+    text = config_path.read_text(encoding="utf-8")
+    raw = yaml.safe_load(text) or {}
+    new = text
+    wanted = {"upstream": {**(raw.get("upstream") or {}), **upstream},
+              "emulator": {**(raw.get("emulator") or {}), "control": control}}
+    for key, value in wanted.items():
+        if raw.get(key) != value:
+            new = set_top_level(new, key, value, mark="hallctl demo")
+    if new != text:
+        write_private(config_path, new)
+    mode = stat.S_IMODE(config_path.stat().st_mode)
+    if mode & 0o037:
+        os.chmod(config_path, mode & 0o740)
 
 
 def _number_ranges(numbers: list[str]) -> str:
@@ -200,13 +228,14 @@ class DemoHall:
         """Start everything; returns the summary the banner prints."""
         host = self.host
         self.config_path = config_path = prepare_demo_dir(self.directory)
-        self.config = config = self._web_moved(load_config(config_path))
-        token = config.upstream_token or secrets.token_urlsafe(16)    # both sides of the emulated upstream
+        token = load_config(config_path).upstream_token or secrets.token_urlsafe(16)    # kept across runs
         self.mgmt = MgmtEmulator(listen=(host, _port_or_free(host, self._preferred("mgmt"))),
                                  db_path=str(self.directory / "mgmt.db"), token=token)
         self.mgmt.start()
 
         control = self.control = (host, _port_or_free(host, self._preferred("emulator")))
+        write_links(config_path, {"url": self.mgmt.url, "token": token}, f"{control[0]}:{control[1]}")
+        self.config = config = self._web_moved(load_config(config_path))
         ports: dict[str, int] = {}     # filled once the first emulator listens: restarts keep the ports
         self.supervisor.start(ChildSpec(EMULATOR, lambda: emulator_command(config_path, control, ports),
                                         log_path=self.log_dir / f"{EMULATOR}.log"))
@@ -216,8 +245,8 @@ class DemoHall:
 
         mqtt_port = _port_or_free(host, self.ports["mqtt"] if "mqtt" in self.ports
                                   else split_hostport(config.mqtt_listen or f"{host}:{PREFERRED['mqtt']}")[1])
-        self.daemon = HallDaemon(config, DaemonOptions(mqtt_listen=f"{host}:{mqtt_port}", upstream_url=self.mgmt.url,
-                                                       upstream_token=token, device_urls=self.device_urls),
+        # The upstream comes from hall.yaml, as on a real hall; the device URLs are the emulator's.
+        self.daemon = HallDaemon(config, DaemonOptions(mqtt_listen=f"{host}:{mqtt_port}", device_urls=self.device_urls),
                                  config_path=str(config_path))
         self.daemon.start()
         mqtt = self.daemon.mqtt_address

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from hall_controller.bus.client import HallClient
+from hall_controller.config import load_config
 
 from .harness import wait_until
 
@@ -66,6 +68,28 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
         mgmt = summary["management_system"].rstrip("/")
         received = wait_until(lambda: _http("GET", f"{mgmt}/_received/service-records"), 15, "record upstream")
         assert received[0]["body"]["ticket_number"] == number and received[0]["body"]["rating"]["score"] == 5
+
+        # hall.yaml names the management system and its token, as a real hall's does, and is no one
+        # else's to read; so `hallctl doctor --config` checks the running demo whole (the test stands
+        # in for the app PCs: every app client but hall-web's, which the demo runs, connects).
+        config_file = tmp_path / "hall" / "hall.yaml"
+        config = load_config(config_file)
+        assert config.upstream_url == mgmt and config.upstream_token
+        assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
+        web_running = "hall-web pid" in summary["visitor_pages"]
+        stand_ins = [HallClient(c.id, passwords[c.id], host, int(port), "demo", role=c.role, window=c.window)
+                     for c in config.clients if c.role not in ("daemon", "admin") and not (c.id == "web-1" and web_running)]
+        try:
+            for client in stand_ins:
+                client.connect(timeout=10)
+            doctor = subprocess.run([sys.executable, "-m", "hall_controller.cli", "--log-level", "ERROR", "doctor",
+                                     "--config", str(config_file)], capture_output=True, text=True, timeout=60)
+        finally:
+            for client in stand_ins:
+                client.close()
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        assert "✔ 上级系统 / upstream" in doctor.stdout and "✔ 上级系统令牌" in doctor.stdout
+        assert config.upstream_token not in doctor.stdout + doctor.stderr
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
@@ -152,3 +176,26 @@ def test_the_banner_names_the_demo_logins_but_no_pin_a_hall_chose(sample_config)
     assert "8642" not in login_note(changed)
     partly = replace(sample_config, staff=(*changed.staff[:2], *sample_config.staff[2:5]))
     assert login_note(partly) == "工号 1003–1005，PIN 1234（示范数据）"     # only those still on the demo PIN
+
+
+def test_the_demo_writes_its_upstream_into_hall_yaml_privately(tmp_path):
+    """The management-system emulator's URL and token and the emulator's control API go into hall.yaml
+    (the rest of the file and its comments kept); a file others could read is closed to them."""
+    from hall_controller.config import sample_config_text
+    from hall_demo.hall import write_links
+
+    config_file = tmp_path / "hall.yaml"
+    config_file.write_text(sample_config_text().replace("  token: null", "  token: null\n  report_day: 20"),
+                           encoding="utf-8")
+    config_file.chmod(0o644)
+    write_links(config_file, {"url": "http://127.0.0.1:8701", "token": "t0ken-abc"}, "127.0.0.1:8791")
+    config = load_config(config_file)
+    assert (config.upstream_url, config.upstream_token, config.upstream_report_day) == (
+        "http://127.0.0.1:8701", "t0ken-abc", 20)
+    assert config.emulator_control == "127.0.0.1:8791"
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o640        # group-readable stays, others never
+    text = config_file.read_text(encoding="utf-8")
+    assert "upstream:   # hallctl demo" in text and "# MQTT client passwords" in text
+    before = config_file.stat().st_mtime_ns
+    write_links(config_file, {"url": "http://127.0.0.1:8701", "token": "t0ken-abc"}, "127.0.0.1:8791")
+    assert config_file.stat().st_mtime_ns == before                # unchanged: not rewritten

@@ -73,12 +73,12 @@ BROKER_DIR = Owner("root", "mosquitto", 0o750)
 
 
 # ============================================================================ the installed config
-def set_top_level(text: str, key: str, value: Any) -> str:
+def set_top_level(text: str, key: str, value: Any, mark: str = "hallctl install") -> str:
     """`text` with the top-level `key` set to `value` (the rest of the file, comments too, as it was);
-    a line comment marks it as the install's."""
+    a line comment names who set it (`mark`: the install's, or `hallctl demo`)."""
     block = yaml.safe_dump({key: value}, allow_unicode=True, default_flow_style=False, sort_keys=False)
     first, _, rest = block.partition("\n")
-    new = [f"{first}   # hallctl install\n", *(line + "\n" for line in rest.splitlines())]
+    new = [f"{first}   # {mark}\n", *(line + "\n" for line in rest.splitlines())]
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if re.match(rf"{re.escape(key)}\s*:", line)), None)
     if start is None:
