@@ -129,6 +129,7 @@ def test_hall_pc_tree_modes_and_config(hall_root: tuple[Path, str]) -> None:
         paths.credentials: ("root", "hall", 0o640),
         paths.client_passwords: ("root", "root", 0o600),
         paths.daemon_password: ("root", "root", 0o600),
+        paths.web_password: ("root", "root", 0o600),
         paths.tls / "ca.key": ("root", "root", 0o600),
         paths.tls / "ca.crt": ("root", "root", 0o644),
         paths.state: ("hall", "hall", 0o750),
@@ -142,7 +143,7 @@ def test_hall_pc_tree_modes_and_config(hall_root: tuple[Path, str]) -> None:
         paths.mosquitto_conf: ("root", "root", 0o644),
         paths.nftables: ("root", "root", 0o644),
         **{paths.units / name: ("root", "root", 0o644)
-           for name in ("hall-daemon.service", "hall-backup.service", "hall-backup.timer")},
+           for name in ("hall-daemon.service", "hall-web.service", "hall-backup.service", "hall-backup.timer")},
     }
     for path, (user, group, want) in expected.items():
         assert path.exists(), path
@@ -174,6 +175,15 @@ def test_hall_pc_tree_modes_and_config(hall_root: tuple[Path, str]) -> None:
     for line in ("Type=notify", "WatchdogSec=30", "Restart=always", "User=hall", "ProtectSystem=strict",
                  "ReadWritePaths=/var/lib/hall", "PrivateTmp=yes", "NoNewPrivileges=yes", "SupplementaryGroups=dialout lp"):
         assert f"\n{line}\n" in unit, line
+    # the phone page: on the LAN, its QR codes naming the first --host; its password handed over by systemd
+    assert config.web_listen == "0.0.0.0:8080" and config.web_public_url == "http://hall-pc:8080"
+    assert paths.web_password.read_text() == passwords["web-1"] + "\n"
+    web = (paths.units / "hall-web.service").read_text()
+    assert (f"ExecStart={Path(sys.executable).parent}/hall-web --config /etc/hall/hall.yaml --client web-1 "
+            "--password-file %d/mqtt-password\n") in web
+    for line in ("LoadCredential=mqtt-password:/etc/hall/web-password", "DynamicUser=yes", "SupplementaryGroups=hall",
+                 "ProtectSystem=strict", "NoNewPrivileges=yes", "Restart=always"):
+        assert f"\n{line}\n" in web, line
     backup = (paths.units / "hall-backup.service").read_text()
     assert "hallctl backup --config /etc/hall/hall.yaml --dir /var/lib/hall/backups --keep 14\n" in backup
     assert "OnCalendar=*-*-* 02:30\nPersistent=true\n" in (paths.units / "hall-backup.timer").read_text()
@@ -188,7 +198,8 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path, capsys: Any) -> None:
     hall = tmp_path / "hall"
     install(hall, "--config", str(serial_config(tmp_path)), capsys=capsys)
     units = sorted((hall / "etc/systemd/system").iterdir())
-    assert [u.name for u in units] == ["hall-backup.service", "hall-backup.timer", "hall-daemon.service"]
+    assert [u.name for u in units] == ["hall-backup.service", "hall-backup.timer", "hall-daemon.service",
+                                      "hall-web.service"]
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     app = tmp_path / "app"
     install(app, "--app", "kiosk", "--client", "kiosk-1", "--server", "hall-pc", "--hall", "demo",
@@ -271,7 +282,7 @@ def test_uninstall_removes_services_and_keeps_data(hall_root: tuple[Path, str], 
     assert not any(paths.units.iterdir())
     assert not paths.mosquitto_conf.exists() and not paths.mosquitto_files.exists() and not paths.nftables.exists()
     assert {p: p.read_bytes() for p in kept} == kept
-    assert "systemctl disable --now hall-daemon.service hall-backup.service hall-backup.timer" in out
+    assert "systemctl disable --now hall-daemon.service hall-web.service hall-backup.service hall-backup.timer" in out
     assert str(paths.etc) in out and str(paths.state) in out
 
 
@@ -463,7 +474,7 @@ def test_live_install_runs_the_system_steps_in_order(tmp_path: Path, monkeypatch
         "systemctl daemon-reload",
         "systemctl restart mosquitto.service",
         "systemctl try-restart hall-daemon.service",
-        "systemctl enable --now mosquitto.service hall-daemon.service hall-backup.timer",
+        "systemctl enable --now mosquitto.service hall-daemon.service hall-web.service hall-backup.timer",
         "systemctl enable nftables.service",
         "systemctl restart nftables.service"]
     assert (root / "etc/mosquitto/mosquitto.conf").read_text().endswith("\ninclude_dir /etc/mosquitto/conf.d\n")
@@ -472,5 +483,5 @@ def test_live_install_runs_the_system_steps_in_order(tmp_path: Path, monkeypatch
     assert install_hall(Installer(root, live=True, out=lines.append), options) == 0
     assert ran() == ["apt-get install -y -q --no-install-recommends mosquitto nftables",   # dpkg-query says none
                      *user,                                                           # nor is there a hall user
-                     "systemctl enable --now mosquitto.service hall-daemon.service hall-backup.timer",
+                     "systemctl enable --now mosquitto.service hall-daemon.service hall-web.service hall-backup.timer",
                      "systemctl enable nftables.service"]

@@ -44,7 +44,7 @@ from .installer import (
     template,
     why_not_live,
 )
-from .paths import CONFIG, DAEMON_PASSWORD, ETC, STATE, HallPaths
+from .paths import CONFIG, DAEMON_PASSWORD, ETC, STATE, WEB_PASSWORD, HallPaths
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,13 @@ METRICS_LISTEN = "0.0.0.0:9108"        # the staff LAN's Prometheus scrapes it; 
 BROKER_PLAIN_PORT = 1883
 BROKER_TLS_PORT = 8883
 WEB_PORT = 8080                        # the phone page's port (DESIGN §10), opened to the visitor LAN
+WEB_LISTEN = f"0.0.0.0:{WEB_PORT}"
+WEB_CLIENT = "web-1"                   # hall-web's MQTT client (role web; the sample config has it)
 BACKUP_KEEP = 14
 
-# The hall PC's units (templates/<name>) and what is enabled, in that order. PLACEHOLDER: the phone
-# page's `hall-web.service` (DESIGN §10) joins both lists, with its template, when hall-web lands.
-HALL_UNITS = ("hall-daemon.service", "hall-backup.service", "hall-backup.timer")
-HALL_ENABLE = ("mosquitto.service", "hall-daemon.service", "hall-backup.timer")
+# The hall PC's units (templates/<name>) and what is enabled, in that order.
+HALL_UNITS = ("hall-daemon.service", "hall-web.service", "hall-backup.service", "hall-backup.timer")
+HALL_ENABLE = ("mosquitto.service", "hall-daemon.service", "hall-web.service", "hall-backup.timer")
 APP_UNITS = ("hall-app.service",)
 HALL_PACKAGES = ("mosquitto",)
 FIREWALL_PACKAGES = ("nftables",)
@@ -91,9 +92,10 @@ def set_top_level(text: str, key: str, value: Any, mark: str = "hallctl install"
     return "".join([*lines[:start], *new, *lines[end:]])
 
 
-def layout_settings(raw: dict[str, Any]) -> dict[str, Any]:
+def layout_settings(raw: dict[str, Any], public_host: str = "") -> dict[str, Any]:
     """The config keys the installed layout fixes: database (when SQLite), credentials, secret, broker,
-    and the metrics port (when this version of the config has one)."""
+    the metrics port (when this version of the config has one) and the phone page (`web`: on the LAN,
+    its QR codes naming `public_host`, when the config left them at the demo's loopback)."""
     settings: dict[str, Any] = {}
     database = raw.get("database", "sqlite:///hall.db")
     if isinstance(database, str) and database.startswith("sqlite"):
@@ -105,10 +107,25 @@ def layout_settings(raw: dict[str, Any]) -> dict[str, Any]:
         listen = (raw.get("monitoring") or {}).get("listen") if isinstance(raw.get("monitoring"), dict) else None
         if not isinstance(listen, str) or listen.rsplit(":", 1)[-1] == "0":
             settings["monitoring"] = {"listen": METRICS_LISTEN}
+    web = raw.get("web") if isinstance(raw.get("web"), dict) else None
+    if web is not None and _on_loopback(web.get("listen")):
+        settings["web"] = {**web, "listen": WEB_LISTEN,
+                           "public_url": web.get("public_url") or f"http://{public_host or 'localhost'}:{WEB_PORT}"}
     return settings
 
 
-def installed_config_text(source: str, paths: HallPaths) -> tuple[str, HallConfig, dict[str, Any]]:
+def _on_loopback(listen: Any) -> bool:
+    """A `HOST:PORT` that only this PC reaches (the sample's 127.0.0.1:8080), or none."""
+    if not isinstance(listen, str):
+        return True
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def installed_config_text(source: str, paths: HallPaths, public_host: str = "") -> tuple[str, HallConfig, dict[str, Any]]:
     """The config as installed: `source` with the layout's keys set; (text, config, what was set).
     ConfigError when the result is not a valid hall config (nothing has been written then)."""
     try:
@@ -117,7 +134,7 @@ def installed_config_text(source: str, paths: HallPaths) -> tuple[str, HallConfi
         raise ConfigError(CONFIG, [("(file)", f"not valid YAML: {exc}")]) from exc
     if not isinstance(raw, dict):
         raise ConfigError(CONFIG, [("(top level)", "must be a mapping")])
-    settings = layout_settings(raw)
+    settings = layout_settings(raw, public_host)
     text = source
     changed = {}
     for key, value in settings.items():
@@ -167,6 +184,7 @@ def hall_units(config: HallConfig, hallctl: Path) -> dict[str, str]:
     allow, groups = device_access(config)
     values = {"hallctl": str(hallctl), "config": CONFIG, "etc": ETC, "state": STATE,
               "backups": f"{STATE}/backups", "keep": BACKUP_KEEP, "daemon_password": DAEMON_PASSWORD,
+              "hall_web": str(hallctl.with_name("hall-web")), "web_client": WEB_CLIENT, "web_password": WEB_PASSWORD,
               "groups": " ".join(groups), "device_allow": "".join(line + "\n" for line in allow)}
     return {name: Template(template(name)).substitute(values) for name in HALL_UNITS}
 
@@ -213,7 +231,8 @@ def _config_source(inst: Installer, options: HallOptions) -> str:
 def write_config(inst: Installer, options: HallOptions) -> HallConfig:
     """/etc/hall/hall.yaml: --config, else the installed one, else the sample; with the layout's keys."""
     paths = inst.paths
-    text, config, changed = installed_config_text(_config_source(inst, options), paths)
+    public_host = next((h for h in options.hosts if h != "localhost"), "") or socket.gethostname()
+    text, config, changed = installed_config_text(_config_source(inst, options), paths, public_host)
     for key, value in changed.items():
         inst.say("配置 config:", f"{key}: {json.dumps(value, ensure_ascii=False)}")
     inst.directory(paths.etc, CONFIG_DIR)
@@ -243,7 +262,8 @@ def prepare_state(inst: Installer, config: HallConfig) -> None:
     load_or_create_secret(local.secret_path)
     if not existed:
         inst.say("创建 made", local.secret_path)
-    made = provision_clients(local, [*local.clients, ClientConfig(DAEMON_CLIENT_ID, "daemon")])
+    web = [] if any(c.id == WEB_CLIENT for c in local.clients) else [ClientConfig(WEB_CLIENT, "web")]
+    made = provision_clients(local, [*local.clients, ClientConfig(DAEMON_CLIENT_ID, "daemon"), *web])
     if made:
         inst.say("密码 passwords:", f"{', '.join(made)} → {passwords_path(local)}")
     upgrade(local.database)
@@ -251,6 +271,7 @@ def prepare_state(inst: Installer, config: HallConfig) -> None:
     inst.fix(Path(local.credentials_path), CONFIG_FILE)
     inst.fix(passwords_path(local), ROOT_ONLY)
     inst.file(paths.daemon_password, f"{client_password(local, DAEMON_CLIENT_ID)}\n", ROOT_ONLY)
+    inst.file(paths.web_password, f"{client_password(local, WEB_CLIENT)}\n", ROOT_ONLY)
     for path in sorted(paths.state.rglob("*")):
         if not path.is_symlink():
             inst.fix(path, STATE_DIR if path.is_dir() else Owner(USER, USER, path.stat().st_mode & 0o750))

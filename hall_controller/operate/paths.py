@@ -18,6 +18,7 @@ APP_PASSWORD = f"{ETC}/app-password"
 APP_CA = f"{ETC}/tls/ca.crt"
 CLIENT_PASSWORDS = f"{ETC}/client-passwords.yaml"
 DAEMON_PASSWORD = f"{ETC}/daemon-password"
+WEB_PASSWORD = f"{ETC}/web-password"   # hall-web's MQTT password, handed over by systemd like the daemon's
 SESSION_SCRIPT = "/usr/local/lib/hall/hall-session"
 
 
@@ -62,6 +63,10 @@ class HallPaths:
         """The daemon's own MQTT password (its line of client-passwords.yaml), root only: systemd hands
         the daemon a copy (`LoadCredential=mqtt-password:…`)."""
         return self.at(DAEMON_PASSWORD)
+
+    @property
+    def web_password(self) -> Path:
+        return self.at(WEB_PASSWORD)
 
     @property
     def runtime_link(self) -> Path:
