@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable
@@ -149,6 +150,18 @@ def options_from_args(args: argparse.Namespace) -> Options:
                    args.lookup_rate, args.lookup_burst, args.max_streams_per_address)
 
 
+def raise_open_files() -> int:
+    """Every open page holds a socket: take the hard limit on open files, not the soft 1024 a service
+    usually starts with (2,000 pages need more). Returns the limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("hall-web: open files stay limited to %d (%s)", soft, exc)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def hours_of(config: HallConfig | None) -> Callable[[datetime], str] | None:
     """Today's opening hours from the config, for when the daemon does not say (`hall_page`)."""
     if config is None:
@@ -159,6 +172,7 @@ def hours_of(config: HallConfig | None) -> Callable[[datetime], str] | None:
 async def serve(options: Options, *, clock: Clock | None = None, stop: asyncio.Event | None = None,
                 on_ready: Callable[[str], None] | None = None) -> int:
     """Connect to the hall, serve until `stop` (or SIGTERM/SIGINT), then leave cleanly."""
+    log.info("hall-web: up to %d open files (each open page holds one)", raise_open_files())
     bus = HallClient(options.client_id, options.password, options.host, options.port, options.hall_id,
                      role="web", events=list(EVENTS), reconnect_max_delay=3.0)
     loop = asyncio.get_running_loop()

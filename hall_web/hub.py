@@ -39,6 +39,9 @@ REQUEST_TIMEOUT = 5.0
 IDLE_ENTRY_SECONDS = 120.0       # an entry no page streams nor polled for this long is dropped
 HALL_PAGE_REFRESH = 300.0        # today's hours are re-read this often (and after a day reset)
 REFRESH_WORKERS = 8
+# Events come in bursts (one command: finished, closed, the next called) and the pages' pushes go out
+# first: the daemon is asked again this long after the first event of a burst.
+REFRESH_DELAY = 0.1
 RECENT = 5
 
 # Events that change what some ticket page shows. ticket_issued only matters when the new ticket can
@@ -78,20 +81,40 @@ class Refused(Exception):
         self.code, self.message = code, message
 
 
+MAX_UNSENT = 256 * 1024    # a page that leaves this much unread is cut off (it reconnects to the current state)
+
+
 class Stream:
-    """One open SSE connection (or anything else that wants to be woken on a change)."""
+    """One open SSE connection: messages are written straight to its socket as HTTP/1.1 chunks, from
+    the loop that makes them — no task per page to wake, so a push to 2,000 pages is 2,000 writes."""
 
-    __slots__ = ("wake",)
+    __slots__ = ("transport", "done")
 
-    def __init__(self) -> None:
-        self.wake = asyncio.Event()
+    def __init__(self, transport: Any, done: asyncio.Future[None]) -> None:
+        self.transport = transport
+        self.done = done             # set when the stream ends (the page is cut off, the server stops)
+
+    def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.done.done():
+            return
+        if transport.get_write_buffer_size() > MAX_UNSENT:
+            log.info("a page stopped reading: its stream is closed")
+            self.end()
+            transport.close()
+            return
+        transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def end(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class Entry:
     """One token's ticket as the pages show it."""
 
     __slots__ = ("token", "reply", "number", "service", "seq", "version", "view", "message", "streams",
-                 "touched", "expired", "recalls", "queued", "running", "again", "_ping")
+                 "touched", "expired", "recalls", "queued", "running", "again")
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -107,7 +130,6 @@ class Entry:
         self.expired = False
         self.recalls = 0
         self.queued = self.running = self.again = False
-        self._ping: tuple[int, bytes] = (-1, b"")
 
 
 class Hub:
@@ -115,7 +137,8 @@ class Hub:
 
     def __init__(self, bus: Bus, clock: Clock, *, hall_name: str = "", timezone: str | None = None,
                  hours: Callable[[datetime], str] | None = None, workers: int = REFRESH_WORKERS,
-                 heartbeat: float = HEARTBEAT_SECONDS, request_timeout: float = REQUEST_TIMEOUT) -> None:
+                 heartbeat: float = HEARTBEAT_SECONDS, request_timeout: float = REQUEST_TIMEOUT,
+                 refresh_delay: float = REFRESH_DELAY) -> None:
         self.bus, self.clock = bus, clock
         self.boot = secrets.token_hex(3)        # event ids of this process: `{boot}.{version}`
         self.hall_name = hall_name
@@ -130,6 +153,9 @@ class Hub:
         self._lookups: dict[str, asyncio.Future[Entry | None]] = {}
         self._window_services: dict[int, tuple[str, ...]] = {}
         self._queue: asyncio.Queue[Entry] = asyncio.Queue()
+        self._marked: list[Entry] = []
+        self._flush: asyncio.TimerHandle | None = None
+        self.refresh_delay = refresh_delay
         self._workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers + 4, thread_name_prefix="hall-web-bus")
         self._tasks: list[asyncio.Task[Any]] = []
@@ -138,7 +164,6 @@ class Hub:
         self._back_online: Callable[[], Any] | None = None
         self.online = False
         self.confirmed: datetime | None = None     # when the cached state was last known current
-        self.ping_gen = 0
         self._ping_data = b'{"online":false,"updated":""}'
         self._last_ping = time.monotonic()
         # the hall page
@@ -283,7 +308,9 @@ class Hub:
         entry.version += 1
         entry.message = self._message(entry)
         self._drop(entry)
-        self._notify(entry.streams)
+        self._send(entry.streams, entry.message)
+        for stream in entry.streams:
+            stream.end()
 
     def _drop(self, entry: Entry) -> None:
         if self.entries.get(entry.token) is entry:
@@ -297,7 +324,7 @@ class Hub:
                                       recalls=entry.recalls)
         entry.version += 1
         entry.message = self._message(entry)
-        self._notify(entry.streams)
+        self._send(entry.streams, entry.message)
 
     def _message(self, entry: Entry) -> bytes:
         return b"id: %s.%d\nevent: state\ndata: %s\n\n" % (self.boot.encode(), entry.version,
@@ -308,18 +335,12 @@ class Hub:
 
     def ping_message(self, entry: Entry | None) -> bytes:
         """The heartbeat: a comment for proxies, and a `ping` event the page's watchdog sees."""
-        if entry is None:
-            return b": heartbeat\nid: %s\nevent: ping\ndata: %s\n\n" % (self.event_id(None).encode(), self._ping_data)
-        gen, cached = entry._ping
-        if gen != self.ping_gen:
-            cached = b": heartbeat\nid: %s\nevent: ping\ndata: %s\n\n" % (self.event_id(entry).encode(),
-                                                                         self._ping_data)
-            entry._ping = (self.ping_gen, cached)
-        return cached
+        return b": heartbeat\nid: %s\nevent: ping\ndata: %s\n\n" % (self.event_id(entry).encode(), self._ping_data)
 
-    def _notify(self, streams: set[Stream]) -> None:
-        for stream in streams:
-            stream.wake.set()
+    @staticmethod
+    def _send(streams: set[Stream], message: bytes) -> None:
+        for stream in list(streams):
+            stream.send(message)
 
     def _mark(self, entry: Entry) -> None:
         """Ask the daemon for this ticket again, once, however many events asked for it meanwhile."""
@@ -329,7 +350,15 @@ class Hub:
             entry.again = True
             return
         entry.queued = True
-        self._queue.put_nowait(entry)
+        self._marked.append(entry)
+        if self._flush is None and self._loop is not None:
+            self._flush = self._loop.call_later(self.refresh_delay, self._enqueue_marked)
+
+    def _enqueue_marked(self) -> None:
+        self._flush = None
+        marked, self._marked = self._marked, []
+        for entry in marked:
+            self._queue.put_nowait(entry)
 
     async def _refresher(self) -> None:
         while True:
@@ -382,14 +411,21 @@ class Hub:
             touched |= self._by_service.get(code, set())
         own = self._by_number.get(number, set()) if isinstance(number, str) else set()
         seq = event.get("seq") if isinstance(event.get("seq"), int) else None
-        for entry in touched | own:
-            changed = False
-            if entry in own:
-                changed = self._apply_own(entry, kind, ticket, window, seq)
-            if kind == "ticket_called" and isinstance(number, str) and entry.service == service:
-                changed = _add_call(entry.reply, number, window, event.get("ts")) or changed
-            if changed:
+        called = kind == "ticket_called" and isinstance(number, str)
+        for entry in own:                   # the visitor it is about first: 请到N号窗口 before the others
+            if called and entry.service == service:
+                _add_call(entry.reply, number, window, event.get("ts"))
+            if self._apply_own(entry, kind, ticket, window, seq) or called:
                 self._publish(entry)
+            self._mark(entry)
+        for entry in touched - own:
+            if called and entry.service == service and entry.view and not entry.expired:
+                # only its recent calls change: patch the view rather than build it again
+                _add_call(entry.reply, number, window, event.get("ts"))
+                entry.view = view.with_calls(entry.view, entry.reply["recent_calls"])
+                entry.version += 1
+                entry.message = self._message(entry)
+                self._send(entry.streams, entry.message)
             self._mark(entry)
 
     def _apply_own(self, entry: Entry, kind: Any, ticket: dict[str, Any], window: int | None,
@@ -461,7 +497,7 @@ class Hub:
         self.hall_version += 1
         self.hall_message = b"id: %s\nevent: state\ndata: %s\n\n" % (self.event_id(None).encode(),
                                                                     orjson.dumps(self.hall_json))
-        self._notify(self.hall_streams)
+        self._send(self.hall_streams, self.hall_message)
 
     async def _read_hall_page(self) -> None:
         """The hall's name and today's hours (`hall_page`); the config's when the daemon cannot say."""
@@ -504,11 +540,11 @@ class Hub:
         """Say to every page that the state is still current (or that it is not)."""
         if self.online:
             self.confirmed = self.clock.now()
-        self.ping_gen += 1
         self._ping_data = orjson.dumps({"online": self.online, "updated": self._updated() if self.online else ""})
-        self._notify(self.hall_streams)
+        self._send(self.hall_streams, self.ping_message(None))
         for entry in self.entries.values():
-            self._notify(entry.streams)
+            if entry.streams:
+                self._send(entry.streams, self.ping_message(entry))
 
     def stats(self) -> dict[str, Any]:
         return {"online": self.online, "entries": len(self.entries),

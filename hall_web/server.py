@@ -177,49 +177,40 @@ async def ticket_events(request: web.Request) -> web.StreamResponse:
     entry = await _entry(request, as_json=True)
     if isinstance(entry, web.Response):
         return entry
-    hub = request.app[HUB]
-    return await _stream(request, entry.streams, lambda: (entry.version, entry.message),
-                         lambda: hub.ping_message(entry), lambda: entry.expired)
+    return await _stream(request, entry.streams, lambda: (entry.version, entry.message), lambda: entry.expired)
 
 
 async def hall_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
-    return await _stream(request, hub.hall_streams, lambda: (hub.hall_version, hub.hall_message),
-                         lambda: hub.ping_message(None), lambda: False)
+    return await _stream(request, hub.hall_streams, lambda: (hub.hall_version, hub.hall_message), lambda: False)
 
 
 async def _stream(request: web.Request, streams: set[Stream], current: Callable[[], tuple[int, bytes]],
-                  ping: Callable[[], bytes], finished: Callable[[], bool]) -> web.StreamResponse:
+                  finished: Callable[[], bool]) -> web.StreamResponse:
     """Send the current state at once (a resumed stream too: Last-Event-ID changes nothing but that the
-    page has seen an older state), then every change and heartbeat until the page goes."""
-    hub, settings = request.app[HUB], request.app[SETTINGS]
+    page has seen an older state), then hand the socket to the hub, which writes every change and
+    heartbeat to it, until the page goes (aiohttp cancels this handler) or the stream is ended."""
+    settings = request.app[SETTINGS]
     address = request.remote or "?"
     if settings.streams_by_address[address] >= settings.max_streams_per_address or settings.closing:
         return _refused(429, True)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
         "X-Accel-Buffering": "no", "X-Content-Type-Options": "nosniff"})
-    stream = Stream()
+    response.enable_chunked_encoding()      # the hub frames its writes as chunks (hub.Stream)
+    stream = Stream(request.transport, asyncio.get_running_loop().create_future())
     settings.streams_by_address[address] += 1
-    streams.add(stream)
     settings.open_streams.add(stream)
     try:
         await response.prepare(request)
         version, message = current()
-        await response.write(b"retry: %d\n\n" % RETRY_MS + message)
-        pinged = hub.ping_gen
-        while not finished() and not settings.closing:
-            await stream.wake.wait()
-            stream.wake.clear()
-            chunk = b""
-            now_version, message = current()
-            if now_version != version:
-                version, chunk = now_version, message
-            if hub.ping_gen != pinged:
-                pinged = hub.ping_gen
-                chunk += ping()
-            if chunk:
-                await response.write(chunk)
+        await response.write(b"retry: %d\n\n" % RETRY_MS + message)   # the headers go out with it
+        while current()[0] != version:       # changed while that was written
+            version, message = current()
+            await response.write(message)
+        if not finished():
+            streams.add(stream)              # from here on the hub writes to the socket itself
+            await stream.done
     except (ConnectionResetError, asyncio.CancelledError):
         pass        # the page went away
     finally:
@@ -327,7 +318,7 @@ async def _close_streams(app: web.Application) -> None:
     settings = app[SETTINGS]
     settings.closing = True
     for stream in list(settings.open_streams):
-        stream.wake.set()
+        stream.end()
     with contextlib.suppress(asyncio.TimeoutError):
         async with asyncio.timeout(2.0):
             while settings.open_streams:

@@ -131,7 +131,9 @@ def test_a_page_recovers_through_a_daemon_crash_and_a_hall_web_restart(tmp_path:
         # the phone sleeps through the end of the visit; awake, one poll and one push show the truth
         page.stopped = True
         window.request("finish")
-        wait_until(lambda: json.loads(web.get(f"/t/{token}/state")[1])["status"] == "finished", 10, "the poll")
+        polled = wait_until(lambda: (s := json.loads(web.get(f"/t/{token}/state")[1]))["status"] == "finished"
+                            and s["show"]["rate"] and s, 10, "the poll")
+        assert polled["text"]["status"] == "已办结"
         awake = EventSourceClient(f"{web.url}/t/{token}/events")
         awake.last_id = page.last_id
         first = awake.wait_for(lambda s: True, "the first push")
