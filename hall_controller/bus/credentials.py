@@ -14,7 +14,6 @@ import hmac
 import logging
 import os
 import secrets
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from ..files import atomic_replace
 from .topics import ROLES, WINDOW_ROLES, check_segment
 
 log = logging.getLogger(__name__)
@@ -44,29 +44,13 @@ def write_private(path: Path, text: str) -> None:
     A file that exists keeps its owner, group and group-read bit (never more than 0640): an installed
     hall's credential store is root:hall 0640 so that the daemon can read what `hallctl client add`,
     run as root, rewrites."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        before = path.stat()
+        before: os.stat_result | None = path.stat()
     except OSError:
         before = None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o600)
-            if before is not None:
-                _keep_ownership(fh.fileno(), before)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with atomic_replace(path, mode=0o600,
+                        prepare=(lambda fd: _keep_ownership(fd, before)) if before is not None else None) as fh:
+        fh.write(text.encode("utf-8"))
 
 
 def _keep_ownership(fd: int, before: os.stat_result) -> None:

@@ -54,6 +54,7 @@ from .. import __version__
 from ..clock import Clock
 from ..config import HallConfig, load_config
 from ..daemon import read_runtime
+from ..files import atomic_replace, fsync_dir
 from ..setup_hall import passwords_path
 from ..store import MIGRATIONS, make_engine, upgrade
 
@@ -185,14 +186,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_in(source: Path, staged: Path, what: str) -> None:
     try:
         staged.write_bytes(source.read_bytes())
@@ -204,23 +197,13 @@ def _copy_in(source: Path, staged: Path, what: str) -> None:
 
 def _write_archive(out: Path, manifest: dict[str, Any], staged: dict[str, Path]) -> None:
     """The archive at `out`, 0600, whole or not at all (temporary name, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     mtime = int(datetime.fromisoformat(manifest["created_at"]).timestamp())
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w:gz", compresslevel=6) as tar:
-                body = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
-                tar.addfile(_tarinfo(MANIFEST, len(body), mtime), io.BytesIO(body))
-                for name, path in staged.items():
-                    with path.open("rb") as member:
-                        tar.addfile(_tarinfo(name, path.stat().st_size, mtime), member)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(out.parent)
+    with atomic_replace(out, mode=0o600) as fh, tarfile.open(fileobj=fh, mode="w:gz", compresslevel=6) as tar:
+        body = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
+        tar.addfile(_tarinfo(MANIFEST, len(body), mtime), io.BytesIO(body))
+        for name, path in staged.items():
+            with path.open("rb") as member:
+                tar.addfile(_tarinfo(name, path.stat().st_size, mtime), member)
 
 
 def _tarinfo(name: str, size: int, mtime: int) -> tarfile.TarInfo:
@@ -448,19 +431,13 @@ def _side_files_to_owner(database: Path) -> None:
 def _replace_small(target: Path, data: bytes) -> None:
     """`target` replaced by `data` atomically, keeping its owner and mode (0600 when new)."""
     like = target.stat() if target.exists() else None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _take_owner(Path(tmp), like, stat.S_IMODE(like.st_mode) if like else 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
+
+    def same_owner(fd: int) -> None:
+        if like is not None and os.geteuid() == 0:
+            os.fchown(fd, like.st_uid, like.st_gid)
+
+    with atomic_replace(target, mode=stat.S_IMODE(like.st_mode) if like else 0o600, prepare=same_owner) as fh:
+        fh.write(data)
 
 
 def _swap_sqlite(staged: Path, target: Path, stamp: str) -> Path | None:
@@ -481,7 +458,7 @@ def _swap_sqlite(staged: Path, target: Path, stamp: str) -> Path | None:
             else:
                 stale.unlink()
     os.replace(staged, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return aside
 
 

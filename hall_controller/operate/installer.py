@@ -23,12 +23,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..files import atomic_replace
 from .paths import HallPaths
 
 log = logging.getLogger(__name__)
@@ -189,19 +189,8 @@ class Installer:
         self._did(path, "写入 wrote", str(owner))
         if self.dry_run:
             return True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, owner.mode)
-            self._set_owner(path, owner, fd)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(raw)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_replace(path, mode=owner.mode, prepare=lambda fd: self._set_owner(path, owner, fd)) as fh:
+            fh.write(raw)
         return True
 
     def fix(self, path: Path, owner: Owner, *, quiet: bool = False) -> bool:
