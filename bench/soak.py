@@ -1,4 +1,4 @@
-"""Soak: the four Qt apps under Xvfb next to a working hall, for minutes or hours.
+"""Soak: the four Qt apps under Xvfb next to a working hall, for minutes or hours (hall-web too).
 
 The hall is `hallctl demo`'s (`DemoHall`: the daemon with its embedded broker, SQLite, the device
 emulator child, the management-system emulator) with the four apps as real processes — hall-kiosk,
@@ -10,7 +10,8 @@ the next call finishes the visit), windows 2 and 4 from window clients (call, re
 finish), every finished visit rated 2 s after the tablet was asked (window 1's tablet app shows the
 rating screen meanwhile), and an elderly card put on kiosk-1's reader and taken off every 45 s.
 
-Every 5 s each app's RSS is sampled. At the end the apps are stopped as `hallctl demo` stops them
+hall-web (the visitors' phone pages, which the demo starts) is watched like an app, with 10 hall pages
+open on it by SSE all along. Every 5 s each app's RSS is sampled. At the end the apps are stopped as `hallctl demo` stops them
 (SIGTERM), and each is reported: alive (never exited before the stop), errors logged (ERROR,
 CRITICAL, Traceback, "Fatal Python error" lines in its log), its exit code at the stop (a binding that
 leaked references to None aborts there if it did not abort before), RSS at start, end and peak.
@@ -49,7 +50,7 @@ from hall_controller.bus.client import BusError, CommandError, HallClient  # noq
 from hall_controller.clock import SystemClock  # noqa: E402
 from hall_controller.logsetup import LOG_FORMAT  # noqa: E402
 from hall_demo.apps import APP_NAMES  # noqa: E402
-from hall_demo.hall import DemoHall, prepare_demo_dir  # noqa: E402
+from hall_demo.hall import WEB, DemoHall, prepare_demo_dir  # noqa: E402
 from hall_demo.supervise import RestartPolicy  # noqa: E402
 
 log = logging.getLogger("soak")
@@ -333,7 +334,7 @@ class SoakResult:
 
     @property
     def ok(self) -> bool:
-        return all(a.ok for a in self.apps.values()) and len(self.apps) == len(APP_NAMES)
+        return all(a.ok for a in self.apps.values()) and len(self.apps) == len(APP_NAMES) + 1   # + hall-web
 
     def table(self) -> str:
         c = self.counts
@@ -429,6 +430,24 @@ def _sample(apps: dict[str, AppReport], demo: DemoHall, elapsed: float, say: Any
         a.samples += 1
 
 
+def _phone_pages(demo: DemoHall, count: int) -> None:
+    """`count` phones on the hall page (`/events`, SSE), read by daemon threads until the process ends."""
+    assert demo.web_address is not None
+    url = f"http://{demo.web_address[0]}:{demo.web_address[1]}/events"
+
+    def page() -> None:
+        for _ in range(100):                # hall-web may still be starting, or restarting
+            try:
+                with urllib.request.urlopen(url, timeout=60) as resp:
+                    for _line in resp:
+                        pass
+            except OSError:
+                time.sleep(1)
+
+    for _ in range(count):
+        threading.Thread(target=page, daemon=True).start()
+
+
 def _progress(elapsed: float, counts: Counts, apps: dict[str, AppReport]) -> str:
     dead = [a.name for a in apps.values() if not a.alive]
     return (f"{elapsed / 60:.0f} min: {counts.calls} calls, {counts.ratings} ratings; RSS MiB "
@@ -462,14 +481,15 @@ def run_soak(minutes: float, directory: Path, *, offscreen: bool = False, screen
     try:
         demo.start()
         assert demo.apps == list(APP_NAMES), f"apps not started: {demo.apps}"
-        apps = {name: AppReport(name, demo.supervisor.pid(name)) for name in demo.apps}
+        apps = {name: AppReport(name, demo.supervisor.pid(name)) for name in [*demo.apps, WEB]}
+        _phone_pages(demo, 10)
         driver = Driver(demo, passwords, step=step)
         driver.start()
         started = time.monotonic()
         end, shot_at, next_minute = started + minutes * 60, started + min(minutes * 30, 600), started + 60
         while (now := time.monotonic()) < end:
             if xvfb is not None and now - started < 120:       # windows map at their own pace
-                tile_windows(xvfb.display, {a.pid: TILES[a.name] for a in apps.values() if a.pid})
+                tile_windows(xvfb.display, {a.pid: TILES[a.name] for a in apps.values() if a.pid and a.name in TILES})
             _sample(apps, demo, now - started, say)
             if screenshot is not None and xvfb is not None and shot is None and now >= shot_at:
                 shot = _screenshot(xvfb, screenshot)

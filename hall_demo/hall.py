@@ -320,7 +320,7 @@ class DemoHall:
     def stop(self) -> dict[str, int | None]:
         """Stop everything; returns the apps' exit codes (0 after a clean stop)."""
         codes = self.supervisor.stop(self.apps)   # before the broker goes: the apps leave their offline status
-        self.supervisor.stop([WEB])
+        codes.update(self.supervisor.stop([WEB]))
         if self.daemon is not None:
             self.daemon.stop()
         self.supervisor.stop()
