@@ -1,11 +1,13 @@
 """`hall-web`: the visitor's phone page server (DESIGN §10).
 
     hall-web --config hall.yaml [--client web-1] [--listen HOST:PORT]
-    hall-web --mqtt-url mqtt://web-1@HOST:PORT --hall demo --password-file FILE [--listen HOST:PORT]
+    hall-web --mqtt-url mqtts://web-1@HOST:8883 --ca ca.crt --hall demo --password-file FILE [--listen …]
 
-With --config the password comes from the hall's client-passwords file (or --password-file), the
-broker and `web.listen` from the config; --mqtt-url HOST:PORT moves the broker (the demo's free
-port). `--listen …:0` takes a free port. It prints and logs the URL it serves and then `ready`.
+The password comes from --password-file, else the credential systemd hands the service
+(`LoadCredential=mqtt-password`), else (with --config) the hall's client-passwords file — never from
+the command line. The broker (mqtt.url with mqtt.ca, or mqtt.listen) and `web.listen` come from the
+config; --mqtt-url HOST:PORT moves the broker (the demo's free port). `--listen …:0` takes a free
+port. It prints and logs the URL it serves, then `ready`.
 """
 
 from __future__ import annotations
@@ -18,15 +20,22 @@ import resource
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import yaml
 from aiohttp import web
 
 from hall_controller.bus.client import AuthenticationFailed, BusUnavailable, HallClient
+from hall_controller.bus.tls import TlsSetupError, client_context
+from hall_controller.bus.url import (
+    MqttEndpoint,
+    MqttUrlError,
+    config_endpoint,
+    parse_mqtt_url,
+    password_from_files,
+)
 from hall_controller.clock import Clock, SystemClock
 from hall_controller.config import ConfigError, HallConfig, load_config
 from hall_controller.logsetup import setup_logging
@@ -49,12 +58,14 @@ class UsageError(ValueError):
 @dataclass(frozen=True)
 class Options:
     client_id: str
-    password: str
+    password: str = field(repr=False)
     host: str
     port: int
     hall_id: str
     listen: tuple[str, int]
     config: HallConfig | None = None
+    tls: bool = False
+    ca: str | None = None
     lookup_rate: float = 20.0
     lookup_burst: int = 10
     max_streams_per_address: int = 64
@@ -64,9 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="hall-web", description="访客手机排队页面服务 / the visitor's phone page")
     parser.add_argument("--config", help="the hall's config file (hall.yaml)")
     parser.add_argument("--client", default=DEFAULT_CLIENT, help="client id (default %(default)s)")
-    parser.add_argument("--mqtt-url", help="mqtt://CLIENT_ID@HOST:PORT (or HOST:PORT with --config)")
+    parser.add_argument("--mqtt-url", help="mqtt[s]://CLIENT_ID@HOST:PORT, or mqtt[s]://HOST:PORT with --config "
+                                           "(the broker elsewhere than the config says)")
+    parser.add_argument("--ca", metavar="FILE", help="the hall CA an mqtts:// broker must show (default: mqtt.ca)")
     parser.add_argument("--hall", help="hall id (with --mqtt-url and no --config)")
-    parser.add_argument("--password-file", help="the client's MQTT password, first line of this file")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help="the MQTT password is this file's first line (default: $CREDENTIALS_DIRECTORY/"
+                             "mqtt-password from systemd, else the config's client-passwords file)")
     parser.add_argument("--listen", help=f"HOST:PORT to serve on (default web.listen or {DEFAULT_LISTEN}; port 0: "
                                          "any free one)")
     parser.add_argument("--lookup-rate", type=float, default=20.0,
@@ -85,14 +100,11 @@ def split_hostport(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _read_password(path: str) -> str:
+def _endpoint(url: str) -> MqttEndpoint:
     try:
-        line = Path(path).read_text(encoding="utf-8").splitlines()[0].strip()
-    except (OSError, IndexError) as exc:
-        raise UsageError(f"无法读取密码文件 {path}") from exc
-    if not line:
-        raise UsageError(f"密码文件 {path} 的第一行是空的")
-    return line
+        return parse_mqtt_url(url)
+    except MqttUrlError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _config_password(config: HallConfig, client_id: str) -> str:
@@ -107,47 +119,61 @@ def _config_password(config: HallConfig, client_id: str) -> str:
     return password
 
 
-def _config_broker(config: HallConfig) -> tuple[str, int]:
-    if config.mqtt_url:
-        parts = urlsplit(config.mqtt_url if "://" in config.mqtt_url else f"mqtt://{config.mqtt_url}")
-        return parts.hostname or "127.0.0.1", parts.port or 1883
+def _config_broker(config: HallConfig) -> MqttEndpoint:
+    """The config's mqtt.url (without its credentials: they are the daemon's) or mqtt.listen."""
+    try:
+        configured = config_endpoint(config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if configured is not None:
+        return MqttEndpoint(configured.host, configured.port, tls=configured.tls, ca=configured.ca)
     host, port = split_hostport(config.mqtt_listen or "127.0.0.1:1883")
-    return ("127.0.0.1" if host in ("0.0.0.0", "::") else host), port
+    return MqttEndpoint("127.0.0.1" if host in ("0.0.0.0", "::") else host, port)
+
+
+def _password(args: argparse.Namespace, config: HallConfig | None, client_id: str) -> str:
+    """--password-file, else systemd's credential, else the config's client-passwords file."""
+    try:
+        password = password_from_files(args.password_file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if password is None and config is not None:
+        password = _config_password(config, client_id)
+    if password is None:
+        raise UsageError("缺少 MQTT 密码：请用 --password-file 文件（第一行为密码）")
+    register_secret(password)
+    return password
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """Resolve who we are on the bus and where we serve; UsageError says what is wrong."""
+    endpoint = _endpoint(args.mqtt_url) if args.mqtt_url else None
+    if endpoint is not None and endpoint.password is not None:
+        raise UsageError("密码不要写在命令行里（ps 可见）：请用 --password-file 或 --config 的密码文件")
     config = None
     if args.config:
         try:
             config = load_config(args.config)
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
-    url = urlsplit(args.mqtt_url) if args.mqtt_url else None
-    if url is not None and (url.scheme != "mqtt" or not url.hostname):
-        raise UsageError("MQTT 地址格式应为 mqtt://客户端ID@主机:端口")
-    if url is not None and url.password:
-        register_secret(unquote(url.password))
-        raise UsageError("密码不要写在命令行里（ps 可见）：请用 --password-file 或 --config 的密码文件")
-    if config is None and url is None:
+    if config is None and endpoint is None:
         raise UsageError("请指定 --config hall.yaml，或 --mqtt-url mqtt://ID@主机:端口 --hall 大厅 --password-file 文件")
-    client_id = unquote(url.username) if url is not None and url.username else args.client
-    if args.password_file:
-        password = _read_password(args.password_file)
-    elif config is not None:
-        password = _config_password(config, client_id)
-    else:
-        raise UsageError("使用 --mqtt-url 时请用 --password-file 给出密码")
-    register_secret(password)
-    host, port = _config_broker(config) if config is not None else ("127.0.0.1", 1883)
-    if url is not None:
-        host, port = url.hostname or host, url.port or 1883
+    client_id = endpoint.username if endpoint is not None and endpoint.username else args.client
+    password = _password(args, config, client_id)
+    broker = endpoint or _config_broker(config)      # type: ignore[arg-type]
+    ca = args.ca or (config.mqtt_ca if config is not None else None)
+    if broker.tls:
+        try:
+            client_context(ca)       # a CA file that cannot be read is said now, not at each retry
+        except TlsSetupError as exc:
+            raise UsageError(str(exc)) from None
     hall_id = config.hall_id if config is not None else args.hall
     if not hall_id:
         raise UsageError("使用 --mqtt-url 时必须指定 --hall（大厅编号）")
     listen = args.listen or (config.web_listen if config is not None else None) or DEFAULT_LISTEN
-    return Options(client_id, password, host, port, hall_id, split_hostport(listen), config,
-                   args.lookup_rate, args.lookup_burst, args.max_streams_per_address)
+    return Options(client_id, password, broker.host, broker.port, hall_id, split_hostport(listen), config,
+                   broker.tls, ca if broker.tls else None, args.lookup_rate, args.lookup_burst,
+                   args.max_streams_per_address)
 
 
 def raise_open_files() -> int:
@@ -174,7 +200,7 @@ async def serve(options: Options, *, clock: Clock | None = None, stop: asyncio.E
     """Connect to the hall, serve until `stop` (or SIGTERM/SIGINT), then leave cleanly."""
     log.info("hall-web: up to %d open files (each open page holds one)", raise_open_files())
     bus = HallClient(options.client_id, options.password, options.host, options.port, options.hall_id,
-                     role="web", events=list(EVENTS), reconnect_max_delay=3.0)
+                     role="web", events=list(EVENTS), reconnect_max_delay=3.0, tls=options.tls, ca=options.ca)
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(None, bus.connect, 10.0)

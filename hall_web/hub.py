@@ -48,7 +48,7 @@ RECENT = 5
 # go ahead of others (a priority class); a normal one only queues behind everyone already waiting.
 TICKET_EVENTS = ("ticket_called", "ticket_recalled", "service_started", "service_finished", "ticket_skipped",
                  "ticket_reinstated", "ticket_transferred", "ticket_left", "ticket_cancelled", "ticket_issued",
-                 "ticket_reprinted", "rating_requested", "rating_received", "ticket_rated", "visit_closed")
+                 "ticket_reprinted", "rating_requested", "rating_received", "visit_closed")
 WINDOW_EVENTS = ("window_paused", "window_resumed", "staff_login", "staff_logout")
 EVENTS = (*TICKET_EVENTS, *WINDOW_EVENTS, "day_reset")
 
@@ -145,6 +145,7 @@ class Hub:
         self._timezone = timezone
         self._hours_fallback = hours
         self.hours = ""
+        self.closed = ""             # the daemon's words while the hall is closed (hall_page), else ""
         self.heartbeat = heartbeat
         self.request_timeout = request_timeout
         self.entries: dict[str, Entry] = {}
@@ -493,7 +494,7 @@ class Hub:
         if self.online:
             self.confirmed = self.clock.now()
         self.hall_json = view.hall_view(self.hall_name, state.queues, state.calls, self.hours,
-                                        online=self.online, updated=self._updated())
+                                        online=self.online, updated=self._updated(), closed=self.closed)
         self.hall_version += 1
         self.hall_message = b"id: %s\nevent: state\ndata: %s\n\n" % (self.event_id(None).encode(),
                                                                     orjson.dumps(self.hall_json))
@@ -512,8 +513,9 @@ class Hub:
             self.hall_name = hall["name"]
         if isinstance(hall.get("hours_today"), str):
             hours = hall["hours_today"]
-        if hours != self.hours or page:
-            self.hours = hours
+        closed = hall["closed_text"] if hall.get("open_now") is False and isinstance(hall.get("closed_text"), str) else ""
+        if hours != self.hours or closed != self.closed or page:
+            self.hours, self.closed = hours, closed
             self._rebuild_hall()
 
     async def _hall_page_loop(self) -> None:

@@ -112,14 +112,14 @@ function poll(){fetch(BASE+"/state",{cache:"no-store",credentials:"same-origin"}
  if(r.status===404){location.reload();return null}
  if(!r.ok)throw new Error(r.status);return r.json()}).then(function(v){if(v){seen();render(v);
  if(!es&&Date.now()-sseTried>30000)connect()}}).catch(function(){offline(true)})}
-function startPolling(){if(!pollTimer){pollTimer=setInterval(poll,5000);poll()}}
+function startPolling(){if(!pollTimer){pollTimer=setInterval(poll,5000);setTimeout(poll,500)}}
 function stopPolling(){if(pollTimer){clearInterval(pollTimer);pollTimer=null}}
 function connect(){if(!window.EventSource){startPolling();return}
  sseTried=Date.now();if(es)es.close();es=new EventSource(BASE+"/events");
  es.addEventListener("state",function(e){errors=0;seen();stopPolling();render(JSON.parse(e.data))});
  es.addEventListener("ping",function(e){errors=0;seen();var p=JSON.parse(e.data);offline(!p.online);
   if(p.updated)$("updated").textContent=p.updated});
- es.onerror=function(){offline(true);errors++;if(es.readyState===2||errors>=3){es.close();es=null;startPolling()}}}
+ es.onerror=function(){offline(true);errors++;startPolling();if(es.readyState===2||errors>=3){es.close();es=null}}}
 setInterval(function(){if(Date.now()-lastMsg>40000){offline(true);if(es){es.close();es=null}
  if(pollTimer)poll();else connect();seen()}},5000);
 D.addEventListener("visibilitychange",function(){if(!D.hidden&&Date.now()-lastMsg>20000){poll();connect()}});
@@ -276,7 +276,7 @@ def hall_page(v: dict[str, Any]) -> str:
         + "<body>"
         + f'<div id="offline" role="status"{_hidden(not v["online"])}>{view.OFFLINE_TEXT}</div>'
         + f'<header>{_text("p", "hall", t["hall"] or "大厅排队情况")}</header><main>'
-        + f'<section class="card">{_text("p", "hours", t["hours"], "big")}'
+        + f'<section class="card">{_text("p", "hours", t["hours"], "big")}{_text("p", "closed", t["closed"], "status")}'
         + '<p class="muted">请以大厅叫号为准；扫取号小票上的二维码可查看自己的排队进度。</p></section>'
         + '<section class="card" aria-labelledby="svc-h"><h2 id="svc-h">各业务排队</h2>'
         + f'<ul id="services">{services}</ul></section>'

@@ -170,8 +170,10 @@ def expired_view() -> dict[str, Any]:
             "text": {"status": EXPIRED_TITLE, "detail": EXPIRED_TEXT}, "show": {}}
 
 
-def hall_view(name: str, queues: Any, calls: Any, hours: str, *, online: bool, updated: str) -> dict[str, Any]:
-    """The hall page: each service with its waiting count and estimate, the recent calls, today's hours."""
+def hall_view(name: str, queues: Any, calls: Any, hours: str, *, online: bool, updated: str,
+              closed: str = "") -> dict[str, Any]:
+    """The hall page: each service with its waiting count and estimate, the recent calls, today's hours
+    (and, outside them, the daemon's words on when to come)."""
     services = []
     if isinstance(queues, dict):
         for code, entry in queues.items():
@@ -189,4 +191,5 @@ def hall_view(name: str, queues: Any, calls: Any, hours: str, *, online: bool, u
                              "prefix": _str(entry.get("prefix")), "waiting": f"等候{waiting}人", "note": note})
     recent = [call_line(c) for c in calls if isinstance(c, dict)][:8] if isinstance(calls, list) else []
     return {"online": online, "services": services, "recent": recent,
-            "text": {"hall": name, "hours": f"今日开放时间：{hours}" if hours else "", "updated": updated}}
+            "text": {"hall": name, "hours": f"今日开放时间：{hours}" if hours else "", "closed": closed,
+                     "updated": updated}}

@@ -198,3 +198,29 @@ def test_follow_the_call_rate_on_the_phone_and_leave_the_line(hall: Any, emu: An
                                                                          if not u.startswith(web.url)]
         finally:
             browser.close()
+
+
+def test_where_server_sent_events_are_cut_the_page_polls(hall: Any) -> None:
+    """A proxy that cuts /events (here: the browser aborts it): the page polls /state every 5 s and
+    still turns to 请到1号窗口, without the offline banner once a poll has answered."""
+    hall, web = hall
+    kiosk, window = hall.client("kiosk-1"), hall.client("window-1")
+    hall.login(window, "S001")
+    url = kiosk.request("issue_ticket", service="consult")["visit_url"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(**PHONE)
+            context.route("**/events", lambda route: route.abort())
+            page = context.new_page()
+            with page.expect_request(lambda r: r.url.endswith("/state"), timeout=5000):    # the first poll
+                page.goto(url)
+            expect(page.locator("#offline")).to_be_hidden(timeout=5000)
+            called = time.monotonic()
+            window.request("call_next")
+            page.locator("#called").wait_for(state="visible", timeout=8000)
+            took = time.monotonic() - called
+            print(f"\nwith SSE cut: 请到1号窗口 after {took * 1000:.0f} ms (polling every 5 s)")
+            assert took < 6.5 and page.locator("#called-text").inner_text() == "请到1号窗口"
+        finally:
+            browser.close()

@@ -48,6 +48,7 @@ class FakeWebBus:
         self.tickets: dict[str, dict[str, Any]] = {}
         self.recent: list[dict[str, Any]] = [{"number": "A001", "window": 2, "at": "2026-11-23T09:00:00+08:00"}]
         self.seq = 10
+        self.hall_extra: dict[str, Any] = {"open_now": True, "closed_text": None}
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         self._events: list[Callable[[dict[str, Any]], None]] = []
@@ -73,7 +74,7 @@ class FakeWebBus:
 
     def _answer(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
         if op == "hall_page":
-            return {"hall": {"name": HALL, "hours_today": "08:30–17:30"}}
+            return {"hall": {"name": HALL, "hours_today": "08:30–17:30", **self.hall_extra}}
         ticket = self.tickets.get(args.get("token"))
         if ticket is None or ticket.get("expired"):
             raise CommandError("not_found", "号码已失效或不存在")
@@ -300,6 +301,19 @@ def test_hall_page_and_message_pages_are_self_contained() -> None:
             assert "ticket_id" not in html
         for page in (pages.EXPIRED_PAGE, pages.TOO_MANY_PAGE, pages.UNAVAILABLE_PAGE):
             assert len(page.encode()) < MAX_PAGE and 'lang="zh-CN"' in page and not EXTERNAL.findall(page)
+
+    run(scenario())
+
+
+def test_the_hall_page_says_when_the_hall_is_closed() -> None:
+    bus = FakeWebBus()
+    bus.hall_extra = {"open_now": False, "closed_text": "当前不在服务时间，请在办公时间内取号（今日办公时间 08:30–17:30）"}
+
+    async def scenario() -> None:
+        async with web_app(bus) as (client, hub):
+            await eventually(lambda: hub.closed)
+            body = (await (await client.get("/")).text()).split('<script id="data"')[0]
+            assert "当前不在服务时间，请在办公时间内取号（今日办公时间 08:30–17:30）" in body
 
     run(scenario())
 

@@ -7,6 +7,8 @@ EventSource stand-in: it reads the stream, reconnects after `retry` with Last-Ev
 from __future__ import annotations
 
 import json
+import secrets
+import statistics
 import threading
 import time
 import urllib.error
@@ -144,5 +146,42 @@ def test_a_page_recovers_through_a_daemon_crash_and_a_hall_web_restart(tmp_path:
             page.stopped = True
         for client in clients:
             client.close()
+        web.kill()
+        daemon.kill()
+
+
+@pytest.mark.slow
+def test_a_replaced_token_answers_as_a_guessed_one(tmp_path: Path) -> None:
+    """A reprint replaces the ticket's token: the old one now gets what a never-issued token gets —
+    the same status, the same bytes, in about the same time (both are asked of the daemon)."""
+    config, mqtt_port, web_port = web_hall(tmp_path)
+    daemon = DaemonProcess(config, mqtt_port)
+    web = WebProcess(config, mqtt_port, web_port, "--lookup-rate", "100000", "--lookup-burst", "1000")
+    kiosk = None
+    try:
+        daemon.start()
+        web.start()
+        kiosk = daemon.client("kiosk-1", role="kiosk")
+        issued = kiosk.request("issue_ticket", service="consult")
+        old = issued["visit_token"]
+        assert web.get(f"/t/{old}/state")[0] == 200
+        new = kiosk.request("reprint", number=issued["ticket"]["number"])["visit_token"]
+        assert new != old and web.get(f"/t/{new}/state")[0] == 200
+        # hall-web held the old token as good: the reprint's event has it asked again at once
+        wait_until(lambda: web.get(f"/t/{old}/state")[0] == 404, 2, "the replaced token refused")
+        times: dict[str, list[float]] = {"replaced": [], "guessed": []}
+        answers = set()
+        for _ in range(30):
+            for kind, token in (("replaced", old), ("guessed", secrets.token_urlsafe(16))):
+                started = time.perf_counter()
+                answers.add(web.get(f"/t/{token}"))
+                times[kind].append(time.perf_counter() - started)
+        assert len(answers) == 1 and next(iter(answers))[0] == 404
+        replaced, guessed = (statistics.median(times[k]) for k in ("replaced", "guessed"))
+        print(f"\nmedian answer: replaced token {replaced * 1000:.2f} ms, guessed token {guessed * 1000:.2f} ms")
+        assert abs(replaced - guessed) < max(0.003, 0.5 * max(replaced, guessed))
+    finally:
+        if kiosk is not None:
+            kiosk.close()
         web.kill()
         daemon.kill()
