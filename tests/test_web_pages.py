@@ -513,6 +513,29 @@ def test_offline_banner_when_the_daemon_goes_and_refresh_when_it_returns() -> No
     run(scenario())
 
 
+def test_a_token_that_expires_while_its_page_is_open_ends_the_stream() -> None:
+    bus = FakeWebBus()
+    token = bus.add("finished", window=4)
+
+    async def scenario() -> None:
+        async with web_app(bus) as (client, hub):
+            response = await client.get(f"/t/{token}/events")
+            sse = SseReader(response)
+            await sse.state()
+            bus.tickets[token]["expired"] = True          # 30 minutes after the visit closed
+            bus.emit({"type": "visit_closed", "window": 4, "ticket": {"number": "A003", "service": "consult",
+                                                                     "status": "finished", "window": 4}})
+            while not (last := (await sse.state())[1])["expired"]:
+                pass                                       # the event's own push comes first
+            assert last == view.expired_view()
+            async with asyncio.timeout(3):
+                assert await response.content.read() == b""      # the stream ends: the page reloads once
+            assert token not in hub.entries
+            assert (await client.get(f"/t/{token}/events")).status == 404
+
+    run(scenario())
+
+
 # ------------------------------------------------------------------ the visitor's changes
 
 
