@@ -259,9 +259,10 @@ def test_a_refused_token_and_a_dead_letter(tmp_path: Path) -> None:
                                           (timedelta(minutes=-10), "fail")])
 def test_the_hall_clock_against_the_upstreams_date(healthy: DoctorHall, skew: timedelta, status: str) -> None:
     clock = ManualClock(datetime.now(UTC) + skew)
-    _, by_check, _ = doctor_json(healthy.config, clock=clock)
+    # the skew is judged here, not speed: a loaded machine gets room before the upstream counts as silent
+    _, by_check, _ = doctor_json(healthy.config, "--timeout", "15", clock=clock)
     line = by_check["clock"]
-    assert line["status"] == status, line
+    assert line["status"] == status, (line, by_check["upstream"])
     assert abs(line["detail"]["offset_seconds"] - skew.total_seconds()) < 3
     if status == "fail":
         assert "慢 600 秒" in line["zh"] or "慢 599 秒" in line["zh"] or "慢 601 秒" in line["zh"]
