@@ -63,7 +63,7 @@ install_python() {
   export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_PROGRESS_BAR=off
   [ -x .venv/bin/python ] || quietly "python -m venv" "$py" -m venv .venv
   quietly "pip upgrade" .venv/bin/python -m pip install --upgrade pip
-  quietly "pip install" .venv/bin/python -m pip install -e ".[dev,postgres,usb,ui]"
+  quietly "pip install" .venv/bin/python -m pip install -e ".[dev,postgres,usb,ui,web]"
   echo "bootstrap: Python packages installed in .venv ($((SECONDS - start)) s, log: $LOG)"
 }
 
