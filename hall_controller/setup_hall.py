@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .bus.connect import passwords_path  # the apps read the file too: defined on the bus's client side
 from .bus.credentials import CredentialStore, write_private
 from .config import ClientConfig, HallConfig, load_config, sample_config_text
 from .redact import register_secret
@@ -32,11 +33,6 @@ def load_or_create_secret(path: str) -> bytes:
     with os.fdopen(fd, "w") as fh:
         fh.write(key.hex() + "\n")
     return key
-
-
-def passwords_path(config: HallConfig) -> Path:
-    """Clear passwords for provisioning the hall's own apps (0600, next to the credential store)."""
-    return Path(config.credentials_path).with_name("client-passwords.yaml")
 
 
 def save_password(config: HallConfig, client_id: str, password: str) -> None:

@@ -22,25 +22,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
-import yaml
 from aiohttp import web
 
+from hall_controller.bus import connect
 from hall_controller.bus.client import AuthenticationFailed, BusUnavailable, HallClient
-from hall_controller.bus.tls import TlsSetupError, client_context
-from hall_controller.bus.url import (
-    MqttEndpoint,
-    MqttUrlError,
-    config_endpoint,
-    parse_mqtt_url,
-    password_from_files,
-)
+from hall_controller.bus.connect import UsageError
 from hall_controller.clock import Clock, SystemClock
-from hall_controller.config import ConfigError, HallConfig, load_config
+from hall_controller.config import HallConfig
 from hall_controller.logsetup import setup_logging
-from hall_controller.redact import register_secret
-from hall_controller.setup_hall import passwords_path
 
 from .hub import EVENTS, Hub
 from .server import RUNNER_OPTIONS, Limiter, create_app
@@ -49,10 +39,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLIENT = "web-1"
 DEFAULT_LISTEN = "127.0.0.1:8080"
-
-
-class UsageError(ValueError):
-    """A bad command line or config; said to the person starting hall-web."""
 
 
 @dataclass(frozen=True)
@@ -93,87 +79,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def split_hostport(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"地址格式应为 主机:端口，而不是 {text!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _endpoint(url: str) -> MqttEndpoint:
-    try:
-        return parse_mqtt_url(url)
-    except MqttUrlError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _config_password(config: HallConfig, client_id: str) -> str:
-    path = passwords_path(config)     # the file `hallctl init` / `client add` write
-    try:
-        passwords = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"无法读取客户端密码文件 {path}（{type(exc).__name__}）") from None
-    password = passwords.get(client_id) if isinstance(passwords, dict) else None
-    if not isinstance(password, str):
-        raise UsageError(f"密码文件 {path} 中没有客户端 {client_id}（请先运行 hallctl client add {client_id} --role web）")
-    return password
-
-
-def _config_broker(config: HallConfig) -> MqttEndpoint:
-    """The config's mqtt.url (without its credentials: they are the daemon's) or mqtt.listen."""
-    try:
-        configured = config_endpoint(config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    if configured is not None:
-        return MqttEndpoint(configured.host, configured.port, tls=configured.tls, ca=configured.ca)
-    host, port = split_hostport(config.mqtt_listen or "127.0.0.1:1883")
-    return MqttEndpoint("127.0.0.1" if host in ("0.0.0.0", "::") else host, port)
-
-
 def _password(args: argparse.Namespace, config: HallConfig | None, client_id: str) -> str:
     """--password-file, else systemd's credential, else the config's client-passwords file."""
-    try:
-        password = password_from_files(args.password_file)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    password = connect.file_password(args.password_file)
     if password is None and config is not None:
-        password = _config_password(config, client_id)
+        password = connect.config_password(config, client_id, role="web")
     if password is None:
         raise UsageError("缺少 MQTT 密码：请用 --password-file 文件（第一行为密码）")
-    register_secret(password)
-    return password
+    return password     # registered as a secret where it was read
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
     """Resolve who we are on the bus and where we serve; UsageError says what is wrong."""
-    endpoint = _endpoint(args.mqtt_url) if args.mqtt_url else None
+    endpoint = connect.endpoint_of(args.mqtt_url) if args.mqtt_url else None
     if endpoint is not None and endpoint.password is not None:
         raise UsageError("密码不要写在命令行里（ps 可见）：请用 --password-file 或 --config 的密码文件")
-    config = None
-    if args.config:
-        try:
-            config = load_config(args.config)
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
+    config = connect.load_hall_config(args.config) if args.config else None
     if config is None and endpoint is None:
         raise UsageError("请指定 --config hall.yaml，或 --mqtt-url mqtt://ID@主机:端口 --hall 大厅 --password-file 文件")
     client_id = endpoint.username if endpoint is not None and endpoint.username else args.client
     password = _password(args, config, client_id)
-    broker = endpoint or _config_broker(config)      # type: ignore[arg-type]
-    ca = args.ca or (config.mqtt_ca if config is not None else None)
-    if broker.tls:
-        try:
-            client_context(ca)       # a CA file that cannot be read is said now, not at each retry
-        except TlsSetupError as exc:
-            raise UsageError(str(exc)) from None
+    broker = endpoint or connect.config_broker(config)      # type: ignore[arg-type]
+    ca = connect.checked_ca(broker, args.ca or (config.mqtt_ca if config is not None else None))
     hall_id = config.hall_id if config is not None else args.hall
     if not hall_id:
         raise UsageError("使用 --mqtt-url 时必须指定 --hall（大厅编号）")
     listen = args.listen or (config.web_listen if config is not None else None) or DEFAULT_LISTEN
-    return Options(client_id, password, broker.host, broker.port, hall_id, split_hostport(listen), config,
-                   broker.tls, ca if broker.tls else None, args.lookup_rate, args.lookup_burst,
-                   args.max_streams_per_address)
+    return Options(client_id, password, broker.host, broker.port, hall_id, connect.split_hostport(listen), config,
+                   broker.tls, ca, args.lookup_rate, args.lookup_burst, args.max_streams_per_address)
 
 
 def raise_open_files() -> int:

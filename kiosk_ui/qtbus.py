@@ -23,12 +23,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from hall_controller.bus import connect
 from hall_controller.bus.client import (
     AuthenticationFailed,
     BusError,
@@ -37,15 +36,9 @@ from hall_controller.bus.client import (
     HallClient,
     RequestTimeout,
 )
-from hall_controller.bus.tls import TlsSetupError, client_context
-from hall_controller.bus.url import (
-    MqttEndpoint,
-    MqttUrlError,
-    config_endpoint,
-    parse_mqtt_url,
-    password_from_files,
-)
-from hall_controller.config import ConfigError, HallConfig, load_config
+from hall_controller.bus.connect import UsageError
+from hall_controller.bus.url import MqttEndpoint
+from hall_controller.config import HallConfig
 from hall_controller.faults import AUTH_REFUSED_TEXT, TLS_REFUSED_TEXT
 from hall_controller.redact import redact_url
 
@@ -56,10 +49,6 @@ ErrorCallback = Callable[["RequestFailure"], None]
 
 
 # ------------------------------------------------------------------------------------------- options
-
-
-class UsageError(ValueError):
-    """A bad command line or config; the message is shown to the person starting the app."""
 
 
 @dataclass(frozen=True)
@@ -96,99 +85,40 @@ def add_common_arguments(parser: argparse.ArgumentParser, default_client: str | 
     parser.add_argument("--screen", type=int, default=None, help="show on screen N (0 = first)")
 
 
-def _endpoint(url: str) -> MqttEndpoint:
-    try:
-        return parse_mqtt_url(url)
-    except MqttUrlError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _password_from_files(args: argparse.Namespace) -> str | None:
-    """--password-file, else systemd's credential `mqtt-password`, else None."""
-    try:
-        return password_from_files(getattr(args, "password_file", None))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _checked_ca(endpoint: MqttEndpoint, ca: str | None) -> str | None:
-    """The CA file for an mqtts:// broker, checked now so that a wrong path is said at start."""
-    if not endpoint.tls:
-        return None
-    try:
-        client_context(ca)
-    except TlsSetupError as exc:
-        raise UsageError(str(exc)) from None
-    return ca
-
-
 def _options_from_url(endpoint: MqttEndpoint, args: argparse.Namespace) -> AppOptions:
     """`--mqtt-url mqtt[s]://CLIENT_ID[:PASSWORD]@HOST:PORT --hall HALL_ID`."""
     if not endpoint.username:
         raise UsageError("MQTT 地址格式应为 mqtt://客户端ID:密码@主机:端口 或 mqtts://客户端ID@主机:端口，"
                          f"而不是 {redact_url(args.mqtt_url)!r}")
-    password = endpoint.password if endpoint.password is not None else _password_from_files(args)
+    password = endpoint.password if endpoint.password is not None else connect.file_password(getattr(args, "password_file", None))
     if password is None:
         raise UsageError("缺少 MQTT 密码：请用 --password-file 文件（第一行为密码）或在 --mqtt-url 中给出")
     if not args.hall:
         raise UsageError("使用 --mqtt-url 时必须指定 --hall (the hall id)")
-    ca = _checked_ca(endpoint, getattr(args, "ca", None))
+    ca = connect.checked_ca(endpoint, getattr(args, "ca", None))
     return AppOptions(endpoint.username, password, endpoint.host, endpoint.port, args.hall, args.windowed,
                       args.screen, tls=endpoint.tls, ca=ca)
 
 
 def options_from_args(args: argparse.Namespace) -> AppOptions:
     """Resolve the connection from either form of the command line; UsageError says what is wrong."""
-    endpoint = _endpoint(args.mqtt_url) if args.mqtt_url else None
+    endpoint = connect.endpoint_of(args.mqtt_url) if args.mqtt_url else None
     if endpoint is not None and args.config and (endpoint.username or endpoint.password is not None):
         raise UsageError("与 --config 同用时 --mqtt-url 只能给出 mqtt://主机:端口（密码取自密码文件）")
     if endpoint is not None and not args.config:
         return _options_from_url(endpoint, args)
     if not args.config:
         raise UsageError("请指定 --mqtt-url mqtt://ID:密码@主机:端口 --hall 大厅 或 --config hall.yaml --client ID")
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from exc
+    config = connect.load_hall_config(args.config)
     if not args.client:
         raise UsageError("使用 --config 时必须指定 --client (client id)")
-    password = _password_from_files(args) or _config_password(config, args.client)
+    password = connect.file_password(getattr(args, "password_file", None)) or connect.config_password(config, args.client)
     # the broker somewhere else than the config says (e.g. `hallctl demo` on a free port), else the config's
-    broker = endpoint or _broker_of(config)
-    ca = _checked_ca(broker, getattr(args, "ca", None) or config.mqtt_ca)
+    broker = endpoint or connect.config_broker(config)
+    ca = connect.checked_ca(broker, getattr(args, "ca", None) or config.mqtt_ca)
     role = next((c.role for c in config.clients if c.id == args.client), None)
     return AppOptions(args.client, password, broker.host, broker.port, config.hall_id, args.windowed, args.screen,
                       config, role, tls=broker.tls, ca=ca)
-
-
-def _config_password(config: HallConfig, client_id: str) -> str:
-    """The client's password from the hall's client-passwords file (`hallctl init` / `client add`)."""
-    from hall_controller.setup_hall import passwords_path
-
-    pw_file = passwords_path(config)
-    try:
-        passwords = yaml.safe_load(Path(pw_file).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"无法读取客户端密码文件 {pw_file}: {exc}") from exc
-    password = passwords.get(client_id) if isinstance(passwords, dict) else None
-    if not isinstance(password, str):
-        raise UsageError(f"密码文件 {pw_file} 中没有客户端 {client_id}（请先运行 hallctl client add）")
-    return password
-
-
-def _broker_of(config: HallConfig) -> MqttEndpoint:
-    """Where the hall's broker is: the config's mqtt.url (its credentials are the daemon's, not ours)
-    or mqtt.listen."""
-    try:
-        configured = config_endpoint(config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    if configured is not None:
-        return MqttEndpoint(configured.host, configured.port, tls=configured.tls, ca=configured.ca)
-    listen = config.mqtt_listen or "127.0.0.1:1883"
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    return MqttEndpoint("127.0.0.1" if host in ("", "0.0.0.0", "::") else host, int(port))
 
 
 # ------------------------------------------------------------------------------------------- the bus
