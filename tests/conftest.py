@@ -98,6 +98,29 @@ def pg_url():
 
 
 @pytest.fixture
+def pg_allow(pg_url: str) -> Iterator[Callable[[bool], None]]:
+    """`pg_allow(False)`: the real PostgreSQL refuses pg_url's database and cuts its open connections (an
+    outage); `pg_allow(True)` lets it back, as it does at the end."""
+    import sqlalchemy as sa
+
+    name = pg_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+    def allow(allowed: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
+            if not allowed:
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                             {"n": name})
+
+    try:
+        yield allow
+    finally:
+        allow(True)
+        admin.dispose()
+
+
+@pytest.fixture
 def emu():
     """The management-system emulator on an ephemeral port (token "tok")."""
     from hw_emulators.mgmt import MgmtEmulator

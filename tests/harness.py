@@ -137,6 +137,15 @@ BUS_DEVICES = ("bus-1", *(f"{kind}-{n}" for kind in ("led", "keypad") for n in W
 REPEAT_GUARD_S = load_profile("dory-keypad").quirks["repeat_guard_ms"] / 1000 + 0.05
 
 
+def on_database(url: str) -> Callable[[dict[str, Any]], None]:
+    """A `mutate` for a hall without devices on the database at `url` (e.g. the pg_url fixture's)."""
+    def mutate(data: dict[str, Any]) -> None:
+        no_devices(data)
+        data["database"] = url
+
+    return mutate
+
+
 def two_windows(data: dict[str, Any]) -> None:
     """Keep the LED screens and keypads of windows 3 and 6 only: restores stay short on the wire."""
     keep = {"bus-1", *BUS_DEVICES}
@@ -564,18 +573,19 @@ def card_hall(tmp_path: Path, link: str = "tcp") -> Hall:
 # ============================================================================================ hallctl run as a child
 
 
-class DaemonProcess:
-    """`hallctl run` in a child process; `start()` returns once it logged `ready`."""
+class ReadyProcess:
+    """A product command run as a child that logs `…: ready` on stderr once it serves (`hallctl run`,
+    `hall-web`): its stderr lines go to `log`; `kill()` / `terminate()` end it."""
 
-    def __init__(self, config: Path, port: int, *extra: str):
-        self.config, self.port, self.extra = config, port, extra
+    name = "child"
+
+    def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
         self.log: list[str] = []
 
-    def start(self, timeout: float = 30.0) -> None:
-        # the embedded broker on `port`, unless `extra` names another broker (--mqtt-url mqtts://…)
-        listen = () if "--mqtt-url" in self.extra else ("--mqtt-listen", f"127.0.0.1:{self.port}")
-        cmd = [sys.executable, "-m", "hall_controller.cli", "run", "--config", str(self.config), *listen, *self.extra]
+    def _start(self, cmd: list[str], timeout: float) -> None:
+        """Start `cmd` and return once it logged `: ready`; RuntimeError when it exits first, killed and
+        TimeoutError when not ready within `timeout` (both with the log's last lines)."""
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         ready = threading.Event()
@@ -588,13 +598,12 @@ class DaemonProcess:
 
         threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True).start()
         deadline = time.monotonic() + timeout
-        while not ready.is_set():
+        while not ready.wait(0.05):
             if self.proc.poll() is not None:
-                raise RuntimeError("daemon exited:\n" + "\n".join(self.log[-30:]))
+                raise RuntimeError(f"{self.name} exited:\n" + "\n".join(self.log[-30:]))
             if time.monotonic() > deadline:
                 self.kill()
-                raise TimeoutError("daemon not ready:\n" + "\n".join(self.log[-30:]))
-            ready.wait(0.05)
+                raise TimeoutError(f"{self.name} not ready:\n" + "\n".join(self.log[-30:]))
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -605,6 +614,22 @@ class DaemonProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
+
+
+class DaemonProcess(ReadyProcess):
+    """`hallctl run` in a child process; `start()` returns once it logged `ready`."""
+
+    name = "daemon"
+
+    def __init__(self, config: Path, port: int, *extra: str):
+        super().__init__()
+        self.config, self.port, self.extra = config, port, extra
+
+    def start(self, timeout: float = 30.0) -> None:
+        # the embedded broker on `port`, unless `extra` names another broker (--mqtt-url mqtts://…)
+        listen = () if "--mqtt-url" in self.extra else ("--mqtt-listen", f"127.0.0.1:{self.port}")
+        self._start([sys.executable, "-m", "hall_controller.cli", "run", "--config", str(self.config), *listen,
+                     *self.extra], timeout)
 
     def client(self, client_id: str, role: str | None = None, window: int | None = None) -> HallClient:
         c = HallClient(client_id, passwords(self.config)[client_id], "127.0.0.1", self.port, "demo",
@@ -632,36 +657,21 @@ def window_client(daemon: DaemonProcess, number: int, staff: str | None = None) 
     return client
 
 
-class WebProcess:
+class WebProcess(ReadyProcess):
     """`hall-web` as a child process of the hall's config (client web-1), its broker at `mqtt_port`,
     serving on `port` (restarted on the same one); `start()` returns once it logged `ready`."""
 
+    name = "hall-web"
+
     def __init__(self, config: Path, mqtt_port: int, port: int, *extra: str) -> None:
+        super().__init__()
         self.config, self.mqtt_port, self.port, self.extra = config, mqtt_port, port, extra
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-        self.log: list[str] = []
 
     def start(self, timeout: float = 30.0) -> None:
-        cmd = [sys.executable, "-m", "hall_web.cli", "--config", str(self.config), "--client", "web-1",
-               "--mqtt-url", f"mqtt://127.0.0.1:{self.mqtt_port}", "--listen", f"127.0.0.1:{self.port}",
-               *self.extra]
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        ready = threading.Event()
-
-        def pump(stream: Any) -> None:
-            for line in stream:
-                self.log.append(line.rstrip())
-                if line.rstrip().endswith(": ready"):
-                    ready.set()
-
-        threading.Thread(target=pump, args=(self.proc.stderr,), daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError("hall-web not ready:\n" + "\n".join(self.log[-30:]))
+        self._start([sys.executable, "-m", "hall_web.cli", "--config", str(self.config), "--client", "web-1",
+                     "--mqtt-url", f"mqtt://127.0.0.1:{self.mqtt_port}", "--listen", f"127.0.0.1:{self.port}",
+                     *self.extra], timeout)
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -670,14 +680,31 @@ class WebProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
 
-    def terminate(self, timeout: float = 15.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+class DemoProcess:
+    """`hallctl demo --dir TMP/hall …` started as a child: its stdout lines in `lines`, its log in
+    TMP/demo.log (on a shared pipe a log line can land inside the summary lines); `summary()` waits for
+    what it prints once up, `stop()` is Ctrl-C."""
+
+    def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.folder, self.log_path = tmp_path / "hall", tmp_path / "demo.log"
+        self.lines: list[str] = []
+        with self.log_path.open("w") as log:      # the child holds its own copy
+            self.proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir",
+                                          str(self.folder), *extra], stdout=subprocess.PIPE, stderr=log,
+                                         text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        stdout = self.proc.stdout
+        threading.Thread(target=lambda: [self.lines.append(line.rstrip()) for line in stdout], daemon=True).start()
+
+    def summary(self, timeout: float = 60) -> dict[str, str]:
+        """Once it printed its summary (`Ctrl-C …` last): {name: value} of the summary's indented lines."""
+        wait_until(lambda: any(line.startswith("Ctrl-C") for line in self.lines), timeout, "demo ready")
+        return dict(line.split(None, 1) for line in self.lines
+                    if line.startswith("  ") and len(line.split(None, 1)) == 2)
+
+    def stop(self, timeout: float = 20) -> int:
+        """Ctrl-C, then its exit code."""
+        self.proc.send_signal(signal.SIGINT)
         return self.proc.wait(timeout)
 
 

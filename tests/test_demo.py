@@ -8,7 +8,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import urllib.request
 
 import pytest
@@ -17,7 +16,7 @@ import yaml
 from hall_controller.bus.client import HallClient
 from hall_controller.config import load_config
 
-from .harness import wait_until
+from .harness import DemoProcess, wait_until
 
 
 def _http(method: str, url: str, body: dict | None = None) -> dict:
@@ -29,16 +28,9 @@ def _http(method: str, url: str, body: dict | None = None) -> dict:
 
 @pytest.mark.slow
 def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
-    # The log goes to its own file: on a shared pipe a log line can land inside the summary lines.
-    log = (tmp_path / "demo.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir", str(tmp_path / "hall"),
-                             "--no-ui"], stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    threading.Thread(target=lambda: [lines.append(line.rstrip()) for line in proc.stdout], daemon=True).start()
+    demo = DemoProcess(tmp_path, "--no-ui")
     try:
-        wait_until(lambda: any(line.startswith("Ctrl-C") for line in lines), 60, "demo ready")
-        summary = dict(line.split(None, 1) for line in lines if line.startswith("  ") and len(line.split(None, 1)) == 2)
+        summary = demo.summary(60)
         control = summary["emulator_control"].rstrip("/")
         host, port = summary["mqtt"].rsplit(":", 1)
         passwords = yaml.safe_load((tmp_path / "hall" / "client-passwords.yaml").read_text())
@@ -91,9 +83,7 @@ def test_demo_runs_the_hall_on_emulated_devices(tmp_path):
         assert "✔ 上级系统 / upstream" in doctor.stdout and "✔ 上级系统令牌" in doctor.stdout
         assert config.upstream_token not in doctor.stdout + doctor.stderr
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
-        log.close()
+        assert demo.stop(20) == 0
 
 
 
@@ -116,16 +106,11 @@ def _alive(pid: int) -> bool:
 def test_demo_restarts_the_emulator_and_an_app_that_die(tmp_path):
     """kill -9 of the device emulator and of the hall display: the demo says so in Chinese and restarts
     them; the emulator comes back on the same ports, so the daemon's devices return with their state."""
-    log = (tmp_path / "demo.log").open("w")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "QT_QPA_PLATFORM": "offscreen"}   # the apps too, without a screen
-    proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir", str(tmp_path / "hall")],
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    lines: list[str] = []
-    threading.Thread(target=lambda: [lines.append(line.rstrip()) for line in proc.stdout], daemon=True).start()
+    demo = DemoProcess(tmp_path, env={"QT_QPA_PLATFORM": "offscreen"})   # the apps too, without a screen
+    lines = demo.lines
     children: list[int] = []
     try:
-        wait_until(lambda: any(line.startswith("Ctrl-C") for line in lines), 90, "demo ready")
-        summary = dict(line.split(None, 1) for line in lines if line.startswith("  ") and len(line.split(None, 1)) == 2)
+        summary = demo.summary(90)
         assert summary["logins"] == "工号 1001–1008，PIN 1234（示范数据）"
         control = summary["emulator_control"].rstrip("/")
         emulator_pid = int(summary["emulator"].rsplit(" ", 1)[1])
@@ -154,12 +139,10 @@ def test_demo_restarts_the_emulator_and_an_app_that_die(tmp_path):
                                "display back")
         children.append(int(restarted[0].split("进程 ")[1].rstrip("）")))
         # the restarted display is online again (the daemon sees its client status)
-        wait_until(lambda: (tmp_path / "demo.log").read_text().count("client display-1 is online") >= 2, 60,
+        wait_until(lambda: demo.log_path.read_text().count("client display-1 is online") >= 2, 60,
                    "display online again")
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
-        log.close()
+        assert demo.stop(30) == 0
     assert not [pid for pid in children if _alive(pid)], "children left running"
 
 

@@ -15,11 +15,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from hall_controller.bus.client import CommandError
@@ -28,8 +28,8 @@ from hall_controller.daemon import read_runtime
 from hall_controller.monitoring import METRICS, TimedCall
 from hw_emulators.mgmt import MgmtEmulator
 
-from .conftest import PG_ADMIN_URL, sample_data
-from .harness import Hall, no_devices, passwords, two_windows, wait_until
+from .conftest import sample_data
+from .harness import Hall, no_devices, on_database, passwords, two_windows, wait_until
 
 TOKEN = "metrics-test-token"
 
@@ -205,25 +205,12 @@ def test_healthz_names_the_part_that_fails_and_shows_no_secret(tmp_path: Path) -
 
 
 @pytest.mark.postgres
-def test_healthz_503_while_the_database_refuses(tmp_path: Path, pg_url: str) -> None:
-    name = pg_url.rsplit("/", 1)[1]
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-    def allow(allowed: bool) -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
-            if not allowed:
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                             {"n": name})
-
-    def on_pg(data: dict) -> None:
-        no_devices(data)
-        data["database"] = pg_url
-
-    hall = Hall(tmp_path, mutate=on_pg)
+def test_healthz_503_while_the_database_refuses(tmp_path: Path, pg_url: str,
+                                               pg_allow: Callable[[bool], None]) -> None:
+    hall = Hall(tmp_path, mutate=on_database(pg_url))
     try:
         assert healthz(hall)[0] == 200 and metric(hall, "hall_outbox_pending") == 0
-        allow(False)
+        pg_allow(False)
         status, body = healthz(hall)
         assert status == 503 and body["failing"] == ["database"] and body["checks"]["bus"] == "ok"
         assert hall.daemon is not None and hall.daemon.watchdog_problem() == "database"
@@ -231,12 +218,11 @@ def test_healthz_503_while_the_database_refuses(tmp_path: Path, pg_url: str) -> 
         assert ("hall_outbox_pending", frozenset()) not in samples
         assert samples[("hall_healthy", frozenset({("check", "database")}))] == 0
         assert samples[("hall_waiting_tickets", frozenset({("service", "consult")}))] == 0
-        allow(True)
+        pg_allow(True)
         wait_until(lambda: healthz(hall)[0] == 200, 10, "healthy again")
         assert hall.daemon.watchdog_problem() is None and metric(hall, "hall_outbox_pending") == 0
     finally:
-        allow(True)
-        admin.dispose()
+        pg_allow(True)
         hall.close()
 
 

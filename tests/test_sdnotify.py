@@ -17,13 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from hall_controller import sdnotify
 from hall_controller.sdnotify import WatchdogFeeder
 
-from .conftest import PG_ADMIN_URL
-from .harness import DaemonProcess, free_port, init_hall, no_devices, wait_until
+from .harness import DaemonProcess, free_port, init_hall, no_devices, on_database, wait_until
 
 
 class NotifySocket:
@@ -202,36 +200,21 @@ def test_without_a_watchdog_period_ready_only(tmp_path: Path, notify_socket, mon
 
 @pytest.mark.postgres
 def test_the_watchdog_starves_while_the_database_refuses_and_resumes_after(tmp_path: Path, notify_socket,
-                                                                           monkeypatch, pg_url):
+                                                                           monkeypatch, pg_url, pg_allow):
     """A real outage: PostgreSQL refuses the hall database's connections (its own are cut). The
     daemon stops feeding the watchdog and says why; once the database is back it feeds again."""
-    name = pg_url.rsplit("/", 1)[1]
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-    def allow(allowed: bool) -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allowed).lower()}'))
-            if not allowed:
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                             {"n": name})
-
-    def on_pg(data: dict) -> None:
-        no_devices(data)
-        data["database"] = pg_url
-
-    daemon = _watched_daemon(tmp_path, notify_socket, monkeypatch, mutate=on_pg)
+    daemon = _watched_daemon(tmp_path, notify_socket, monkeypatch, mutate=on_database(pg_url))
     try:
         wait_until(lambda: notify_socket.count("WATCHDOG=1") >= 3, 10, "the watchdog fed")
-        allow(False)
+        pg_allow(False)
         wait_until(lambda: notify_socket.count("STATUS=不健康 unhealthy: database"), 10, "the unhealthy status")
         starved = notify_socket.count("WATCHDOG=1")
         time.sleep(1.5)                               # about 7 feeding intervals: none is fed
         assert notify_socket.count("WATCHDOG=1") == starved
-        allow(True)
+        pg_allow(True)
         wait_until(lambda: notify_socket.count("WATCHDOG=1") >= starved + 3, 15, "the watchdog fed again")
         assert notify_socket.count("STATUS=服务中 serving") == 1
     finally:
-        allow(True)
-        admin.dispose()
+        pg_allow(True)
         assert daemon.terminate() == 0
     assert any("daemon unhealthy (database)" in line for line in daemon.log)

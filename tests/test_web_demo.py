@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import yaml
 
 from hall_controller.bus.client import HallClient
 
-from .harness import wait_until
+from .harness import DemoProcess, wait_until
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -30,15 +27,9 @@ def _get(url: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_the_demo_serves_the_phone_pages(tmp_path: Path) -> None:
-    log = (tmp_path / "demo.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "hall_controller.cli", "demo", "--dir", str(tmp_path / "hall"),
-                             "--no-ui"], stdout=subprocess.PIPE, stderr=log, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    threading.Thread(target=lambda: [lines.append(line.rstrip()) for line in proc.stdout], daemon=True).start()
+    demo = DemoProcess(tmp_path, "--no-ui")
     try:
-        wait_until(lambda: any(line.startswith("Ctrl-C") for line in lines), 60, "demo ready")
-        summary = dict(line.split(None, 1) for line in lines if line.startswith("  ") and len(line.split(None, 1)) == 2)
+        summary = demo.summary(60)
         hall_page = summary["visitor_pages"].split()[0]
         assert hall_page.startswith("http://127.0.0.1:") and hall_page.endswith("/")
         wait_until(lambda: _get(hall_page)[0] == 200, 30, "hall-web serving")
@@ -57,9 +48,7 @@ def test_the_demo_serves_the_phone_pages(tmp_path: Path) -> None:
         # hall-web killed: the demo says so and starts it again on the same address
         pid = int(summary["visitor_pages"].split("pid ")[1].rstrip("）"))
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: "hall-web" in "\n".join(lines) and _get(issued["visit_url"])[0] == 200, 30,
+        wait_until(lambda: "hall-web" in "\n".join(demo.lines) and _get(issued["visit_url"])[0] == 200, 30,
                    "hall-web back")
     finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
-        log.close()
+        assert demo.stop(20) == 0
