@@ -15,9 +15,10 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import yaml
 
@@ -35,6 +36,7 @@ _MAX_PASSWORD_CHARS = 256
 _MAX_ITERATIONS = 10_000_000
 _UNREADABLE = (-1, -1, -1)  # file stamp of a file that cannot even be stat()ed
 _NONE_BAD = object()
+E = TypeVar("E")
 
 
 def write_private(path: Path, text: str) -> None:
@@ -119,7 +121,8 @@ def check_password(password: str, password_hash: str) -> bool:
     return hmac.compare_digest(hashlib.pbkdf2_hmac("sha512", secret, salt, iterations), digest)
 
 
-def _check_password_text(password: object) -> str:
+def check_password_text(password: object) -> str:
+    """`password` if it can be a password (non-empty, bounded, no NUL or newline); else CredentialError."""
     if not isinstance(password, str) or not password:
         raise CredentialError("password must be a non-empty string")
     if len(password) > _MAX_PASSWORD_CHARS or any(ch in password for ch in "\0\r\n"):
@@ -139,6 +142,17 @@ def _check_role_window(client_id: str, role: object, window: object) -> None:
         raise CredentialError(f"{client_id}: role daemon belongs to the client {DAEMON_CLIENT_ID!r} only")
 
 
+def check_hash_field(name: str, password_hash: object) -> str:
+    """The `password_hash` of an entry, checked to be a well-formed `$7$` hash."""
+    if not isinstance(password_hash, str):
+        raise CredentialError(f"{name}: password_hash missing")
+    try:
+        _parse_hash(password_hash)
+    except CredentialError as exc:
+        raise CredentialError(f"{name}: {exc}") from None
+    return password_hash
+
+
 def _check_client_id(client_id: object) -> str:
     try:
         return check_segment(client_id, "client id")
@@ -146,24 +160,35 @@ def _check_client_id(client_id: object) -> str:
         raise CredentialError(str(exc)) from None
 
 
-class CredentialStore:
-    """The credential file, re-read when it changes on disk (the CLI may edit it while the daemon runs).
+class HashFileStore(Generic[E]):
+    """A YAML file of name -> entry holding a `$7$` hash, re-read when it changes on disk (the CLI may
+    edit it while a broker runs). The hall's clients and the city's accounts (bus.city_accounts) are
+    both such files; a subclass says what an entry is (`_parse_entry`, `_entry_data`).
 
     Thread-safe. Writes go to a temporary file in the same directory that is renamed over the old
     one, so a reader never sees half a file; the file is mode 0600 because it holds hashes. A file
-    that is broken by hand while the daemon runs is logged and the last good content stays in use;
+    that is broken by hand while it is in use is logged and the last good content stays in use;
     loading it at start, or changing it, raises CredentialError instead.
     """
+
+    HEADER = ""     # the comment line on top of the file
+    WHAT = "entries"
 
     def __init__(self, path: str | os.PathLike[str], *, iterations: int = DEFAULT_ITERATIONS) -> None:
         self.path = Path(path)
         self.iterations = iterations
         self._lock = threading.Lock()
-        self._clients: dict[str, ClientCredential] = {}
-        self._stamp: tuple[int, int, int] | None = None  # (inode, mtime, size) of what _clients holds
+        self._entries: dict[str, E] = {}
+        self._stamp: tuple[int, int, int] | None = None  # (inode, mtime, size) of what _entries holds
         self._bad_stamp: object = _NONE_BAD  # stamp of the last version that failed to load
         with self._lock:
             self._refresh(strict=True)
+
+    def _parse_entry(self, name: object, entry: object) -> E:
+        raise NotImplementedError
+
+    def _entry_data(self, entry: E) -> dict[str, object]:
+        raise NotImplementedError
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -180,17 +205,17 @@ class CredentialStore:
             stamp = self._file_stamp()
             if stamp == self._stamp or (stamp == self._bad_stamp and not strict):
                 return
-            clients = {} if stamp is None else self._read()
+            entries = {} if stamp is None else self._read()
         except CredentialError as exc:
             if strict:
                 raise
             if stamp != self._bad_stamp:  # report each broken version once
-                log.error("%s; keeping the %d clients read before", exc, len(self._clients))
+                log.error("%s; keeping the %d %s read before", exc, len(self._entries), self.WHAT)
                 self._bad_stamp = stamp
             return
-        self._clients, self._stamp = clients, stamp
+        self._entries, self._stamp = entries, stamp
 
-    def _read(self) -> dict[str, ClientCredential]:
+    def _read(self) -> dict[str, E]:
         try:
             data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -198,17 +223,65 @@ class CredentialStore:
         if data is None:
             return {}
         if not isinstance(data, Mapping):
-            raise CredentialError(f"{self.path}: expected a mapping of client id -> entry")
-        clients: dict[str, ClientCredential] = {}
-        for client_id, entry in data.items():
+            raise CredentialError(f"{self.path}: expected a mapping of name -> entry")
+        entries: dict[str, E] = {}
+        for name, entry in data.items():
             try:
-                clients[client_id] = self._parse_entry(client_id, entry)
+                entries[name] = self._parse_entry(name, entry)
             except CredentialError as exc:
                 raise CredentialError(f"{self.path}: {exc}") from None
-        return clients
+        return entries
 
-    @staticmethod
-    def _parse_entry(client_id: object, entry: object) -> ClientCredential:
+    def _write(self, entries: dict[str, E]) -> None:
+        data = {name: self._entry_data(entries[name]) for name in sorted(entries)}
+        text = self.HEADER + (yaml.safe_dump(data, sort_keys=False, allow_unicode=True) if data else "")
+        write_private(self.path, text)
+        self._entries = entries
+        self._stamp = self._file_stamp()
+
+    def _lookup(self, name: str) -> E | None:
+        with self._lock:
+            self._refresh(strict=False)
+            return self._entries.get(name)
+
+    def _all(self) -> list[E]:
+        with self._lock:
+            self._refresh(strict=False)
+            return [self._entries[k] for k in sorted(self._entries)]
+
+    def _put(self, name: str, entry: E, check: Callable[[E | None], None] | None = None) -> bool:
+        """Store `entry` under `name` (after `check(the current entry)` passes); True if it replaced one."""
+        with self._lock:
+            self._refresh(strict=True)
+            old = self._entries.get(name)
+            if check is not None:
+                check(old)
+            self._write({**self._entries, name: entry})
+        return old is not None
+
+    def _delete(self, name: str) -> bool:
+        with self._lock:
+            self._refresh(strict=True)
+            if name not in self._entries:
+                return False
+            self._write({k: v for k, v in self._entries.items() if k != name})
+        return True
+
+    def _verify_hash(self, entry: E | None, password_hash: str | None, password: str) -> bool:
+        if entry is None or password_hash is None:
+            # Same cost as a real check, so response time does not reveal which names exist.
+            hashlib.pbkdf2_hmac("sha512", b"", b"\0" * _SALT_BYTES, self.iterations)
+            return False
+        return check_password(password, password_hash)
+
+
+class CredentialStore(HashFileStore[ClientCredential]):
+    """The hall's MQTT clients: client id -> role, window and password hash (see HashFileStore)."""
+
+    HEADER = "# MQTT clients of this hall: hashes only (hallctl client add ID --role ROLE).\n"
+    WHAT = "clients"
+
+    def _parse_entry(self, client_id: object, entry: object) -> ClientCredential:
         cid = _check_client_id(client_id)
         if not isinstance(entry, Mapping):
             raise CredentialError(f"{cid}: entry must be a mapping")
@@ -217,67 +290,40 @@ class CredentialStore:
             raise CredentialError(f"{cid}: unknown keys {sorted(map(str, unknown))}")
         role, window, password_hash = entry.get("role"), entry.get("window"), entry.get("password_hash")
         _check_role_window(cid, role, window)
-        if not isinstance(password_hash, str):
-            raise CredentialError(f"{cid}: password_hash missing")
-        try:
-            _parse_hash(password_hash)
-        except CredentialError as exc:
-            raise CredentialError(f"{cid}: {exc}") from None
-        return ClientCredential(cid, str(role), window, password_hash)  # type: ignore[arg-type]
+        return ClientCredential(cid, str(role), window, check_hash_field(cid, password_hash))  # type: ignore[arg-type]
 
-    def _write(self, clients: dict[str, ClientCredential]) -> None:
-        data = {}
-        for cred in sorted(clients.values(), key=lambda c: c.client_id):
-            entry: dict[str, object] = {"role": cred.role}
-            if cred.window is not None:
-                entry["window"] = cred.window
-            entry["password_hash"] = cred.password_hash
-            data[cred.client_id] = entry
-        text = "# MQTT clients of this hall: hashes only (hallctl client add ID --role ROLE).\n"
-        text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True) if data else ""
-        write_private(self.path, text)
-        self._clients = clients
-        self._stamp = self._file_stamp()
+    def _entry_data(self, cred: ClientCredential) -> dict[str, object]:
+        entry: dict[str, object] = {"role": cred.role}
+        if cred.window is not None:
+            entry["window"] = cred.window
+        entry["password_hash"] = cred.password_hash
+        return entry
 
     def get(self, client_id: str) -> ClientCredential | None:
-        with self._lock:
-            self._refresh(strict=False)
-            return self._clients.get(client_id)
+        return self._lookup(client_id)
 
     def clients(self) -> list[ClientCredential]:
         """All clients, sorted by id."""
-        with self._lock:
-            self._refresh(strict=False)
-            return sorted(self._clients.values(), key=lambda c: c.client_id)
+        return self._all()
 
     def add_or_reset(self, client_id: str, role: str, window: int | None = None, password: str | None = None) -> str:
         """Add a client or replace its role, window and password; returns the (new) clear password."""
         cid = _check_client_id(client_id)
         _check_role_window(cid, role, window)
-        password = generate_password() if password is None else _check_password_text(password)
+        password = generate_password() if password is None else check_password_text(password)
         cred = ClientCredential(cid, role, window, hash_password(password, iterations=self.iterations))
-        with self._lock:
-            self._refresh(strict=True)
-            action = "reset" if cid in self._clients else "added"
-            self._write({**self._clients, cid: cred})
+        action = "reset" if self._put(cid, cred) else "added"
         log.info("credentials: %s client %s (role %s%s)", action, cid, role, "" if window is None else f", window {window}")
         return password
 
     def remove(self, client_id: str) -> bool:
         """Delete a client; False if it was not there."""
-        with self._lock:
-            self._refresh(strict=True)
-            if client_id not in self._clients:
-                return False
-            self._write({k: v for k, v in self._clients.items() if k != client_id})
+        if not self._delete(client_id):
+            return False
         log.info("credentials: removed client %s", client_id)
         return True
 
     def verify(self, client_id: str, password: str) -> bool:
         """True if the client exists and the password matches (costs one PBKDF2 either way)."""
         cred = self.get(client_id)
-        if cred is None:
-            # Same cost as a real check, so response time does not reveal which ids exist.
-            hashlib.pbkdf2_hmac("sha512", b"", b"\0" * _SALT_BYTES, self.iterations)
-            return False
-        return check_password(password, cred.password_hash)
+        return self._verify_hash(cred, None if cred is None else cred.password_hash, password)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -44,7 +45,21 @@ class MosquittoFiles(NamedTuple):
 
 def password_file_text(credentials: CredentialStore) -> str:
     """`user:$7$...` lines: the store already holds Mosquitto's hash format."""
-    return "".join(f"{c.client_id}:{c.password_hash}\n" for c in credentials.clients())
+    return password_lines((c.client_id, c.password_hash) for c in credentials.clients())
+
+
+def password_lines(users: Iterable[tuple[str, str]]) -> str:
+    """Mosquitto's password file from (user, `$7$` hash) pairs (the hall's clients, the city's accounts)."""
+    return "".join(f"{user}:{password_hash}\n" for user, password_hash in users)
+
+
+def acl_user_block(user: str, comment: str, read: Sequence[str], write: Sequence[str]) -> list[str]:
+    """One ACL `user` block: what it may read and write; nothing listed = nothing allowed."""
+    both = [p for p in read if p in write]
+    return ["", f"# {comment}", f"user {user}",
+            *[f"topic readwrite {p}" for p in both],
+            *[f"topic read {p}" for p in read if p not in both],
+            *[f"topic write {p}" for p in write if p not in both]]
 
 
 def acl_file_text(hall_id: str, credentials: CredentialStore) -> str:
@@ -54,11 +69,7 @@ def acl_file_text(hall_id: str, credentials: CredentialStore) -> str:
     for cred in credentials.clients():
         rules = access_rules(topics, cred.client_id, cred.role, cred.window)
         window = "" if cred.window is None else f", window {cred.window}"
-        lines += ["", f"# {cred.client_id}: role {cred.role}{window}", f"user {cred.client_id}"]
-        both = [p for p in rules.read if p in rules.write]
-        lines += [f"topic readwrite {p}" for p in both]
-        lines += [f"topic read {p}" for p in rules.read if p not in both]
-        lines += [f"topic write {p}" for p in rules.write if p not in both]
+        lines += acl_user_block(cred.client_id, f"{cred.client_id}: role {cred.role}{window}", rules.read, rules.write)
     return "\n".join(lines) + "\n"
 
 
@@ -67,10 +78,13 @@ DEFAULT_SCAN_MAX_BYTES = 10 * 1024 * 1024   # scans.max_mb's default
 
 def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: str | None = None,
               max_packet_size: int | None = None, tls: TlsFiles | None = None, tls_port: int = TLS_PORT,
-              tls_bind: str | None = None) -> str:
+              tls_bind: str | None = None, title: str = "Hall MQTT listener",
+              tls_note: str = "The hall LAN: MQTT over TLS (mqtts://); clients check this certificate against the "
+                              "hall CA.") -> str:
     """A listener with authentication and the ACL; include it from mosquitto.conf or run it as is.
     ``max_packet_size`` defaults to what the default ``scans.max_mb`` needs. With ``tls`` a second
-    listener on ``tls_port`` speaks TLS and the plain one is on the loopback only (ValueError otherwise)."""
+    listener on ``tls_port`` speaks TLS and the plain one is on the loopback only (ValueError otherwise).
+    ``title`` and ``tls_note``: the comments that say whose broker this is (the city's uses them)."""
     if tls is not None:
         bind_address = bind_address or "127.0.0.1"
         if bind_address not in LOOPBACK:
@@ -78,7 +92,7 @@ def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: s
     listener = f"listener {port}" if bind_address is None else f"listener {port} {bind_address}"
     packet = max_packet_size or broker_packet_limit(DEFAULT_SCAN_MAX_BYTES)
     return "\n".join([
-        "# Hall MQTT listener (generated). Mosquitto 2.0 reads these files after dropping privileges:",
+        f"# {title} (generated). Mosquitto 2.0 reads these files after dropping privileges:",
         "# make them readable by the user it runs as (e.g. chown mosquitto).",
         # Small command/reply messages: without this, Nagle's algorithm adds ~40 ms per round trip.
         "set_tcp_nodelay true",
@@ -91,18 +105,18 @@ def conf_text(password_file: Path, acl_file: Path, *, port: int, bind_address: s
         "use_username_as_clientid true",
         f"password_file {password_file}",
         f"acl_file {acl_file}",
-        *(_tls_listener(tls, tls_port, tls_bind) if tls is not None else []),
+        *(_tls_listener(tls, tls_port, tls_bind, tls_note) if tls is not None else []),
         "",
     ])
 
 
-def _tls_listener(tls: TlsFiles, port: int, bind_address: str | None) -> list[str]:
+def _tls_listener(tls: TlsFiles, port: int, bind_address: str | None, note: str) -> list[str]:
     """The listener the app PCs use: TLS 1.2+ with the broker's certificate from the hall CA; logins,
     passwords and the ACL as on the plain one (per_listener_settings is off). Mosquitto reads the key
     after dropping privileges: server.key must be readable by its user (the install makes it so)."""
     return [
         "",
-        "# The hall LAN: MQTT over TLS (mqtts://); clients check this certificate against the hall CA.",
+        f"# {note}",
         f"listener {port}" if bind_address is None else f"listener {port} {bind_address}",
         "use_username_as_clientid true",
         f"cafile {tls.ca_cert}",

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from . import backup, devices_scan, doctor, firewall, install, staff, tls
+from . import backup, city, devices_scan, doctor, firewall, install, staff, tls
 
 WithConfig = Callable[..., argparse.ArgumentParser]
 
 
 def add_commands(sub: argparse._SubParsersAction, with_config: WithConfig) -> None:
-    for module in (install, backup, doctor, devices_scan, staff, tls, firewall):
+    for module in (install, backup, doctor, devices_scan, staff, tls, firewall, city):
         module.add_commands(sub, with_config)
