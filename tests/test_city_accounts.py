@@ -255,3 +255,38 @@ def test_a_hand_edited_account_must_match_its_hall(tmp_path):
     assert store.verify(account.username, password)    # a running reader keeps the last good file
     done = hallctl(path, "list")
     assert done.returncode == 2 and "hall-{district}-{hall}" in done.stderr
+
+
+def test_halls_reach_the_city_broker_over_tls_and_the_plain_listener_stays_on_the_loopback(tmp_path):
+    from hall_controller.bus.tls import ensure_hall_ca
+
+    tls = ensure_hall_ca(tmp_path / "tls", "市级平台", ["localhost"], ["127.0.0.1"])
+    store = tmp_path / "accounts.yaml"
+    assert hallctl(store, "add", A[1], "--district", A[0], "--password-out", str(tmp_path / "pw")).returncode == 0
+    port, tls_port = free_port(), free_port()
+    common = ["--tls-dir", str(tmp_path / "tls"), "--port", str(port), "--tls-port", str(tls_port)]
+    refused = hallctl(store, "mosquitto", str(tmp_path / "mqtt"), *common, "--bind", "0.0.0.0")
+    assert refused.returncode == 2 and "loopback" in refused.stderr
+    assert hallctl(store, "mosquitto", str(tmp_path / "mqtt"), *common).returncode == 0
+    conf = (tmp_path / "mqtt" / "city.conf").read_text()
+    assert f"listener {port} 127.0.0.1\n" in conf and f"listener {tls_port}\n" in conf
+    broker = Mosquitto(tmp_path, conf)
+    broker.start(port, tls_port)
+    clients = [RawClient(port, "hall-city", (tmp_path / "mqtt" / "hall-city-password").read_text().strip()),
+               RawClient(tls_port, A_USER, (tmp_path / "pw").read_text().strip()),
+               RawClient(tls_port, A_USER, (tmp_path / "pw").read_text().strip())]
+    reader, hall, untrusting = clients
+    try:
+        assert reader.connect()
+        reader.subscribe("city/#")
+        hall.mqtt.tls_set(ca_certs=str(tls.ca_cert))
+        assert hall.connect()
+        hall.publish(f"{A_TOPIC}/summary", b"over-tls")
+        wait_until(lambda: reader.received() == [b"over-tls"], what="the summary sent over TLS")
+        untrusting.mqtt.tls_set()       # the system's CAs only: the city's certificate is not trusted
+        with pytest.raises(OSError):
+            untrusting.connect()
+    finally:
+        for c in clients:
+            c.close()
+        broker.stop()
