@@ -29,6 +29,7 @@ import orjson
 
 from hall_controller.bus.client import BusError, BusUnavailable, CommandError, RequestTimeout
 from hall_controller.clock import Clock
+from hall_controller.webpush import MAX_UNSENT, Stream  # noqa: F401  (hall_web.server and tests use them from here)
 
 from . import view
 
@@ -79,35 +80,6 @@ class Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message = code, message
-
-
-MAX_UNSENT = 256 * 1024    # a page that leaves this much unread is cut off (it reconnects to the current state)
-
-
-class Stream:
-    """One open SSE connection: messages are written straight to its socket as HTTP/1.1 chunks, from
-    the loop that makes them — no task per page to wake, so a push to 2,000 pages is 2,000 writes."""
-
-    __slots__ = ("transport", "done")
-
-    def __init__(self, transport: Any, done: asyncio.Future[None]) -> None:
-        self.transport = transport
-        self.done = done             # set when the stream ends (the page is cut off, the server stops)
-
-    def send(self, data: bytes) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing() or self.done.done():
-            return
-        if transport.get_write_buffer_size() > MAX_UNSENT:
-            log.info("a page stopped reading: its stream is closed")
-            self.end()
-            transport.close()
-            return
-        transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-    def end(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
 
 
 class Entry:

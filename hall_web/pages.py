@@ -8,13 +8,13 @@ Security Policy names the inline script and style by hash, so nothing else can r
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
 import orjson
+
+from hall_controller.webpush import csp_hash
 
 from . import view
 
@@ -174,14 +174,10 @@ render(JSON.parse($("data").textContent));connect();
 """
 
 
-def _hash(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
 TICKET_SCRIPT = CONNECT_JS + TICKET_JS
 HALL_SCRIPT = CONNECT_JS + HALL_JS
-CSP = ("default-src 'none'; script-src " + " ".join(_hash(s) for s in (TICKET_SCRIPT, HALL_SCRIPT))
-       + f"; style-src {_hash(CSS)}; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; "
+CSP = ("default-src 'none'; script-src " + " ".join(csp_hash(s) for s in (TICKET_SCRIPT, HALL_SCRIPT))
+       + f"; style-src {csp_hash(CSS)}; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
            "Cache-Control": "no-store", "X-Frame-Options": "DENY"}

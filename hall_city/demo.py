@@ -1,0 +1,207 @@
+"""`hall-city --demo`: a city broker (Mosquitto, with one account per hall and the ACL of the contract),
+three simulated halls publishing contract-shaped summaries and one 差评, and the page — on one PC.
+
+The simulated halls stand in for real hall daemons' uplinks: each is one MQTT client with the hall's
+account, a retained `online` with a last will, a retained `summary` every few seconds as its queue
+moves, and a `bad_rating` alert (QoS 1) from the second hall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from hall_controller.bus.credentials import hash_password, write_private
+from hall_controller.bus.url import MqttEndpoint
+from hall_controller.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+DISTRICT = "310101"
+HALLS = (("hall-a", "黄浦区公共法律服务中心", "HP"), ("hall-b", "徐汇区公共法律服务中心", "XH"),
+         ("hall-c", "静安区公共法律服务中心", "JA"))
+SERVICES = (("A", "法律咨询", "A"), ("B", "法律援助", "B"), ("C", "公证", "C"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_broker(directory: Path, port: int, accounts: dict[str, str]) -> Path:
+    """Mosquitto's passwd, ACL and conf for the demo city: each hall writes only its own prefix, hall-city
+    reads all. Returns the conf file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_private(directory / "city-passwd", "".join(f"{user}:{hash_password(pw, iterations=1000)}\n"
+                                                      for user, pw in accounts.items()))
+    acl = ["# the demo city's ACL: a hall writes only city/{district}/{hall}/#, hall-city reads city/#"]
+    for user in accounts:
+        if user == "hall-city":
+            acl += ["", "user hall-city", "topic read city/#"]
+        else:
+            acl += ["", f"user {user}", f"topic write city/{DISTRICT}/{user}/#"]
+    write_private(directory / "city-acl", "\n".join(acl) + "\n")
+    conf = directory / "city-mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous false", f"password_file {directory / 'city-passwd'}",
+             f"acl_file {directory / 'city-acl'}", "persistence false", "max_queued_messages 100000"]
+    if os.geteuid() == 0:
+        lines.append("user root")     # as root mosquitto drops to `mosquitto`, who cannot read our 0600 files
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+def summary(hall: str, name: str, code: str, at: datetime, step: int, open_bad: int) -> dict[str, Any]:
+    """A busy hall's summary at `step` (the contract's shape; numbers that move)."""
+    base = {"hall-a": 3, "hall-b": 9, "hall-c": 1}[hall]
+    services = []
+    for i, (scode, sname, prefix) in enumerate(SERVICES):
+        waiting = max(0, base + (step + i * 3) % 7 - i * 2)
+        oldest = None if not waiting else 60.0 * (waiting * (4 if hall == "hall-b" else 2) + i)
+        services.append({"code": scode, "name": sname, "prefix": prefix, "waiting": waiting, "oldest_wait_s": oldest})
+    issued = 40 + base * 12 + step
+    return {"schema": 1, "hall": {"id": hall, "name": name, "district": DISTRICT, "code": code},
+            "at": at.isoformat(), "seq": 1000 + step, "open": True,
+            "windows": {"staffed": 4 if hall != "hall-c" else 2, "total": 6},
+            "services": services, "wait_today": {"median_s": 300.0 + base * 90, "p90_s": 900.0 + base * 200},
+            "counts": {"issued": issued, "served": issued - 10 - base, "left": 2 + base // 3, "no_show": 1},
+            "ratings": {"count": 30 + step // 5, "good": 28 + step // 5, "bad": 1 if hall == "hall-b" else 0,
+                        "bad_open": open_bad},
+            "devices_offline": [{"id": "printer-2", "kind": "printer", "since": at.isoformat()}]
+            if hall == "hall-c" else [], "outbox": {"pending": 0, "dead": 0}}
+
+
+class DemoHall:
+    """One simulated hall on the city broker."""
+
+    def __init__(self, endpoint: MqttEndpoint, hall: str, name: str, code: str, password: str, clock: Clock) -> None:
+        self.hall, self.name, self.code, self.clock = hall, name, code, clock
+        self.prefix = f"city/{DISTRICT}/{hall}"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hall-{DISTRICT}-{hall}",
+                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(hall, password)
+        self.client.will_set(f"{self.prefix}/online", json.dumps({"online": False, "at": None, "will": True}),
+                             qos=1, retain=True)
+        self.client.connect(endpoint.host, endpoint.port, keepalive=30)
+        self.client.loop_start()
+        self.step = 0
+        self.open_bad = 0
+
+    def publish(self, topic: str, data: dict[str, Any], *, retain: bool) -> None:
+        self.client.publish(f"{self.prefix}/{topic}", json.dumps(data, ensure_ascii=False), qos=1, retain=retain)
+
+    def online(self) -> None:
+        self.publish("online", {"online": True, "at": self.clock.now().isoformat(), "version": "demo"}, retain=True)
+
+    def tick(self) -> None:
+        self.step += 1
+        self.publish("summary", summary(self.hall, self.name, self.code, self.clock.now(), self.step, self.open_bad),
+                     retain=True)
+
+    def bad_rating(self, minutes_ago: float) -> None:
+        now = self.clock.now()
+        raised = now - timedelta(minutes=minutes_ago)
+        self.open_bad += 1
+        self.publish("alert/bad_rating", {
+            "id": str(uuid.uuid4()), "type": "bad_rating", "at": raised.isoformat(),
+            "hall": {"id": self.hall, "district": DISTRICT},
+            "ticket": {"number": "B017", "service": "法律援助", "window": 3}, "score": 1, "level": "很不满意",
+            "raised_at": raised.isoformat(), "contact_by": (raised + timedelta(hours=1)).isoformat(),
+            "fix_by": (raised + timedelta(hours=72)).isoformat()}, retain=False)
+
+    def stop(self) -> None:
+        self.publish("online", {"online": False, "at": self.clock.now().isoformat()}, retain=True)
+        time.sleep(0.2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Start the broker, the halls and the page; run until Ctrl-C."""
+    from .app import Options, serve, split_hostport
+
+    if not os.access(MOSQUITTO, os.X_OK) and not shutil.which("mosquitto"):
+        print("hall-city --demo: 需要 Mosquitto 作为市级消息服务器：sudo apt-get install mosquitto", file=sys.stderr)
+        return 2
+    directory = Path(args.demo_dir).resolve()
+    port = free_port()
+    accounts = {"hall-city": secrets.token_urlsafe(16), **{h: secrets.token_urlsafe(16) for h, _, _ in HALLS}}
+    conf = write_broker(directory, port, accounts)
+    log_file = (directory / "city-mosquitto.log").open("ab")
+    broker = subprocess.Popen([MOSQUITTO if os.access(MOSQUITTO, os.X_OK) else "mosquitto", "-c", str(conf)],
+                              stdout=log_file, stderr=log_file)
+    clock = SystemClock()
+    halls: list[DemoHall] = []
+    stop_halls = threading.Event()
+    try:
+        _wait_listening(port, broker)
+        endpoint = MqttEndpoint("127.0.0.1", port)
+        print(f"hall-city demo: 市级消息服务器 mqtt://127.0.0.1:{port}（账号与 ACL 在 {directory}）", flush=True)
+        def start_halls(url: str) -> None:
+            threading.Thread(target=run_halls, args=(url,), name="demo-halls", daemon=True).start()
+
+        def run_halls(url: str) -> None:
+            _wait_subscribed(url)           # alerts are not retained: hall-city's session must exist first
+            halls.extend(DemoHall(endpoint, h, name, code, accounts[h], clock) for h, name, code in HALLS)
+            for hall in halls:
+                hall.online()
+                hall.tick()
+            halls[1].bad_rating(minutes_ago=50)       # contact due in 10 min: amber on the page
+            while not stop_halls.wait(3.0):
+                for hall in halls:
+                    hall.tick()
+
+        options = Options(endpoint.with_login("hall-city", accounts["hall-city"]), split_hostport(args.listen),
+                          args.db or f"sqlite:///{directory / 'city-history.db'}", args.timezone, args.title)
+        return asyncio.run(serve(options, clock=clock, on_ready=start_halls))
+    finally:
+        stop_halls.set()
+        for hall in halls:
+            hall.stop()
+        broker.terminate()
+        broker.wait(5)
+        log_file.close()
+
+
+def _wait_listening(port: int, broker: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if broker.poll() is not None:
+            raise RuntimeError("mosquitto exited at start; see city-mosquitto.log")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("mosquitto did not listen")
+
+
+def _wait_subscribed(url: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "healthz", timeout=2) as resp:
+                if json.loads(resp.read()).get("broker"):
+                    time.sleep(0.3)         # the SUBACK follows the CONNACK
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
