@@ -179,6 +179,16 @@ class HallConfig:
     web_listen: str | None = None
     web_public_url: str | None = None
     web_wifi: tuple[str, str] | None = None
+    # The city broker this hall reports to (city:, DESIGN §11; hall_controller.uplink), all None without
+    # one: mqtt(s) URL, its CA, the district (topic segment), the hall's city account and its password
+    # file; the 差评 clocks the alerts carry (contact within minutes, 整改 within hours).
+    city_url: str | None = None
+    city_ca: str | None = None
+    city_district: str | None = None
+    city_username: str | None = None
+    city_password_file: str | None = None
+    city_contact_minutes: int = 60
+    city_fix_hours: int = 72
 
     @property
     def tz(self) -> ZoneInfo:
@@ -472,7 +482,7 @@ def _calendar_hours(raw: Any, seen: dict[date, str], chk: _Checker) -> dict[date
 
 _TOP_LEVEL_KEYS = {"hall", "rules", "services", "windows", "staff", "clients", "devices", "database", "mqtt",
                    "upstream", "emulator", "profiles_dir", "credentials", "secret_file", "sqlite_sync", "display",
-                   "voice", "scans", "monitoring", "web", "privacy"}
+                   "voice", "scans", "monitoring", "web", "privacy", "city"}
 
 
 def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = None) -> HallConfig:
@@ -501,6 +511,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
     metrics_listen = _monitoring(root.get("monitoring"), chk)
     privacy_retention = _privacy(root.get("privacy"), chk)
     web_listen, web_public_url, web_wifi = _web(root.get("web"), chk)
+    city = _city(root.get("city"), base_dir, chk)
     voice = parse_voice(root.get("voice"), chk.add, [s.prefix for s in services], [w.number for w in windows],
                         base_dir)
     if chk.problems:
@@ -522,7 +533,7 @@ def parse_config(data: Any, source: str = "<memory>", base_dir: Path | None = No
         scan_max_bytes=scan_max_mb * 1024 * 1024, scan_retention_days=scan_retention, calendar=calendar,
         metrics_listen=metrics_listen,
         privacy_retention_days=privacy_retention,
-        web_listen=web_listen, web_public_url=web_public_url, web_wifi=web_wifi,
+        web_listen=web_listen, web_public_url=web_public_url, web_wifi=web_wifi, **city,
     )
 
 
@@ -912,6 +923,33 @@ def _web_wifi(raw: Any, chk: _Checker) -> tuple[str, str] | None:
         chk.add("web.wifi.ssid", f"must be at most 32 bytes, got {len(ssid.encode())}")
         return None
     return (ssid, password) if ssid else None
+
+
+_DISTRICT_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _city(raw: Any, base_dir: Path, chk: _Checker) -> dict[str, Any]:
+    """`city:` {url, ca?, district, username, password_file, follow_up?} -> the HallConfig city_* fields
+    (none when `city` is null: the hall reports to no city broker)."""
+    if raw is None:
+        return {}
+    city = chk.mapping(raw, "city")
+    chk.unknown_keys(city, {"url", "ca", "district", "username", "password_file", "follow_up"}, "city")
+    url = chk.string(city, "url", "city", pattern=re.compile(r"^(mqtts?|tcp)://[^\s]+$"),
+                     hint="mqtts://HOST:8883 (or mqtt://HOST:1883)")
+    district = chk.string(city, "district", "city", pattern=_DISTRICT_RE,
+                          hint="letters, digits, - and _ (at most 32; an MQTT topic segment), e.g. '310101'")
+    username = chk.string(city, "username", "city")
+    password_file = chk.string(city, "password_file", "city")
+    ca = chk.string(city, "ca", "city", required=False)
+    follow = chk.mapping(city.get("follow_up"), "city.follow_up")
+    chk.unknown_keys(follow, {"contact_minutes", "fix_hours"}, "city.follow_up")
+    contact = chk.integer(follow, "contact_minutes", "city.follow_up", default=60, minimum=1, maximum=7 * 24 * 60)
+    fix = chk.integer(follow, "fix_hours", "city.follow_up", default=72, minimum=1, maximum=90 * 24)
+    return {"city_url": url, "city_ca": _resolve(base_dir, ca) if ca else None, "city_district": district,
+            "city_username": username,
+            "city_password_file": _resolve(base_dir, password_file) if password_file else None,
+            "city_contact_minutes": contact or 60, "city_fix_hours": fix or 72}
 
 
 def _monitoring(raw: Any, chk: _Checker) -> str | None:

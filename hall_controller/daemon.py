@@ -151,6 +151,7 @@ class HallDaemon:
         self.bridge = None
         self.devices = None
         self.upstream = None
+        self.uplink = None      # uplink.CityUplink when `city:` is set
         self.mqtt_address: tuple[str, int] | None = None
         self._runtime: dict[str, Any] | None = None
         self._parts: list[Any] = []
@@ -177,6 +178,7 @@ class HallDaemon:
                                           metrics=metrics)
         self._start_devices()
         self._start_upstream()
+        self._start_uplink()
         self._coverage = CoverageWatch(self.config.calendar)
         self._check_calendar()
         self.last_tick = time.monotonic()   # the service ticked when it was built; a slow start is no hang
@@ -297,6 +299,17 @@ class HallDaemon:
                                         clock=self.clock)
         self.upstream.start()
 
+    def _start_uplink(self) -> None:
+        """Report to the city broker (`city:`, DESIGN §11) on its own thread; the hall never waits on it."""
+        if not self.config.city_url:
+            return
+        from .uplink import CityUplink
+
+        assert self.service is not None and self.store is not None
+        uplink = CityUplink(self.config, self.service, self.store, self.clock, version=__version__)
+        if uplink.start():
+            self.uplink = uplink
+
     def _tick_loop(self) -> None:
         while not self._stop.wait(TICK_SECONDS):
             try:
@@ -323,7 +336,7 @@ class HallDaemon:
         self._stop.set()
         if self._ticker:
             self._ticker.join(timeout=5)
-        for part in (self.upstream, self.devices, self.bridge, self.broker):
+        for part in (self.uplink, self.upstream, self.devices, self.bridge, self.broker):
             if part is not None:
                 try:
                     part.stop()

@@ -65,6 +65,11 @@ METRICS = {
     "hall_bus_connected": "1 while the daemon is connected to the MQTT broker",
     "hall_announcements_queued": "announcements waiting or playing, label device (speaker)",
 }
+#: Exposed only by a hall with `city:` set (DESIGN §11, hall_controller.uplink).
+CITY_METRICS = {
+    "hall_city_connected": "1 while connected to the city broker",
+    "hall_city_alerts_queued": "alerts for the city not yet acknowledged by its broker (a WAN cut grows it)",
+}
 
 
 class Sources(Protocol):
@@ -213,7 +218,7 @@ class HallCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for part in (self._hall, self._checks, self._queues, self._store, self._devices, self._outbox_metrics,
-                     self._clients, self._announcements):
+                     self._clients, self._announcements, self._city):
             try:
                 metrics = list(part())
             except Exception:
@@ -321,6 +326,15 @@ class HallCollector(Collector):
             if "announcements_queued" in figures:
                 queued.add_metric([device_id], figures["announcements_queued"])
         yield queued
+
+    def _city(self) -> Iterator[Metric]:
+        uplink = getattr(self._sources, "uplink", None)    # uplink.CityUplink, with `city:` only
+        if uplink is None:
+            return
+        yield GaugeMetricFamily("hall_city_connected", "1 while connected to the city broker",
+                                value=int(uplink.connected))
+        yield GaugeMetricFamily("hall_city_alerts_queued", "Alerts for the city not yet acknowledged by its broker",
+                                value=uplink.alerts_queued)
 
 
 # ---------------------------------------------------------------------------------- HTTP

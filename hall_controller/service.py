@@ -18,13 +18,14 @@ from typing import Any, ClassVar, Literal
 
 from .clock import Clock
 from .config import HallConfig
-from .domain import Actor, CardData, DomainError, Outcome, QueueEngine
+from .domain import Actor, CardData, DomainError, Outcome, QueueEngine, city
 from .domain.model import iso
 from .domain.visit import TOKEN_TTL
 from .faults import VISITOR_PRINT_FAILED
 from .identity import mask_name
 from .scans import ScanImage, decode_scan, save_scan
 from .store import Store, WriteSet
+from .store.city_alerts import device_alerts
 from .store.records import record_builder_for
 from .store.roster import RosterInvalid, listing, load_rows, plan, with_roster
 
@@ -135,10 +136,29 @@ class HallService:
         self._card_publish_lock = threading.Lock()
         self._printers: dict[str, PrintHook] = {}
         self._build_record = record_builder_for(config)   # a closed visit's upstream record, into its write set
+        self.city_hall, self._city_alerts = self._city_rules(config)   # None, None: no city broker
         for command_id, reply in store.recent_command_replies(reply_cache):
             self._replies[command_id] = reply
         self.engine = self._build_engine()
         self.tick()     # roll the day / close lapsed visits before serving anyone
+
+    def _city_rules(self, config: HallConfig) -> tuple[city.CityHall | None, city.AlertRules | None]:
+        """With `city:` set, the alerts for the city commit with the events that raise them (DESIGN §11)."""
+        if not config.city_url or not config.city_district:
+            return None, None
+        hall = city.CityHall(config.hall_id, config.city_district, config.city_contact_minutes, config.city_fix_hours)
+        rules = city.AlertRules(hall, {d.id: d.kind for d in config.devices})
+        with self.store.engine.connect() as conn:
+            rules.restore(device_alerts(conn))
+        return hall, rules
+
+    def city_summary(self, outbox: tuple[int, int]) -> dict[str, Any]:
+        """The hall's summary for the city broker (no personal data); `outbox` = (pending, dead)."""
+        assert self.city_hall is not None
+        kinds = {d.id: d.kind for d in self.config.devices}
+        with self._lock:
+            return city.summary(self.engine, hall=self.city_hall, code=self.config.hall_code, name=self.config.name,
+                                outbox=outbox, device_kinds=kinds)
 
     def _build_engine(self) -> QueueEngine:
         """The engine from the store, the staff roster included (hallctl staff's rows over the config's)."""
@@ -312,6 +332,9 @@ class HallService:
             for ticket in outcome.closed:    # the outbox row commits with the change that closed the visit
                 writeset.add_outbox(ticket.id, "service_record", self._build_record(ticket.to_record()),
                                     ticket.closed_at)
+            if self._city_alerts is not None and outcome.events:    # so do the city's alerts (差评 …)
+                for alert in self._city_alerts.from_events(outcome.events):
+                    writeset.add_city_alert(alert, self.clock.now())
             pending = _Pending(writeset, outcome.events, outcome.result)
         except Exception as exc:
             log.exception("cannot serialise a command; rebuilding engine state from the store")
@@ -691,6 +714,27 @@ class HallService:
     def tick(self) -> None:
         self._run(lambda: self.engine.tick())
         self.expire_cards()
+        self._device_alerts()
+
+    def _device_alerts(self) -> None:
+        """A device offline for 5 minutes raises one city alert (committed before the next tick)."""
+        if self._city_alerts is None:
+            return
+        with self._lock:
+            now = self.clock.now()
+            alerts = self._city_alerts.from_devices(self.engine.state.devices, now)
+            if not alerts:
+                return
+            writeset = WriteSet()
+            for alert in alerts:
+                writeset.add_city_alert(alert, now)
+            pending = _Pending(writeset, [], {})
+            self._queue.append(pending)
+        try:
+            self._await_durable(pending)
+        except DomainError:
+            self._city_alerts.forget(alerts)     # raised again at the next tick
+            raise
 
     def supervisor_alert(self, kind: str, detail: dict[str, Any]) -> None:
         """Log and publish an alert raised outside the queue (the upstream forwarder's dead letters)."""

@@ -8,7 +8,9 @@ events since the last `day_reset` into a fresh tally on start. Pure data, no I/O
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 # event type -> the count it adds to (one event is one count: a ticket called again after a transfer
@@ -44,6 +46,10 @@ class DayTally:
     counts: dict[str, int] = field(default_factory=dict)
     served: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     finished: dict[int, int] = field(default_factory=dict)     # per window, exact (the list is capped)
+    # seconds from issue to first call of each ticket called today, sorted (the city summary's median/p90)
+    waits: list[float] = field(default_factory=list)
+    good: int = 0                       # ratings of 4 or 5 (满意, 非常满意)
+    _first_called: set[str] = field(default_factory=set)
 
     def observe(self, event: dict[str, Any]) -> None:
         """One event of the day, in `seq` order (anything else is ignored)."""
@@ -53,6 +59,11 @@ class DayTally:
             self.counts[key] = self.counts.get(key, 0) + 1
         ticket = event.get("ticket")
         window = event.get("window")
+        if kind == "ticket_called" and isinstance(ticket, dict):
+            self._wait(event, ticket)
+        elif kind == "rating_received" and isinstance(ticket, dict) and isinstance(ticket.get("rating"), dict):
+            score = ticket["rating"].get("score")
+            self.good += isinstance(score, int) and score >= 4
         if not isinstance(ticket, dict) or not isinstance(window, int) or isinstance(window, bool):
             return
         if kind == "service_finished":
@@ -75,6 +86,26 @@ class DayTally:
             entry["score"] = rating.get("score")
         else:
             entry["closed"] = True
+
+    def _wait(self, event: dict[str, Any], ticket: dict[str, Any]) -> None:
+        """A ticket's first call: how long it waited since it was issued (a recall after a transfer
+        or a reinstated no-show is not a new wait)."""
+        ticket_id = ticket.get("id")
+        if not isinstance(ticket_id, str) or ticket_id in self._first_called:
+            return
+        self._first_called.add(ticket_id)
+        try:
+            waited = (datetime.fromisoformat(event["ts"]) - datetime.fromisoformat(ticket["issued_at"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            return
+        insort(self.waits, max(0.0, waited))
+
+    def wait_quantile(self, q: float) -> float | None:
+        """The `q` quantile (0..1, nearest rank) of today's waits in seconds; None before the first call."""
+        if not self.waits:
+            return None
+        rank = max(1, -(-len(self.waits) * q // 1))      # ceil(n·q), at least the first
+        return self.waits[int(rank) - 1]
 
     def _entry(self, window: int, ticket_id: Any) -> dict[str, Any] | None:
         """The served entry of a ticket at a window: a rating or a close follows its finish within

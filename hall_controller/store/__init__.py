@@ -18,13 +18,15 @@ import orjson
 from sqlalchemy import Connection, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
+from ..domain.city import CityAlert
 from ..domain.engine import BAD_RATING_EVENTS, Outcome, bad_rating_summary
 from ..domain.model import Appointment, EngineState, Ticket, WindowState
 from ..domain.today import TALLIED
 from . import schema
+from .city_alerts import alert_row
 from .outbox import outbox_row
 from .roster import db_row as staff_db_row
-from .schema import appointments, commands, events, hall_state, outbox, staff, tickets, windows
+from .schema import appointments, city_alerts, commands, events, hall_state, outbox, staff, tickets, windows
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ def _dumps(value: Any) -> str:
 
 
 # Statement order inside one command's write (tickets exist before events reference them).
-WRITE_ORDER = ("ins_ticket", "upd_ticket", "upd_window", "ins_event", "upd_kv", "ins_outbox", "ins_command")
+WRITE_ORDER = ("ins_ticket", "upd_ticket", "upd_window", "ins_event", "upd_kv", "ins_outbox", "ins_alert",
+               "ins_command")
 
 
 @dataclass
@@ -56,6 +59,10 @@ class WriteSet:
     def add_outbox(self, record_key: str, kind: str, payload: dict[str, Any], at: datetime | None) -> None:
         """Send `payload` upstream once this write set commits (a closed visit's service record)."""
         self.rows["ins_outbox"].append(outbox_row(record_key, kind, payload, at))
+
+    def add_city_alert(self, alert: CityAlert, now: datetime) -> None:
+        """Queue `alert` for the city broker once this write set commits (hall_controller.uplink)."""
+        self.rows["ins_alert"].append(alert_row(alert, now))
 
 
 class _Prepared:
@@ -142,6 +149,7 @@ class Store:
             "upd_kv": upd(hall_state, "key", "value"),
             "ins_outbox": _Prepared(insert(outbox), d, ["record_key", "kind", "created_at", "payload", "status",
                                                         "attempts", "next_attempt_at"]),
+            "ins_alert": _Prepared(insert(city_alerts), d, ["alert_id", "type", "created_at", "payload"]),
             "ins_command": _Prepared(insert(commands), d, ["command_id", "client_id", "created_at", "reply"]),
             "upd_staff": upd(staff, "id", *(c.name for c in staff.columns if c.name != "id")),
             "ins_staff": _Prepared(insert(staff), d, [c.name for c in staff.columns]),

@@ -135,6 +135,21 @@ staff = Table(
     Column("updated_at", String(40), nullable=False),
 )
 
+# Alerts for the city broker (DESIGN §11, hall_controller.uplink): written in the transaction of the
+# event that raised them, sent in `id` order at QoS 1, `sent_at` set only after the broker's PUBACK;
+# sent rows are purged after a week. `alert_id` is the dedupe key the city sees.
+city_alerts = Table(
+    "city_alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", String(36), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("sent_at", Text),
+    Index("ix_city_alerts_sent", "sent_at", "id"),
+    sqlite_autoincrement=True,  # ids are never reused: id order is the order they were raised
+)
+
 
 def db_time(moment: datetime) -> str:
     """The stored form of an outbox time: UTC ISO-8601 with microseconds, fixed width, so that text
