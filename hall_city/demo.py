@@ -1,4 +1,5 @@
-"""`hall-city --demo`: a city broker (Mosquitto, with one account per hall and the ACL of the contract),
+"""`hall-city --demo`: a city broker (Mosquitto, with one account per hall and the ACL of `hallctl
+city-credentials`),
 three simulated halls publishing contract-shaped summaries and one 差评, and the page — on one PC.
 
 The simulated halls stand in for real hall daemons' uplinks: each is one MQTT client with the hall's
@@ -13,7 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -28,7 +28,13 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from hall_controller.bus.credentials import hash_password, write_private
+from hall_controller.bus.city_accounts import (
+    HALL_CITY,
+    CityCredentialStore,
+    hall_username,
+    write_city_mosquitto_config,
+)
+from hall_controller.bus.credentials import write_private
 from hall_controller.bus.url import MqttEndpoint
 from hall_controller.clock import Clock, SystemClock
 
@@ -47,26 +53,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_broker(directory: Path, port: int, accounts: dict[str, str]) -> Path:
-    """Mosquitto's passwd, ACL and conf for the demo city: each hall writes only its own prefix, hall-city
-    reads all. Returns the conf file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    write_private(directory / "city-passwd", "".join(f"{user}:{hash_password(pw, iterations=1000)}\n"
-                                                      for user, pw in accounts.items()))
-    acl = ["# the demo city's ACL: a hall writes only city/{district}/{hall}/#, hall-city reads city/#"]
-    for user in accounts:
-        if user == "hall-city":
-            acl += ["", "user hall-city", "topic read city/#"]
-        else:
-            acl += ["", f"user {user}", f"topic write city/{DISTRICT}/{user}/#"]
-    write_private(directory / "city-acl", "\n".join(acl) + "\n")
-    conf = directory / "city-mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous false", f"password_file {directory / 'city-passwd'}",
-             f"acl_file {directory / 'city-acl'}", "persistence false", "max_queued_messages 100000"]
+def write_broker(directory: Path, port: int, halls: list[str], *, iterations: int = 10_000) -> tuple[Path, dict[str, str]]:
+    """The demo city's accounts (`hallctl city-credentials`' store: one per hall, writing only its own
+    `city/{district}/{hall}/#`, and `hall-city` reading `city/#`) and its Mosquitto config on the loopback.
+    Returns the conf file and the clear passwords by account (the demo's own, kept in memory)."""
+    store = CityCredentialStore(directory / "city-credentials", iterations=iterations)
+    passwords = {HALL_CITY: store.add_service(HALL_CITY)[1]}
+    for hall in halls:
+        account, password = store.add_hall(hall, DISTRICT)
+        passwords[account.username] = password
+    files = write_city_mosquitto_config(directory / "mosquitto", store, port=port, bind_address="127.0.0.1")
+    text = files.conf_file.read_text().replace("persistence true", "persistence false")
     if os.geteuid() == 0:
-        lines.append("user root")     # as root mosquitto drops to `mosquitto`, who cannot read our 0600 files
-    conf.write_text("\n".join(lines) + "\n")
-    return conf
+        text += "user root\n"     # as root mosquitto drops to `mosquitto`, who cannot read our 0600 files
+    write_private(files.conf_file, text)
+    return files.conf_file, passwords
 
 
 def summary(hall: str, name: str, code: str, at: datetime, step: int, open_bad: int) -> dict[str, Any]:
@@ -95,9 +96,10 @@ class DemoHall:
     def __init__(self, endpoint: MqttEndpoint, hall: str, name: str, code: str, password: str, clock: Clock) -> None:
         self.hall, self.name, self.code, self.clock = hall, name, code, clock
         self.prefix = f"city/{DISTRICT}/{hall}"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"hall-{DISTRICT}-{hall}",
+        username = hall_username(DISTRICT, hall)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username,
                                   clean_session=False, protocol=mqtt.MQTTv311)
-        self.client.username_pw_set(hall, password)
+        self.client.username_pw_set(username, password)
         self.client.will_set(f"{self.prefix}/online", json.dumps({"online": False, "at": None, "will": True}),
                              qos=1, retain=True)
         self.client.connect(endpoint.host, endpoint.port, keepalive=30)
@@ -143,8 +145,8 @@ def run_demo(args: argparse.Namespace) -> int:
         return 2
     directory = Path(args.demo_dir).resolve()
     port = free_port()
-    accounts = {"hall-city": secrets.token_urlsafe(16), **{h: secrets.token_urlsafe(16) for h, _, _ in HALLS}}
-    conf = write_broker(directory, port, accounts)
+    directory.mkdir(parents=True, exist_ok=True)
+    conf, accounts = write_broker(directory, port, [h for h, _, _ in HALLS])
     log_file = (directory / "city-mosquitto.log").open("ab")
     broker = subprocess.Popen([MOSQUITTO if os.access(MOSQUITTO, os.X_OK) else "mosquitto", "-c", str(conf)],
                               stdout=log_file, stderr=log_file)
@@ -160,7 +162,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
         def run_halls(url: str) -> None:
             _wait_subscribed(url)           # alerts are not retained: hall-city's session must exist first
-            halls.extend(DemoHall(endpoint, h, name, code, accounts[h], clock) for h, name, code in HALLS)
+            halls.extend(DemoHall(endpoint, h, name, code, accounts[hall_username(DISTRICT, h)], clock)
+                         for h, name, code in HALLS)
             for hall in halls:
                 hall.online()
                 hall.tick()
@@ -169,7 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 for hall in halls:
                     hall.tick()
 
-        options = Options(endpoint.with_login("hall-city", accounts["hall-city"]), split_hostport(args.listen),
+        options = Options(endpoint.with_login(HALL_CITY, accounts[HALL_CITY]), split_hostport(args.listen),
                           args.db or f"sqlite:///{directory / 'city-history.db'}", args.timezone, args.title)
         return asyncio.run(serve(options, clock=clock, on_ready=start_halls))
     finally:

@@ -22,7 +22,7 @@ font-size:22px;border-radius:6px;margin-top:10px}.banner.red{background:#8c1d1d}
 .totals{display:grid;grid-template-columns:repeat(6,1fr);gap:16px;margin:16px 0}
 .total{background:#12223b;border-radius:10px;padding:12px 18px}.total .n{font-size:52px;font-weight:700}
 .total .l{font-size:22px;color:#9fb3cf}.total .s{font-size:20px;color:#9fb3cf}
-.main{display:grid;grid-template-columns:1fr 600px;gap:24px}
+.main{display:grid;grid-template-columns:1fr 760px;gap:24px}
 .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:14px;align-content:start}
 .tile{display:block;background:#12223b;border-radius:10px;padding:12px 16px;border-left:10px solid #2e8b57}
 .tile.red{border-left-color:#e03131;background:#2a1518}.tile.amber{border-left-color:#f59f00}
@@ -36,7 +36,7 @@ td,th{padding:6px 8px;border-bottom:1px solid #24406b}.st-red{color:#ff6b6b;font
 .st-amber{color:#ffc34d;font-weight:700}.st-ok{color:#8ce99a}.st-done{color:#9fb3cf}.st-none{color:#5c6b80}
 tr.red td:first-child{border-left:6px solid #e03131}tr.amber td:first-child{border-left:6px solid #f59f00}
 tr.ok td:first-child{border-left:6px solid #2e8b57}.empty{color:#9fb3cf;font-size:22px}
-.cols{display:grid;grid-template-columns:1fr 1fr;gap:24px}
+td[class^="st-"]{white-space:nowrap}.sub{font-size:22px;color:#9fb3cf}.nowrap{white-space:nowrap}.cols{display:grid;grid-template-columns:1fr 1fr;gap:24px}
 """
 
 COMMON_JS = r"""
@@ -52,7 +52,7 @@ function head(v){$("now").textContent=v.now;var b=$("banner");var t=[];
  b.textContent=t.join("；");b.hidden=!t.length;b.className="banner"+(v.broker?"":" red")}
 function ratingRows(tb,rows,withHall){tb.textContent="";rows.forEach(function(r){var tr=el("tr",r.status);
  if(withHall)tr.appendChild(el("td","",r.hall));tr.appendChild(el("td","",r.number+" · "+r.service));
- tr.appendChild(el("td","",r.raised));tr.appendChild(el("td","st-"+r.contact.state,r.contact.text));
+ tr.appendChild(el("td","nowrap",r.raised));tr.appendChild(el("td","st-"+r.contact.state,r.contact.text));
  tr.appendChild(el("td","st-"+r.fix.state,r.fix.text));tb.appendChild(tr)})}
 function connect(){if(es)es.close();es=new EventSource(BASE+"/events");
  es.addEventListener("state",function(e){last=Date.now();var v=JSON.parse(e.data);if(v)render(v)});
@@ -68,7 +68,7 @@ function tile(t){var a=el("a","tile "+t.level);a.href="/hall/"+t.district+"/"+t.
  r.appendChild(el("span","chip "+(i===0&&t.level!=="ok"?t.level:""),x))});a.appendChild(r);
  var s=el("div","stats");s.appendChild(D.createTextNode("等候 "));s.appendChild(el("b","",num(t.waiting)));
  s.appendChild(D.createTextNode(" · 取号 "+num(t.issued)+" · 办结 "+num(t.served)));a.appendChild(s);
- a.appendChild(el("div","stats","窗口 "+(t.windows||"—")+" · 中位等候 "+min(t.median_s)+" · 最长 "+min(t.oldest_s)));
+ a.appendChild(el("div","stats","窗口 "+(t.windows||"—")+" · 中位 "+min(t.median_s)+" · 最长 "+min(t.oldest_s)));
  return a}
 function render(v){head(v);var T=v.totals;$("t-halls").textContent=T.online+"/"+T.halls;
  $("t-attn").textContent=T.attention?T.attention+" 个大厅需关注":"全部正常";
@@ -101,10 +101,12 @@ function render(v){head(v);var t=v.tile;$("name").textContent=t.name;$("sub").te
  dead_letter:"上报失败",overdue_visit:"超时办理"};var ra=$("recent");ra.textContent="";
  v.recent.forEach(function(a){ra.appendChild(el("li","",a.at+" "+(NAMES[a.type]||a.type)))})}
 function history(){fetch(BASE+"/history",{cache:"no-store"}).then(function(r){return r.json()}).then(function(h){
- var tb=$("history");tb.textContent="";$("history-off").hidden=h.available;(h.rows||[]).forEach(function(x){
- var tr=el("tr");[x.time,x.waiting,x.issued,x.served,min(x.median_s)].forEach(function(c){tr.appendChild(el("td","",c))});
- tb.appendChild(tr)})}).catch(function(){$("history-off").hidden=false})}
-render(JSON.parse($("data").textContent));connect();history();setInterval(history,60000);
+ var tb=$("history");tb.textContent="";$("history-off").hidden=h.available;var rows=h.rows||[];
+ $("no-history").hidden=!h.available||rows.length>0;rows.forEach(function(x){var tr=el("tr");
+ [x.time,x.waiting,x.issued,x.served,min(x.median_s)].forEach(function(c){tr.appendChild(el("td","",c))});
+ tb.appendChild(tr)});setTimeout(history,rows.length?60000:5000)}).catch(function(){$("history-off").hidden=false;
+ setTimeout(history,15000)})}
+render(JSON.parse($("data").textContent));connect();history();
 """
 
 CITY_SCRIPT = COMMON_JS + CITY_JS
@@ -153,7 +155,7 @@ def city_page(v: dict[str, Any]) -> str:
 def hall_page(v: dict[str, Any]) -> str:
     title = v["tile"]["name"]
     return (_head(title) + '<body><header><h1><a href="/">‹ 全市</a> · <span id="name"></span></h1>'
-            '<span class="d" id="sub"></span><span class="clock" id="now"></span></header>'
+            '<span class="sub" id="sub"></span><span class="clock" id="now"></span></header>'
             '<div class="banner" id="banner" role="status" hidden></div><div class="reasons" id="reasons"></div>'
             '<p class="stats" id="counts"></p><div class="cols"><section><h2>各业务等候</h2><table><thead><tr>'
             '<th>业务</th><th>等候人数</th><th>最长等候</th></tr></thead><tbody id="services"></tbody></table>'
@@ -163,6 +165,7 @@ def hall_page(v: dict[str, Any]) -> str:
             '</section><section><h2>近 2 小时（每 5 分钟）</h2><p class="banner" id="history-off" hidden>'
             '历史数据暂不可用（数据库连接中断），实时状态照常更新</p><table><thead><tr><th>时间</th><th>等候</th>'
             '<th>取号</th><th>办结</th><th>中位等候</th></tr></thead><tbody id="history"></tbody></table>'
+            '<p class="empty" id="no-history" hidden>尚无记录（每 5 分钟记一次）</p>'
             '<h2>最近告警</h2><ul class="stats" id="recent"></ul></section></div>'
             f'<script type="application/json" id="data">{_data(v)}</script><script>{HALL_SCRIPT}</script></body></html>')
 

@@ -57,6 +57,10 @@ async def city_events(request: web.Request) -> web.StreamResponse:
     return await _stream(request, request.app[HUB].city)
 
 
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
+
 def _unknown() -> web.Response:
     return _html(pages.message_page("没有这个大厅", "市级服务尚未收到这个大厅的任何数据。请从全市页面选择大厅。"), 404)
 
@@ -146,6 +150,7 @@ def create_app(hub: CityHub) -> web.Application:
     app.router.add_get("/events", city_events)
     app.router.add_get("/state", city_state)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/hall/{district}/{hall}", hall_page)
     app.router.add_get("/hall/{district}/{hall}/events", hall_events)
     app.router.add_get("/hall/{district}/{hall}/state", hall_state)

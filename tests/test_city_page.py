@@ -29,7 +29,7 @@ from hall_city.server import create_app
 from hall_controller.bus.url import MqttEndpoint
 from hall_controller.clock import ManualClock
 
-from .harness import MOSQUITTO, Mosquitto, RawClient, free_port, have_mosquitto, wait_until
+from .harness import Mosquitto, RawClient, free_port, have_mosquitto, wait_until
 from .test_city_state import D, bad_rating, raw, summary, topic
 from .test_web_pages import SseReader
 
@@ -215,13 +215,10 @@ def test_the_command_line_refuses_a_password_in_the_url_and_says_what_to_give(ca
 @pytest.mark.skipif(not have_mosquitto(), reason="no mosquitto binary")
 def test_hall_city_over_a_real_mosquitto_with_the_demo_accounts(tmp_path: Path):
     port = free_port()
-    accounts = {"hall-city": "city-pw", "h1": "h1-pw", "h2": "h2-pw"}
-    conf = write_broker(tmp_path, port, accounts)
-    text = conf.read_text().replace("user root\n", "")
-    broker = Mosquitto(tmp_path, text)
+    conf, accounts = write_broker(tmp_path, port, ["h1", "h2"], iterations=1000)
+    broker = Mosquitto(tmp_path, conf.read_text().replace("user root\n", ""))
     broker.start(port)
-    assert MOSQUITTO
-    h1 = RawClient(port, "h1", "h1-pw", client_id=f"hall-{D}-h1")
+    h1 = RawClient(port, f"hall-{D}-h1", accounts[f"hall-{D}-h1"])
     h1.mqtt.reconnect_delay_set(1, 2)
     try:
         assert h1.connect(will=(topic("h1", "online"), '{"online": false, "at": null, "will": true}'))
@@ -237,7 +234,7 @@ def test_hall_city_over_a_real_mosquitto_with_the_demo_accounts(tmp_path: Path):
             async def main() -> None:
                 stop = stop_holder["stop"] = asyncio.Event()
                 stop_holder["loop"] = asyncio.get_running_loop()
-                options = Options(MqttEndpoint("127.0.0.1", port).with_login("hall-city", "city-pw"),
+                options = Options(MqttEndpoint("127.0.0.1", port).with_login("hall-city", accounts["hall-city"]),
                                   ("127.0.0.1", 0), f"sqlite:///{tmp_path / 'h.db'}")
                 await serve(options, stop=stop, on_ready=lambda url: (seen.update(url=url), ready.set()))
             asyncio.run(main())
@@ -263,7 +260,7 @@ def test_hall_city_over_a_real_mosquitto_with_the_demo_accounts(tmp_path: Path):
         assert [r["id"] for r in view["ratings"]] == ["a-2"], "a-2 exactly once; a-1 came before hall-city's session"
         assert view["tiles"][0]["waiting"] == 5, "the malformed summary changed nothing"
         h1.mqtt.disconnect()        # a clean disconnect sends no will: the hall says offline itself first
-        h2 = RawClient(port, "h2", "h2-pw")
+        h2 = RawClient(port, f"hall-{D}-h2", accounts[f"hall-{D}-h2"])
         assert h2.connect(will=(topic("h2", "online"), '{"online": false, "at": null, "will": true}'))
         h2.mqtt._sock.close()       # a dead link: the broker publishes the will after the keepalive … or at once on EOF
         def h2_offline() -> dict[str, Any] | None:
