@@ -209,6 +209,7 @@ def test_a_new_password_takes_over_after_a_reload_and_a_removed_hall_is_refused(
     try:
         old = city.passwords[A_USER]
         city._run("add", A[1], "--district", A[0], "--password-out", str(tmp_path / "new"))
+        assert "旧密码现已作废" in city.runs[-1].stdout and "旧密码" not in city.runs[0].stdout
         city.passwords[A_USER] = (tmp_path / "new").read_text().strip()
         city._run("remove", B[1])
         city._run("mosquitto", str(tmp_path / "mqtt"), "--port", str(city.port), "--bind", "127.0.0.1")

@@ -42,7 +42,12 @@ def _give_password(password: str, out: str | None) -> str:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    account, password = _store(args).add_hall(args.hall, args.district)
+    store = _store(args)
+    existed = any(a.kind == "hall" and a.district == args.district for a in store.find(args.hall, args.district))
+    account, password = store.add_hall(args.hall, args.district)
+    if existed:
+        print("注意：该大厅已有账号，旧密码现已作废，须把新密码交给该大厅 / the hall had an account: its old password "
+              "no longer works once Mosquitto is reloaded")
     print(f"已签发城市账号 {account.username}（区 {account.district}，大厅 {account.hall}；只能发布到 "
           f"{account.prefix}/#）/ city account issued")
     print(_give_password(password, args.password_out))
