@@ -38,6 +38,40 @@ MAX_PAGE = 60 * 1024
 EXTERNAL = re.compile(r"(?:https?:)?//[A-Za-z0-9.-]+")
 
 
+class RunningCity:
+    """`hall_city.app.serve` on its own thread and loop (as the command runs it), on a free port."""
+
+    def __init__(self, port: int, password: str, db: str | None = None, clock: Any = None) -> None:
+        self.ready = threading.Event()
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        options = Options(MqttEndpoint("127.0.0.1", port).with_login("hall-city", password), ("127.0.0.1", 0), db)
+
+        async def main() -> None:
+            self._stop, self._loop = asyncio.Event(), asyncio.get_running_loop()
+            await serve(options, clock=clock, stop=self._stop, on_ready=self._on_ready)
+
+        self.thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10), "hall-city did not start"
+
+    def _on_ready(self, url: str) -> None:
+        self.url = url
+        self.ready.set()
+
+    def state(self, path: str = "state") -> dict[str, Any]:
+        async def get() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as session, session.get(self.url + path) as resp:
+                return await resp.json()
+        return asyncio.run(get())
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(10)
+
+
 @asynccontextmanager
 async def city_app(clock: ManualClock, history: History | None = None) -> AsyncIterator[tuple[TestClient, CityHub]]:
     hub = CityHub(clock, history=history, push_s=0.02)
@@ -226,30 +260,8 @@ def test_hall_city_over_a_real_mosquitto_with_the_demo_accounts(tmp_path: Path):
         h1.publish(topic("h1", "summary"), raw(summary("h1", waiting=5)), retain=True)
         h1.publish(topic("h2", "summary"), raw(summary("h2", waiting=99)), retain=True)    # not its prefix: denied
         h1.publish(topic("h1", "alert/bad_rating"), bad_rating("a-1"))    # before hall-city ever connected
-        seen: dict[str, Any] = {}
-        ready = threading.Event()
-        stop_holder: dict[str, Any] = {}
-
-        def serve_thread() -> None:
-            async def main() -> None:
-                stop = stop_holder["stop"] = asyncio.Event()
-                stop_holder["loop"] = asyncio.get_running_loop()
-                options = Options(MqttEndpoint("127.0.0.1", port).with_login("hall-city", accounts["hall-city"]),
-                                  ("127.0.0.1", 0), f"sqlite:///{tmp_path / 'h.db'}")
-                await serve(options, stop=stop, on_ready=lambda url: (seen.update(url=url), ready.set()))
-            asyncio.run(main())
-
-        thread = threading.Thread(target=serve_thread, daemon=True)
-        thread.start()
-        assert ready.wait(10)
-        url = seen["url"]
-
-        def state() -> dict[str, Any]:
-            async def get() -> dict[str, Any]:
-                async with aiohttp.ClientSession() as session, session.get(url + "state") as resp:
-                    return await resp.json()
-            return asyncio.run(get())
-
+        city = RunningCity(port, accounts["hall-city"], f"sqlite:///{tmp_path / 'h.db'}")
+        state = city.state
         view = wait_until(lambda: (v := state())["tiles"] and v, 10, "the retained summary")
         assert [t["hall"] for t in view["tiles"]] == ["h1"], "h1's write to h2's prefix was denied"
         assert view["tiles"][0]["waiting"] == 5 and view["tiles"][0]["online"] is True
@@ -269,8 +281,7 @@ def test_hall_city_over_a_real_mosquitto_with_the_demo_accounts(tmp_path: Path):
 
         view = wait_until(h2_offline, 10, "h2's last will")
         assert view["tiles"][0]["hall"] == "h2" and view["tiles"][0]["reasons"][0] == "离线"
-        stop_holder["loop"].call_soon_threadsafe(stop_holder["stop"].set)
-        thread.join(10)
+        city.stop()
     finally:
         h1.mqtt.loop_stop()
         broker.stop()
