@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from hall_controller.bus.broker import EmbeddedBroker
+from hall_controller.bus.city_accounts import HALL_CITY, CityCredentialStore, write_city_mosquitto_config
 from hall_controller.bus.credentials import CredentialStore
 from hall_controller.clock import ManualClock
 from hall_controller.config import ConfigError, parse_config
@@ -44,6 +45,7 @@ from tests.harness import (
 
 DISTRICT = "310101"
 CITY_PASSWORD = "city-secret-pw-1"
+OBSERVER_PASSWORD = "hall-city-pw-1"
 needs_mosquitto = pytest.mark.skipif(not have_mosquitto(), reason="no mosquitto binary")
 
 
@@ -67,14 +69,21 @@ def write_password(folder: Path) -> None:
 
 
 class CityMosquitto(Mosquitto):
-    """The city broker: a private Mosquitto that keeps sessions and retained messages across a restart
-    (persistence on), so a WAN cut is the broker stopping and starting again on the same port."""
+    """The city broker as `hallctl city-credentials mosquitto` configures it (passwords and the ACL: the
+    hall writes only under its own prefix, the observer is the read-only `hall-city` account), with
+    persistence on so that sessions and retained messages outlive a restart: a WAN cut is the broker
+    stopping and starting again on the same port."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, halls: tuple[str, ...] = ("demo",)) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        super().__init__(workdir, f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                                  f"persistence_location {workdir}/\nautosave_interval 1\n")
+        accounts = CityCredentialStore(workdir / "accounts.yaml", iterations=FAST_HASH)
+        for hall in halls:
+            accounts.add_hall(hall, DISTRICT, CITY_PASSWORD)
+        accounts.add_service(HALL_CITY, OBSERVER_PASSWORD)
+        files = write_city_mosquitto_config(workdir / "mqtt", accounts, port=self.port, bind_address="127.0.0.1")
+        super().__init__(workdir, files.conf_file.read_text() + f"persistence true\npersistence_location {workdir}/\n"
+                                                                 "autosave_interval 1\n")
 
     def start(self) -> None:  # type: ignore[override]
         super().start(self.port)
@@ -84,7 +93,7 @@ class Observer:
     """hall-city's stand-in: a persistent session on `city/#` at QoS 1 that keeps every message with
     its QoS and retain flag (and gets what was queued for it while the broker was away)."""
 
-    def __init__(self, port: int, username: str = "observer", password: str = "x") -> None:
+    def __init__(self, port: int, username: str = HALL_CITY, password: str = OBSERVER_PASSWORD) -> None:
         self.messages: list[tuple[str, dict[str, Any], int, bool, bytes]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv311,
@@ -240,6 +249,35 @@ def test_alerts_commit_with_their_event_and_devices_offline_over_five_minutes(tm
         hall.close()
 
 
+def test_an_overdue_visit_and_a_dead_letter_are_queued(tmp_path: Path):
+    folder = tmp_path / "hall"
+    folder.mkdir()
+    write_password(folder)
+    hall = Hall(folder, mutate=with_city(free_port()), clock=ManualClock(MONDAY), daemon=False)
+    try:
+        hall.run(window(3), "login", staff_id="S003", pin=PIN)
+        number = hall.issue()
+        hall.run(window(3), "call_next")
+        hall.run(window(3), "start")
+        hall.clock.advance(minutes=29)
+        hall.service.tick()
+        assert queue_rows(hall) == []                  # the warning is the hall's own business
+        hall.clock.advance(minutes=1)
+        hall.service.tick()
+        hall.clock.advance(minutes=5)
+        hall.service.tick()
+        rows = queue_rows(hall)
+        assert [r["type"] for r in rows] == ["overdue_visit"]
+        overdue = json.loads(rows[0]["payload"])
+        assert overdue["ticket"] == {"number": number, "service": "consult", "window": 3} and overdue["minutes"] == 30
+        hall.service.supervisor_alert("upstream_dead_letter", {"kind": "service_record", "record_key": "k-1",
+                                                               "attempts": 3, "error": "400"})
+        dead = json.loads(queue_rows(hall)[-1]["payload"])
+        assert (dead["type"], dead["record"]) == ("dead_letter", "k-1")
+    finally:
+        hall.close()
+
+
 def test_a_hall_without_city_queues_nothing(tmp_path: Path):
     hall = Hall(tmp_path, mutate=no_devices, clock=ManualClock(MONDAY), daemon=False)
     try:
@@ -326,7 +364,7 @@ def test_summary_and_alerts_reach_the_city_mosquitto(tmp_path: Path, city: CityM
         hall.close()
         observer.close()
     # a clean stop says offline itself (retained)
-    late = Observer(city.port, "late-observer")
+    late = Observer(city.port)
     try:
         wait_until(lambda: late.latest("online") is not None, 5, "retained online")
         assert late.latest("online")["online"] is False and "will" not in late.latest("online")
