@@ -47,7 +47,7 @@ class CityHub:
         self.clock = clock
         self.tz = tz
         self.history = history
-        self.push_s = push_s
+        self.push_s = self.min_push_s = push_s
         self.title = title
         self.state = CityState()
         self.city = View()
@@ -125,7 +125,11 @@ class CityHub:
     def push(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, set()
+        started = time.perf_counter()
         self._render(self.city, self.city_payload())
+        # a city of thousands of halls takes a while to render: push no more often than it leaves the
+        # loop two thirds of its time for the messages
+        self.push_s = max(self.min_push_s, 2 * (time.perf_counter() - started))
         for key in dirty:
             view = self.halls.get(key)
             if view is not None and view.streams:

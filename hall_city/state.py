@@ -266,8 +266,15 @@ class CityState:
 
     # ------------------------------------------------------------------ what the page shows
 
-    def attention(self, hall: Hall, now: datetime) -> list[tuple[int, str]]:
-        """Why this hall needs attention, most urgent first (empty: all is well)."""
+    def _by_hall(self) -> dict[str, list[BadRating]]:
+        by_hall: dict[str, list[BadRating]] = {}
+        for rating in self.ratings.values():
+            by_hall.setdefault(rating.key, []).append(rating)
+        return by_hall
+
+    def attention(self, hall: Hall, now: datetime, ratings: list[BadRating] | None = None) -> list[tuple[int, str]]:
+        """Why this hall needs attention, most urgent first (empty: all is well). `ratings`: the hall's
+        open 差评 when the caller has them (a whole-city view indexes them once)."""
         reasons: list[tuple[int, str]] = []
         if hall.online is False:
             reasons.append((OFFLINE, "离线"))
@@ -275,7 +282,8 @@ class CityState:
             reasons.append((BAD_DATA, "数据异常"))
         if hall.skew_s is not None:
             reasons.append((CLOCK_OFF, f"时钟偏差 {_minutes_text(hall.skew_s)}"))
-        ratings = [r for r in self.ratings.values() if r.key == hall.key]
+        if ratings is None:
+            ratings = [r for r in self.ratings.values() if r.key == hall.key]
         overdue = sum(1 for r in ratings if rating_status(r, now) == "red")
         if overdue:
             reasons.append((RATING_OVERDUE, f"差评超时 {overdue}"))
@@ -293,8 +301,10 @@ class CityState:
             reasons.append((UNKNOWN, "尚无数据"))
         return reasons
 
-    def tile(self, hall: Hall, now: datetime) -> dict[str, Any]:
-        reasons = self.attention(hall, now)
+    def tile(self, hall: Hall, now: datetime, ratings: list[BadRating] | None = None) -> dict[str, Any]:
+        if ratings is None:
+            ratings = [r for r in self.ratings.values() if r.key == hall.key]
+        reasons = self.attention(hall, now, ratings)
         first = reasons[0][0] if reasons else 99
         summary = hall.summary or {}
         counts, windows, wait = summary.get("counts") or {}, summary.get("windows") or {}, summary.get("wait_today") or {}
@@ -305,21 +315,25 @@ class CityState:
                 "waiting": _waiting(summary), "issued": counts.get("issued"), "served": counts.get("served"),
                 "windows": f"{windows.get('staffed', 0)}/{windows.get('total', 0)}" if windows else "",
                 "median_s": wait.get("median_s"), "p90_s": wait.get("p90_s"), "oldest_s": _oldest_wait(summary),
-                "bad_open": sum(1 for r in self.ratings.values() if r.key == hall.key)}
+                "bad_open": len(ratings)}
 
     def city_view(self, now: datetime, tz: tzinfo = DEFAULT_TZ) -> dict[str, Any]:
-        tiles = sorted((self.tile(h, now) for h in self.halls.values()), key=lambda t: (t["rank"], t["name"]))
-        return {"totals": self.totals(now), "tiles": tiles, "ratings": self.rating_rows(now, tz)}
+        by_hall = self._by_hall()
+        tiles = sorted((self.tile(h, now, by_hall.get(h.key, [])) for h in self.halls.values()),
+                       key=lambda t: (t["rank"], t["name"]))
+        return {"totals": self.totals(now, tiles), "tiles": tiles, "ratings": self.rating_rows(now, tz)}
 
-    def totals(self, now: datetime) -> dict[str, Any]:
+    def totals(self, now: datetime, tiles: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        if tiles is None:
+            by_hall = self._by_hall()
+            tiles = [self.tile(h, now, by_hall.get(h.key, [])) for h in self.halls.values()]
         summaries = [h.summary for h in self.halls.values() if h.summary is not None]
         served = [(s["wait_today"].get("median_s"), s["counts"]["served"]) for s in summaries]
         weight = sum(n for m, n in served if m is not None)
         median = sum(m * n for m, n in served if m is not None) / weight if weight else None
         oldest = [w for w in (_oldest_wait(s) for s in summaries) if w is not None]
         return {"halls": len(self.halls), "online": sum(1 for h in self.halls.values() if h.online),
-                "attention": sum(1 for h in self.halls.values() if self.attention(h, now)
-                                 and self.attention(h, now)[0][0] <= RED_UP_TO),
+                "attention": sum(1 for t in tiles if t["rank"] <= RED_UP_TO),
                 "waiting": sum(_waiting(s) for s in summaries),
                 "issued": sum(s["counts"]["issued"] for s in summaries),
                 "served": sum(s["counts"]["served"] for s in summaries),
