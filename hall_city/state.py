@@ -290,8 +290,9 @@ class CityState:
         oldest = _oldest_wait(hall.summary)
         if oldest is not None and oldest >= LONG_WAIT_S:
             reasons.append((LONG_WAIT, f"最长等候 {int(oldest // 60)} 分钟"))
-        if ratings and len(ratings) > overdue:
-            reasons.append((RATING_OPEN, f"待处理差评 {len(ratings) - overdue}"))
+        open_count = _open_count(hall, ratings)
+        if open_count > overdue:
+            reasons.append((RATING_OPEN, f"待处理差评 {open_count - overdue}"))
         summary = hall.summary or {}
         if summary.get("devices_offline"):
             reasons.append((DEVICES, f"设备离线 {len(summary['devices_offline'])}"))
@@ -315,7 +316,7 @@ class CityState:
                 "waiting": _waiting(summary), "issued": counts.get("issued"), "served": counts.get("served"),
                 "windows": f"{windows.get('staffed', 0)}/{windows.get('total', 0)}" if windows else "",
                 "median_s": wait.get("median_s"), "p90_s": wait.get("p90_s"), "oldest_s": _oldest_wait(summary),
-                "bad_open": len(ratings)}
+                "bad_open": _open_count(hall, ratings)}
 
     def city_view(self, now: datetime, tz: tzinfo = DEFAULT_TZ) -> dict[str, Any]:
         by_hall = self._by_hall()
@@ -339,7 +340,7 @@ class CityState:
                 "served": sum(s["counts"]["served"] for s in summaries),
                 "left": sum(s["counts"]["left"] for s in summaries),
                 "median_s": median, "oldest_s": max(oldest) if oldest else None,
-                "bad": sum(s["ratings"]["bad"] for s in summaries), "bad_open": len(self.ratings),
+                "bad": sum(s["ratings"]["bad"] for s in summaries), "bad_open": sum(t["bad_open"] for t in tiles),
                 "bad_overdue": sum(1 for r in self.ratings.values() if rating_status(r, now) == "red")}
 
     def rating_rows(self, now: datetime, tz: tzinfo = DEFAULT_TZ, key: str | None = None) -> list[dict[str, Any]]:
@@ -371,6 +372,13 @@ class CityState:
                 "at": hall.summary_at.astimezone(tz).strftime("%H:%M:%S") if hall.summary_at else None,
                 "skew_s": hall.skew_s, "ratings": self.rating_rows(now, tz, key),
                 "recent": [{"type": a["type"], "at": _short(a["at"], tz)} for a in hall.recent]}
+
+
+def _open_count(hall: Hall, ratings: list[BadRating]) -> int:
+    """The hall's open 差评: those we hold, or the summary's count when it says more (alerts are not
+    retained: a 差评 raised before hall-city's session existed is known only by the count)."""
+    counted = ((hall.summary or {}).get("ratings") or {}).get("bad_open") or 0
+    return max(len(ratings), int(counted))
 
 
 def rating_status(rating: BadRating, now: datetime) -> str:

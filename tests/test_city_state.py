@@ -26,7 +26,7 @@ def summary(hall: str = "h1", *, at: datetime | str = NOW, waiting: int = 3, old
                          {"code": "B", "name": "公证", "prefix": "B", "waiting": 0, "oldest_wait_s": None}],
             "wait_today": {"median_s": 300.0, "p90_s": 900.0},
             "counts": {"issued": 50, "served": 40, "left": 2, "no_show": 1},
-            "ratings": {"count": 20, "good": 19, "bad": 1, "bad_open": 1},
+            "ratings": {"count": 20, "good": 19, "bad": 1, "bad_open": 0},
             "devices_offline": [], "outbox": {"pending": 0, "dead": 0}}
     data.update(extra)
     return data
@@ -213,3 +213,13 @@ def test_the_hall_view_has_services_devices_and_recent_alerts_without_personal_d
     assert city.hall_view("310101/none", NOW) is None
     before = copy.deepcopy(city.city_view(NOW))
     assert city.apply(topic("h1", "alert/bad_rating"), bad_rating("a-1"), NOW) is None and city.city_view(NOW) == before
+
+
+def test_open_bad_ratings_known_only_by_the_summary_count_still_show():
+    """A 差评 raised before hall-city's session existed never comes as an alert; the summary counts it."""
+    city = CityState()
+    city.apply(topic("h1", "summary"), raw(summary(ratings={"count": 9, "good": 7, "bad": 2, "bad_open": 2})), NOW)
+    tile = city.tile(city.halls[f"{D}/h1"], NOW)
+    assert tile["bad_open"] == 2 and tile["reasons"] == ["待处理差评 2"] and tile["level"] == "amber"
+    city.apply(topic("h1", "alert/bad_rating"), bad_rating("a-1"), NOW)
+    assert city.tile(city.halls[f"{D}/h1"], NOW)["bad_open"] == 2 and city.totals(NOW)["bad_open"] == 2
