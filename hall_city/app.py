@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from hall_controller.bus.tls import TlsSetupError
@@ -59,6 +60,11 @@ async def serve(options: Options, *, clock: Clock | None = None, stop: asyncio.E
     hub = CityHub(clock, tz=ZoneInfo(options.tz), history=history, title=options.title)
     await hub.start()
     if history is not None:
+        try:
+            hub.restore(await asyncio.get_running_loop().run_in_executor(None, history.load_open_ratings))
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("hall-city: the open 差评 could not be read from the database (%s); they show again "
+                        "as their halls' summaries count them", type(exc).__name__)
         history.start()
     try:
         bus = CityBus(options.endpoint, hub.from_thread, hub.set_connected)

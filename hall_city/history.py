@@ -46,6 +46,17 @@ history = sa.Table(
 )
 
 
+# The open 差评 as their alerts came (topic and payload), so a restarted hall-city shows them with their
+# clocks: alerts are not retained, and the broker's session holds only what was not yet delivered.
+open_ratings = sa.Table(
+    "city_open_ratings", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("topic", sa.String(200), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("contacted", sa.LargeBinary),          # the bad_rating_resolved (contact) payload, if any
+)
+
+
 def bucket_of(when: datetime) -> datetime:
     """The start of the 5-minute bucket `when` falls in."""
     return when.replace(minute=when.minute - when.minute % 5, second=0, microsecond=0)
@@ -74,6 +85,7 @@ class History:
         self.available = False
         self.engine = sa.create_engine(url, pool_pre_ping=True, **_engine_options(url))
         self._pending: dict[tuple[str, str, datetime], dict[str, Any]] = {}
+        self._rating_ops: list[tuple[str, str, str, bytes]] = []     # (op, id, topic, payload) in order
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -102,6 +114,20 @@ class History:
                 return
             self._pending[key] = row
 
+    def rating(self, op: str, alert_id: str, topic: str, payload: bytes) -> None:
+        """Keep an open 差评 across restarts: op `raised`, `contacted` or `closed` (written by the thread)."""
+        with self._lock:
+            if len(self._rating_ops) < MAX_PENDING:
+                self._rating_ops.append((op, alert_id, topic, payload))
+
+    def load_open_ratings(self) -> list[tuple[str, bytes, bytes | None]]:
+        """(topic, payload, contact payload) of every open 差评 kept; SQLAlchemyError when the database is down."""
+        metadata.create_all(self.engine)
+        self._created = True
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(open_ratings.c.topic, open_ratings.c.payload, open_ratings.c.contacted))
+            return [(r.topic, bytes(r.payload), bytes(r.contacted) if r.contacted is not None else None) for r in rows]
+
     def flush_now(self) -> None:
         """Ask the thread to write at once (tests, shutdown)."""
         self._wake.set()
@@ -117,13 +143,17 @@ class History:
     def _flush(self) -> None:
         with self._lock:
             rows, self._pending = list(self._pending.values()), {}
+            ops, self._rating_ops = self._rating_ops, []
         try:
             if not self._created:
                 metadata.create_all(self.engine)
                 self._created = True
-            if rows:
+            if rows or ops:
                 with self.engine.begin() as conn:
-                    conn.execute(self._upsert(), rows)
+                    if rows:
+                        conn.execute(self._upsert(), rows)
+                    for op, alert_id, topic, payload in ops:
+                        self._rating_op(conn, op, alert_id, topic, payload)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("city history: the database %s is unavailable (%s); %d rows wait",
                         redact_url(self.url), type(exc).__name__, len(rows))
@@ -131,9 +161,21 @@ class History:
             with self._lock:
                 for row in rows:        # newer rows of the same bucket win
                     self._pending.setdefault((row["district"], row["hall"], row["bucket"]), row)
+                self._rating_ops[:0] = ops
             self._set(False)
             return
         self._set(True)
+
+    @staticmethod
+    def _rating_op(conn: Any, op: str, alert_id: str, topic: str, payload: bytes) -> None:
+        table = open_ratings
+        if op == "raised":
+            if conn.execute(sa.select(table.c.id).where(table.c.id == alert_id)).first() is None:
+                conn.execute(table.insert().values(id=alert_id, topic=topic, payload=payload))
+        elif op == "contacted":
+            conn.execute(table.update().where(table.c.id == alert_id).values(contacted=payload))
+        else:
+            conn.execute(table.delete().where(table.c.id == alert_id))
 
     def _upsert(self) -> Any:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite

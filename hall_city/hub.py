@@ -109,10 +109,33 @@ class CityHub:
         if key is None:
             return
         hall = self.state.halls[key]
+        if self.history is not None and "/alert/bad_rating" in topic:
+            self._keep_rating(topic, payload)
         if self.history is not None and topic.endswith("/summary") and hall.summary is not None \
                 and hall.received_at is not None and not hall.bad_data:
             self.history.record(hall.district, hall.hall_id, hall.summary, hall.online)
         self.mark(key)
+
+    def _keep_rating(self, topic: str, payload: bytes) -> None:
+        """Hand an open 差评's change to the database (the reducer accepted the alert: it is well formed)."""
+        assert self.history is not None
+        data = orjson.loads(payload)        # the reducer took it: JSON with an id
+        if topic.endswith("/alert/bad_rating"):
+            if data["id"] in self.state.ratings:
+                self.history.rating("raised", data["id"], topic, payload)
+        elif isinstance(data.get("ref"), str) and data.get("note_kind") in ("contact", "fix"):
+            op = "contacted" if data["note_kind"] == "contact" else "closed"
+            self.history.rating(op, data["ref"], topic, payload)
+
+    def restore(self, kept: list[tuple[str, bytes, bytes | None]]) -> None:
+        """The open 差评 kept in the database, applied before any live message (a restart)."""
+        for topic, payload, contacted in kept:
+            self.state.apply(topic, payload, self.clock.now())
+            if contacted is not None:
+                contact_topic = topic.rsplit("/", 1)[0] + "/bad_rating_resolved"
+                self.state.apply(contact_topic, contacted, self.clock.now())
+        log.info("city: %d open 差评 restored from the database", len(kept))
+        self.mark(None)
 
     def mark(self, key: str | None) -> None:
         """Something changed (`key`'s hall, or the whole page): push within push_s."""

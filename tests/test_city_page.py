@@ -12,7 +12,7 @@ import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,41 @@ def test_history_in_postgresql_and_the_live_page_when_it_is_down(pg_url, pg_allo
             rows = await _history_rows(client, lambda h: len(h["rows"]) == 3)
             assert [r["waiting"] for r in rows] == [2, 4, 8]
     run(go())
+
+
+def test_open_bad_ratings_outlive_a_restart_of_hall_city(tmp_path: Path):
+    """Alerts are not retained: the open 差评 (and a recorded contact) come back from the database."""
+    db = f"sqlite:///{tmp_path / 'city.db'}"
+
+    async def session(*messages: tuple[str, bytes]) -> dict[str, Any]:
+        clock = ManualClock(NOW + timedelta(minutes=30))
+        history = History(db, clock, flush_s=0.1)
+        hub = CityHub(clock, history=history, push_s=0.01)
+        await hub.start()
+        hub.restore(history.load_open_ratings())
+        history.start()
+        for name, payload in messages:
+            hub.on_message(name, payload)
+        view = hub.city_payload()
+        history.flush_now()
+        await hub.stop()
+        await asyncio.get_running_loop().run_in_executor(None, history.stop)
+        return view
+
+    contact = json.dumps({"id": "r-1", "type": "bad_rating_resolved", "at": NOW.isoformat(), "ref": "a-1",
+                          "note_kind": "contact", "resolved_at": (NOW + timedelta(minutes=20)).isoformat()}).encode()
+    fix = json.dumps({"id": "r-2", "type": "bad_rating_resolved", "at": NOW.isoformat(), "ref": "a-2",
+                      "note_kind": "fix", "resolved_at": NOW.isoformat()}).encode()
+    first = run(session((topic("h1", "alert/bad_rating"), bad_rating("a-1")),
+                        (topic("h1", "alert/bad_rating"), bad_rating("a-2")),
+                        (topic("h1", "alert/bad_rating_resolved"), contact)))
+    assert sorted(r["id"] for r in first["ratings"]) == ["a-1", "a-2"]
+    second = run(session((topic("h1", "alert/bad_rating_resolved"), fix),
+                         (topic("h1", "alert/bad_rating"), bad_rating("a-1"))))   # a late redelivery: still once
+    assert sorted(r["id"] for r in second["ratings"]) == ["a-1"]
+    assert second["ratings"][0]["contact"] == {"state": "done", "text": "已联系 10:20"}
+    third = run(session())
+    assert [r["id"] for r in third["ratings"]] == ["a-1"] and third["ratings"][0]["contact"]["state"] == "done"
 
 
 async def _history_rows(client: TestClient, predicate: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
