@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -41,12 +42,14 @@ EXTERNAL = re.compile(r"(?:https?:)?//[A-Za-z0-9.-]+")
 class RunningCity:
     """`hall_city.app.serve` on its own thread and loop (as the command runs it), on a free port."""
 
-    def __init__(self, port: int, password: str, db: str | None = None, clock: Any = None) -> None:
+    def __init__(self, port: int, password: str, db: str | None = None, clock: Any = None,
+                 options: Options | None = None) -> None:
         self.ready = threading.Event()
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        options = Options(MqttEndpoint("127.0.0.1", port).with_login("hall-city", password), ("127.0.0.1", 0), db)
+        options = options or Options(MqttEndpoint("127.0.0.1", port).with_login("hall-city", password),
+                                     ("127.0.0.1", 0), db)
 
         async def main() -> None:
             self._stop, self._loop = asyncio.Event(), asyncio.get_running_loop()
@@ -319,4 +322,39 @@ def test_hall_city_over_a_real_mosquitto_with_the_demo_accounts(tmp_path: Path):
         city.stop()
     finally:
         h1.mqtt.loop_stop()
+        broker.stop()
+
+
+@pytest.mark.mosquitto
+@pytest.mark.skipif(not have_mosquitto(), reason="no mosquitto binary")
+def test_hall_city_over_mqtts_checks_the_city_ca(tmp_path: Path):
+    """--mqtt-url mqtts://… --ca: the broker's certificate is checked against the city CA; another CA is refused."""
+    from hall_controller.bus.tls import ensure_hall_ca
+
+    files = ensure_hall_ca(tmp_path / "city-tls", "市公共法律服务中心", ["localhost"], ["127.0.0.1"])
+    other = ensure_hall_ca(tmp_path / "other-tls", "别的中心", ["localhost"], ["127.0.0.1"])
+    plain, tls = free_port(), free_port()
+    broker = Mosquitto(tmp_path, f"listener {plain} 127.0.0.1\nallow_anonymous true\n"
+                                 f"listener {tls} 127.0.0.1\nallow_anonymous true\ncafile {files.ca_cert}\n"
+                                 f"certfile {files.server_cert}\nkeyfile {files.server_key}\n")
+    broker.start(plain, tls)
+    (tmp_path / "pw").write_text("unused\n")
+    hall = RawClient(plain, "h1", "x")
+    cities: list[RunningCity] = []
+    try:
+        assert hall.connect()
+        hall.publish(topic("h1", "summary"), raw(summary("h1", waiting=4)), retain=True)
+        for ca in (files.ca_cert, other.ca_cert):
+            args = cli.parse_args(["--mqtt-url", f"mqtts://localhost:{tls}", "--ca", str(ca), "--password-file",
+                                   str(tmp_path / "pw"), "--listen", "127.0.0.1:0"])
+            cities.append(RunningCity(0, "", options=cli.options_from_args(args)))
+        good, wrong = cities
+        assert wait_until(lambda: good.state()["tiles"], 10, "the summary over TLS")[0]["waiting"] == 4
+        assert good.state()["broker"] is True
+        time.sleep(1.5)                     # the wrong CA's handshakes keep failing
+        assert wrong.state()["tiles"] == [] and wrong.state()["broker"] is False
+    finally:
+        for city in cities:
+            city.stop()
+        hall.close()
         broker.stop()
