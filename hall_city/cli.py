@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timezone", default="Asia/Shanghai", help="the city's time zone (default %(default)s)")
     parser.add_argument("--title", default="", help="the page title (default 全市公共法律服务大厅 实时监控)")
     parser.add_argument("--demo", action="store_true", help="run a city broker, three demo halls and the page")
+    parser.add_argument("--simulated-halls", action="store_true",
+                        help="with --demo: simulated halls (MQTT clients) instead of three real hall daemons")
     parser.add_argument("--demo-dir", default="city-demo", help="where --demo keeps its files (default %(default)s)")
     parser.add_argument("--log-level", default=os.environ.get("HALL_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)

@@ -1,5 +1,6 @@
 """`hall-city --demo`: a city broker (Mosquitto, with one account per hall and the ACL of `hallctl
-city-credentials`),
+city-credentials`), three real hall daemons reporting to it (demo_halls.py; `--simulated-halls`: three
+simulated ones instead, below),
 three simulated halls publishing contract-shaped summaries and one 差评, and the page — on one PC.
 
 The simulated halls stand in for real hall daemons' uplinks: each is one MQTT client with the hall's
@@ -37,6 +38,8 @@ from hall_controller.bus.city_accounts import (
 from hall_controller.bus.credentials import write_private
 from hall_controller.bus.url import MqttEndpoint
 from hall_controller.clock import Clock, SystemClock
+
+from .demo_halls import RealHall, Traffic, wait_port
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,58 @@ class DemoHall:
         self.client.loop_stop()
 
 
+class _Halls:
+    """The demo's three halls, started once hall-city is subscribed: real daemons or simulated clients."""
+
+    def __init__(self, directory: Path, port: int, accounts: dict[str, str], clock: Clock, simulated: bool) -> None:
+        self.directory, self.port, self.accounts, self.clock = directory, port, accounts, clock
+        self.simulated = simulated
+        self.endpoint = MqttEndpoint("127.0.0.1", port)
+        self.fake: list[DemoHall] = []
+        self.real: list[RealHall] = []
+        self.stopping = threading.Event()
+
+    def start(self, url: str) -> None:
+        threading.Thread(target=self._run, args=(url,), name="demo-halls", daemon=True).start()
+
+    def _run(self, url: str) -> None:
+        _wait_subscribed(url)           # alerts are not retained: hall-city's session must exist first
+        if self.simulated:
+            self._run_simulated()
+        else:
+            self._run_real()
+
+    def _run_real(self) -> None:
+        for h, name, code in HALLS:
+            username = hall_username(DISTRICT, h)
+            real = RealHall(self.directory / h, h, name, code, DISTRICT, self.port, username, self.accounts[username])
+            self.real.append(real)
+            real.start()
+        for i, real in enumerate(self.real):
+            wait_port(real.port)
+            threading.Thread(target=Traffic(real, self.stopping, bad_first=i == 1, seed=i).run,
+                             name=f"demo-traffic-{real.hall}", daemon=True).start()
+        print(f"hall-city demo: 三个大厅已启动（{', '.join(str(r.folder) for r in self.real)}）", flush=True)
+
+    def _run_simulated(self) -> None:
+        self.fake.extend(DemoHall(self.endpoint, h, name, code, self.accounts[hall_username(DISTRICT, h)], self.clock)
+                         for h, name, code in HALLS)
+        for hall in self.fake:
+            hall.online()
+            hall.tick()
+        self.fake[1].bad_rating(minutes_ago=50)       # contact due in 10 min: amber on the page
+        while not self.stopping.wait(3.0):
+            for hall in self.fake:
+                hall.tick()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for hall in self.fake:
+            hall.stop()
+        for real in self.real:
+            real.stop()
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """Start the broker, the halls and the page; run until Ctrl-C."""
     from .app import Options, serve, split_hostport
@@ -151,34 +206,15 @@ def run_demo(args: argparse.Namespace) -> int:
     broker = subprocess.Popen([MOSQUITTO if os.access(MOSQUITTO, os.X_OK) else "mosquitto", "-c", str(conf)],
                               stdout=log_file, stderr=log_file)
     clock = SystemClock()
-    halls: list[DemoHall] = []
-    stop_halls = threading.Event()
+    halls = _Halls(directory, port, accounts, clock, args.simulated_halls)
     try:
         _wait_listening(port, broker)
-        endpoint = MqttEndpoint("127.0.0.1", port)
         print(f"hall-city demo: 市级消息服务器 mqtt://127.0.0.1:{port}（账号与 ACL 在 {directory}）", flush=True)
-        def start_halls(url: str) -> None:
-            threading.Thread(target=run_halls, args=(url,), name="demo-halls", daemon=True).start()
-
-        def run_halls(url: str) -> None:
-            _wait_subscribed(url)           # alerts are not retained: hall-city's session must exist first
-            halls.extend(DemoHall(endpoint, h, name, code, accounts[hall_username(DISTRICT, h)], clock)
-                         for h, name, code in HALLS)
-            for hall in halls:
-                hall.online()
-                hall.tick()
-            halls[1].bad_rating(minutes_ago=50)       # contact due in 10 min: amber on the page
-            while not stop_halls.wait(3.0):
-                for hall in halls:
-                    hall.tick()
-
-        options = Options(endpoint.with_login(HALL_CITY, accounts[HALL_CITY]), split_hostport(args.listen),
+        options = Options(halls.endpoint.with_login(HALL_CITY, accounts[HALL_CITY]), split_hostport(args.listen),
                           args.db or f"sqlite:///{directory / 'city-history.db'}", args.timezone, args.title)
-        return asyncio.run(serve(options, clock=clock, on_ready=start_halls))
+        return asyncio.run(serve(options, clock=clock, on_ready=halls.start))
     finally:
-        stop_halls.set()
-        for hall in halls:
-            hall.stop()
+        halls.stop()
         broker.terminate()
         broker.wait(5)
         log_file.close()

@@ -353,7 +353,7 @@ class CityState:
                 else _clock(r.raised_at, r.contact_by, now)
             fix = _clock(r.raised_at, r.fix_by, now) if r.fix_by else ("none", "—")
             rows.append({"id": r.id, "key": r.key, "hall": hall.name if hall and hall.name else r.key,
-                         "number": r.number, "service": r.service, "window": r.window, "score": r.score,
+                         "number": r.number, "service": _service_name(hall, r.service), "window": r.window, "score": r.score,
                          "raised": r.raised_at.astimezone(tz).strftime("%m-%d %H:%M"),
                          "contact": {"state": contact[0], "text": contact[1]},
                          "fix": {"state": fix[0], "text": fix[1]}, "status": rating_status(r, now)})
@@ -372,6 +372,14 @@ class CityState:
                 "at": hall.summary_at.astimezone(tz).strftime("%H:%M:%S") if hall.summary_at else None,
                 "skew_s": hall.skew_s, "ratings": self.rating_rows(now, tz, key),
                 "recent": [{"type": a["type"], "at": _short(a["at"], tz)} for a in hall.recent]}
+
+
+def _service_name(hall: Hall | None, code: str) -> str:
+    """The service's name from the hall's summary (alerts may name it by code)."""
+    for service in ((hall.summary or {}).get("services") or []) if hall is not None else []:
+        if service.get("code") == code and service.get("name"):
+            return str(service["name"])
+    return code
 
 
 def _open_count(hall: Hall, ratings: list[BadRating]) -> int:

@@ -210,9 +210,13 @@ def test_the_hall_view_has_services_devices_and_recent_alerts_without_personal_d
     assert view is not None and [s["code"] for s in view["services"]] == ["A", "B"]
     assert [a["type"] for a in view["recent"]] == ["device_offline", "bad_rating"] and view["recent"][0]["at"] == "10:00:00"
     assert view["ratings"][0]["number"] == "B017" and view["at"] == "10:00:00"
+    assert view["ratings"][0]["service"] == "法律援助"             # a name stays a name
+    city.apply(topic("h1", "alert/bad_rating"), raw({**json.loads(bad_rating("a-3")), "ticket": {
+        "number": "A002", "service": "A", "window": 1}}), NOW)
+    assert {r["number"]: r["service"] for r in city.rating_rows(NOW)}["A002"] == "法律咨询"   # a code gets its name
     assert city.hall_view("310101/none", NOW) is None
     before = copy.deepcopy(city.city_view(NOW))
-    assert city.apply(topic("h1", "alert/bad_rating"), bad_rating("a-1"), NOW) is None and city.city_view(NOW) == before
+    assert city.apply(topic("h1", "alert/bad_rating"), bad_rating("a-3"), NOW) is None and city.city_view(NOW) == before
 
 
 def test_open_bad_ratings_known_only_by_the_summary_count_still_show():
