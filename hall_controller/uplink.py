@@ -80,6 +80,7 @@ class CityUplink:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Any = None
         self._failing: set[str] = set()
+        self._where = ""                              # the broker's URL without a password, for the log
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> bool:
@@ -95,6 +96,7 @@ class CityUplink:
         except ValueError as exc:
             log.error("city uplink not started: %s. 请检查配置 city.url / city.password_file / city.ca", exc)
             return False
+        self._where = str(endpoint)
         client.username_pw_set(config.city_username, password)
         client.will_set(self.prefix + "online", _dumps({"online": False, "at": None, "will": True}), qos=1,
                         retain=True)
@@ -102,6 +104,7 @@ class CityUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_connect_fail = self._on_connect_fail
         self._mqtt = client
         self._unsubscribe = self.service.subscribe(self._on_events, batch=True)
         client.connect_async(endpoint.host, endpoint.port, KEEPALIVE)
@@ -138,11 +141,20 @@ class CityUplink:
             log.error("city broker refused the hall (%s): 请核对 city.username 与密码文件 city.password_file", reason)
             return
         self.connected = True
+        self._failing.discard("connect")
         log.info("city uplink connected (session %s)", "kept" if flags.session_present else "new")
         client.publish(self.prefix + "online", _dumps({"online": True, "at": iso(self.clock.now()),
                                                        "version": self.version}), qos=1, retain=True)
         self._dirty, self._last_key = True, None      # the summary again, current
         self._wake.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        """The broker not reachable, or its certificate refused (paho retries on its backoff): said once
+        per outage, not at every retry."""
+        if "connect" not in self._failing:
+            self._failing.add("connect")
+            log.warning("city uplink cannot reach the city broker %s (WAN down, or its certificate not "
+                        "signed by city.ca); retrying, alerts wait in the database", self._where)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if self.connected and not self._stop.is_set():

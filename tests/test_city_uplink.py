@@ -528,3 +528,34 @@ def test_mqtts_to_the_city_broker_with_its_ca(tmp_path: Path):
         hall.close()
         observer.close()
         broker.stop()
+
+
+def test_a_city_broker_with_an_unknown_certificate_is_said_once_and_the_hall_serves_on(tmp_path: Path, caplog):
+    from hall_controller.bus.tls import ensure_hall_ca
+
+    files = ensure_hall_ca(tmp_path / "city-tls", "市公共法律服务中心", ["localhost"], ["127.0.0.1"])
+    other = ensure_hall_ca(tmp_path / "other-tls", "别的CA", ["localhost"], ["127.0.0.1"])
+    tls = free_port()
+    broker = Mosquitto(tmp_path, f"listener {tls} 127.0.0.1\nallow_anonymous true\ncafile {files.ca_cert}\n"
+                                 f"certfile {files.server_cert}\nkeyfile {files.server_key}\n")
+    broker.start(tls)
+    folder = tmp_path / "hall"
+    folder.mkdir()
+    write_password(folder)
+
+    def mutate(data: dict[str, Any]) -> None:
+        no_devices(data)
+        data["city"] = {**city_section(tls), "url": f"mqtts://localhost:{tls}", "ca": str(other.ca_cert)}
+
+    hall = Hall(folder, mutate=mutate, clock=ManualClock(MONDAY))
+    try:
+        wait_until(lambda: "city uplink cannot reach the city broker" in caplog.text, 10, "the warning")
+        started = time.monotonic()
+        rate_badly(hall)
+        assert time.monotonic() - started < 1.0 and not hall.daemon.uplink.connected
+        time.sleep(2.5)                                 # paho retried meanwhile: still one warning
+        assert caplog.text.count("city uplink cannot reach the city broker") == 1
+        assert [r["type"] for r in queue_rows(hall)] == ["bad_rating"]
+    finally:
+        hall.close()
+        broker.stop()
