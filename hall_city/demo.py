@@ -148,6 +148,7 @@ class _Halls:
         self.endpoint = MqttEndpoint("127.0.0.1", port)
         self.fake: list[DemoHall] = []
         self.real: list[RealHall] = []
+        self.traffic: list[threading.Thread] = []
         self.stopping = threading.Event()
 
     def start(self, url: str) -> None:
@@ -168,8 +169,10 @@ class _Halls:
             real.start()
         for i, real in enumerate(self.real):
             wait_port(real.port)
-            threading.Thread(target=Traffic(real, self.stopping, bad_first=i == 1, seed=i).run,
-                             name=f"demo-traffic-{real.hall}", daemon=True).start()
+            thread = threading.Thread(target=Traffic(real, self.stopping, bad_first=i == 1, seed=i).run,
+                                      name=f"demo-traffic-{real.hall}", daemon=True)
+            thread.start()
+            self.traffic.append(thread)
         print(f"hall-city demo: 三个大厅已启动（{', '.join(str(r.folder) for r in self.real)}）", flush=True)
 
     def _run_simulated(self) -> None:
@@ -187,6 +190,8 @@ class _Halls:
         self.stopping.set()
         for hall in self.fake:
             hall.stop()
+        for thread in self.traffic:
+            thread.join(10)
         for real in self.real:
             real.stop()
 

@@ -90,10 +90,12 @@ class Traffic:
         self.rng = random.Random(seed)
 
     def run(self) -> None:
+        clients: list[HallClient] = []
         try:
             kiosk = self.hall.client("kiosk-1", "kiosk")
             window = self.hall.client(f"window-{WINDOW}", "window", WINDOW)
             tablet = self.hall.client(f"tablet-{WINDOW}", "tablet", WINDOW)
+            clients += [kiosk, window, tablet]
             window.request("login", staff_id=STAFF, pin=PIN)
             for _ in range(4 + self.rng.randrange(6)):
                 kiosk.request("issue_ticket", service="consult")
@@ -104,6 +106,9 @@ class Traffic:
         except (BusError, OSError) as exc:
             if not self.stop.is_set():
                 log.warning("demo hall %s: traffic stopped (%s)", self.hall.hall, exc)
+        finally:
+            for client in clients:          # before the daemon stops: no reconnect warnings at the end
+                client.close()
 
     def _serve_one(self, window: HallClient, tablet: HallClient) -> None:
         called: dict[str, Any] = window.request("call_next").get("ticket") or {}
