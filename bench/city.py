@@ -1,8 +1,9 @@
 """City view at scale (issue 20): N simulated halls → a real Mosquitto → a real `hall-city` → its 大屏 SSE.
 
 Each simulated hall is a real paho client logging in with its own city account (`hallctl city-credentials`'
-store, via hall_city.demo.write_broker: one account per hall, the generated passwd/ACL/conf, Mosquitto
-started by the bench with `max_connections -1` and a raised fd limit). A hall publishes a retained `online`,
+store, CityCredentialStore: one account per hall, written once at the end; the passwd/ACL/conf of
+write_city_mosquitto_config, tuned as hall-city --demo does, plus `max_connections -1`; Mosquitto started by
+the bench with the fd limit raised to the hard limit). A hall publishes a retained `online`,
 a retained contract-shaped `summary` every `--interval` s (waiting counts that move; `counts.issued` is the
 hall's publish sequence number, which the 大屏's tile shows as `issued`), and a QoS 1 `alert/bad_rating`
 (a 差评 with a fresh uuid) every `--alert-every` s, first at a random phase. The halls are spread over
