@@ -22,7 +22,9 @@ hall-city and Mosquitto from /proc.
 Accounts use 101 PBKDF2 iterations (Mosquitto's own default) instead of the store's 20,000: hashing 5,000
 passwords at 20,000 would take the bench minutes and the broker as long to check them at connect.
 Loopback only, ephemeral ports, a temporary folder; it kills only the processes it started, by pid.
-Run: ``.venv/bin/python bench/city.py [--halls 500,5000] [--seconds 30]``.
+Run: ``.venv/bin/python bench/city.py [--halls 500,5000] [--seconds 30]``. As a soak of hall-city:
+``--halls 50 --seconds 1800``: it also prints hall-city's RSS start → end, errors logged and exit at SIGTERM,
+and exits 1 unless every run met its target and hall-city survived (tests/test_city_soak.py: the short form).
 """
 
 from __future__ import annotations
@@ -431,13 +433,37 @@ def start_hall_city(work: Path, port: int, password: str) -> tuple[subprocess.Po
 
 
 class Sampler:
+    """RSS of each process: the first sample, the last and the peak (a soak judges start → end)."""
+
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.peak = dict.fromkeys(pids, 0.0)
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
 
     def sample(self) -> None:
         for name, pid in self.pids.items():
-            self.peak[name] = max(self.peak[name], rss_mb(pid))
+            rss = rss_mb(pid)
+            self.first.setdefault(name, rss)
+            self.last[name] = rss
+            self.peak[name] = max(self.peak[name], rss)
+
+
+def soak_verdict(city: subprocess.Popen[str], log: Path, sampler: Sampler) -> bool:
+    """hall-city as a soak sees it: alive through the run, no error logged, a clean exit at SIGTERM,
+    RSS start → end."""
+    alive = city.poll() is None
+    city.terminate()
+    try:
+        code: int | None = city.wait(15)
+    except subprocess.TimeoutExpired:
+        code = None
+    text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    errors = sum(1 for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback"))
+    print(f"hall-city soak: alive through the run {'yes' if alive else 'NO'}, errors logged {errors}, exit at stop "
+          f"{code}, RSS start → end {sampler.first.get('hall-city', 0):.0f} → {sampler.last.get('hall-city', 0):.0f} MB",
+          flush=True)
+    return alive and errors == 0 and code == 0
 
 
 class BulkStore(CityCredentialStore):
@@ -475,7 +501,7 @@ def city_broker(work: Path, port: int, halls: list[str], passwords: dict[str, st
     return files.conf_file
 
 
-def run_one(n: int, args: argparse.Namespace) -> None:
+def run_one(n: int, args: argparse.Namespace) -> bool:
     work = Path(tempfile.mkdtemp(prefix=f"city-bench-{n}-"))
     procs: list[subprocess.Popen[Any]] = []
     workers: list[tuple[Any, Any]] = []
@@ -538,7 +564,8 @@ def run_one(n: int, args: argparse.Namespace) -> None:
         sampler.sample()
         health = get_json(url + "healthz")
         page.stop.set()
-        report(n, sent, alerts, published, acked, dropped, page, health, probe, cpu, sampler, key)
+        met = report(n, sent, alerts, published, acked, dropped, page, health, probe, cpu, sampler, key)
+        return soak_verdict(city, work / "hall-city.log", sampler) and met
     finally:
         stop_all(workers, procs)
         if not args.keep:
@@ -602,7 +629,7 @@ def stop_all(workers: list[tuple[Any, Any]], procs: list[subprocess.Popen[Any]])
 
 def report(n: int, sent: dict[str, list[tuple[int, float]]], alerts: list[tuple[str, float]], published: int,
            acked: int, dropped: int, page: PageWatcher, health: dict[str, Any], probe: Probe,
-           cpu: dict[str, float], sampler: Sampler, key: str) -> None:
+           cpu: dict[str, float], sampler: Sampler, key: str) -> bool:
     lat: list[float] = []
     missing = 0
     for hall, values in sent.items():
@@ -642,6 +669,7 @@ def report(n: int, sent: dict[str, list[tuple[int, float]]], alerts: list[tuple[
     ok = worst <= target and not lost
     print(f"target p99 ≤ {target:g} s, nothing lost: {'MET' if ok else 'NOT MET'} "
           f"(p99 over summaries and 差评 {ms(worst)}; lost {'none' if not lost else 'SOME'})", flush=True)
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -658,12 +686,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     raise_nofile()
     print(f"machine: {os.cpu_count()} CPUs, fd limit {resource.getrlimit(resource.RLIMIT_NOFILE)[1]}", flush=True)
+    failed = 0
     for n in (int(x) for x in args.halls.split(",")):
         try:
-            run_one(n, args)
+            failed += not run_one(n, args)
         except RuntimeError as exc:
             print(f"!! {n} halls: {exc}", flush=True)
-    return 0
+            failed += 1
+    return 1 if failed else 0      # 0 only when every run met its target and hall-city survived it (a soak)
 
 
 if __name__ == "__main__":
