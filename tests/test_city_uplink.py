@@ -366,7 +366,9 @@ def test_summary_and_alerts_reach_the_city_mosquitto(tmp_path: Path, city: CityM
     # a clean stop says offline itself (retained)
     late = Observer(city.port)
     try:
-        wait_until(lambda: late.latest("online") is not None, 5, "retained online")
+        # both retained messages, each on its own topic: they may arrive in either order
+        wait_until(lambda: late.latest("online") is not None and late.latest("summary") is not None, 5,
+                   "retained online and summary")
         assert late.latest("online")["online"] is False and "will" not in late.latest("online")
         assert late.latest("summary")["counts"]["issued"] == 21       # the retained summary stays
     finally:
