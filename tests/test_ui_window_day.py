@@ -74,7 +74,9 @@ def test_the_terminal_restarted_mid_day_lists_the_visits_finished_before_it(qtbo
         press(qtbot, first, "start")
         press(qtbot, first, "finish")
         first.forms["finish"].confirm.click()
-        qtbot.waitUntil(lambda: first.state.ticket is None and len(first.state.served) == 1, timeout=TIMEOUT)
+        # the finish event may update the state before the finish reply arrives: wait for the reply too
+        qtbot.waitUntil(lambda: first.state.ticket is None and len(first.state.served) == 1 and first.busy is None,
+                        timeout=TIMEOUT)
         assert first.message.text() == RATING_PROMPT and first.served_table.item(0, 4).text() == "待评价"
         a001 = first.state.served[0]
         tablet.request("rate", ticket=a001.ticket_id, score=4)
